@@ -1,0 +1,45 @@
+# LLM FinOps — `make run` starts the embedded product, `make test` runs the whole suite.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+SHARED_TIKTOKEN := $(abspath $(CURDIR)/../shared/data/tiktoken)
+export TIKTOKEN_CACHE_DIR ?= $(if $(wildcard $(SHARED_TIKTOKEN)),$(SHARED_TIKTOKEN),$(CURDIR)/var/tiktoken)
+PORT ?= 8000
+SIM_PORT ?= 9100
+
+.PHONY: install run test lint format bench migrate demo clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py load_demo --sim-url http://127.0.0.1:$(SIM_PORT)/v1
+
+run: demo
+	$(PY) manage.py run_embedded --port $(PORT) --sim-port $(SIM_PORT)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	$(PY) bench/gateway_overhead.py
+
+clean:
+	rm -rf $(VENV) var

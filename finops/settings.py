@@ -1,0 +1,248 @@
+"""Settings for LLM FinOps, read from the environment (django-environ).
+
+Every knob has a safe embedded default (SQLite under ``FINOPS_VAR_DIR``, no Redis, a
+filesystem Celery broker), except secrets when ``DEBUG`` is off: those fail loudly.
+Bad values raise ``ImproperlyConfigured`` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+
+def _typed(name: str, cast, default):
+    """Read one variable, naming it when its value cannot be parsed."""
+    try:
+        return env(name, cast=cast, default=default)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"{name}: invalid value {os.environ.get(name)!r} ({exc})") from exc
+
+
+DEBUG = _typed("DEBUG", bool, True)
+TESTING = _typed("FINOPS_TESTING", bool, False)
+
+VAR_DIR = Path(_typed("FINOPS_VAR_DIR", str, str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+_DEV_SECRET = "dev-insecure-secret-key-change-me"  # noqa: S105 - only ever used with DEBUG on
+_DEV_PEPPER = "dev-insecure-key-pepper-change-me"  # noqa: S105
+SECRET_KEY = _typed("SECRET_KEY", str, _DEV_SECRET if DEBUG else None)
+FINOPS_KEY_PEPPER = _typed("FINOPS_KEY_PEPPER", str, _DEV_PEPPER if DEBUG else None)
+if not DEBUG:
+    for _name, _value in (("SECRET_KEY", SECRET_KEY), ("FINOPS_KEY_PEPPER", FINOPS_KEY_PEPPER)):
+        if not _value or _value in (_DEV_SECRET, _DEV_PEPPER) or len(_value) < 32:
+            raise ImproperlyConfigured(
+                f"{_name} must be set to a random value of at least 32 characters when DEBUG is off"
+            )
+
+ALLOWED_HOSTS = _typed("ALLOWED_HOSTS", list, ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = _typed("CSRF_TRUSTED_ORIGINS", list, [])
+SITE_URL = _typed("SITE_URL", str, "http://127.0.0.1:8000").rstrip("/")
+if urlsplit(SITE_URL).scheme not in ("http", "https"):
+    raise ImproperlyConfigured(f"SITE_URL: must be an http(s) URL, got {SITE_URL!r}")
+
+# One switch for HTTPS-only deployments; plain-HTTP loopback deployments leave it off.
+HTTPS_ONLY = _typed("FINOPS_HTTPS", bool, False)
+SESSION_COOKIE_SECURE = HTTPS_ONLY
+CSRF_COOKIE_SECURE = HTTPS_ONLY
+SECURE_SSL_REDIRECT = HTTPS_ONLY
+SECURE_HSTS_SECONDS = 31536000 if HTTPS_ONLY else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS_ONLY
+SECURE_HSTS_PRELOAD = HTTPS_ONLY
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS_ONLY else None
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "teams",
+    "gateway",
+    "reports",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "finops.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = "finops.wsgi.application"
+ASGI_APPLICATION = "finops.asgi.application"
+
+# --- database -------------------------------------------------------------------------------
+DATABASES = {
+    "default": _typed("DATABASE_URL", env.db_url_config, f"sqlite:///{VAR_DIR / 'finops.sqlite3'}")
+}
+if isinstance(DATABASES["default"], str):
+    DATABASES["default"] = env.db_url_config(DATABASES["default"])
+_db = DATABASES["default"]
+if not _db.get("ENGINE"):
+    raise ImproperlyConfigured("DATABASE_URL: unsupported database scheme")
+IS_SQLITE = _db["ENGINE"].endswith("sqlite3")
+if IS_SQLITE:
+    # WAL lets readers run beside the ledger writer; IMMEDIATE takes the write lock up front
+    # so two writers queue on the busy timeout instead of failing with "database is locked".
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;"
+            ),
+        }
+    )
+    _db.setdefault("TEST", {})
+    # Tests that start the app in a subprocess need a file database, never :memory:.
+    _db["TEST"].setdefault("NAME", str(VAR_DIR / "test_finops.sqlite3"))
+else:
+    _db.setdefault("CONN_MAX_AGE", _typed("FINOPS_CONN_MAX_AGE", int, 60))
+    _db.setdefault("CONN_HEALTH_CHECKS", True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- redis, cache ---------------------------------------------------------------------------
+REDIS_URL = _typed("REDIS_URL", str, "") or None
+if REDIS_URL and urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
+    raise ImproperlyConfigured(f"REDIS_URL: expected redis://, rediss:// or unix://, got {REDIS_URL!r}")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# --- celery ---------------------------------------------------------------------------------
+CELERY_BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_URL = _typed("CELERY_BROKER_URL", str, "filesystem://")
+CELERY_EMBEDDED_BROKER = CELERY_BROKER_URL.startswith("filesystem://")
+CELERY_TASK_ALWAYS_EAGER = _typed("CELERY_TASK_ALWAYS_EAGER", bool, False)
+ROLLUP_INTERVAL_SECONDS = _typed("FINOPS_ROLLUP_INTERVAL_SECONDS", float, 60.0)
+BUDGET_CHECK_INTERVAL_SECONDS = _typed("FINOPS_BUDGET_CHECK_INTERVAL_SECONDS", float, 60.0)
+ROLLUP_SAFETY_LAG_SECONDS = _typed("FINOPS_ROLLUP_SAFETY_LAG_SECONDS", float, 5.0)
+for _name, _value in (
+    ("FINOPS_ROLLUP_INTERVAL_SECONDS", ROLLUP_INTERVAL_SECONDS),
+    ("FINOPS_BUDGET_CHECK_INTERVAL_SECONDS", BUDGET_CHECK_INTERVAL_SECONDS),
+):
+    if _value <= 0:
+        raise ImproperlyConfigured(f"{_name}: must be positive, got {_value}")
+
+# --- email ----------------------------------------------------------------------------------
+_email = _typed("EMAIL_URL", env.email_url_config, "consolemail://")
+if isinstance(_email, str):
+    _email = env.email_url_config(_email)
+vars().update(_email)
+DEFAULT_FROM_EMAIL = _typed("DEFAULT_FROM_EMAIL", str, "finops@localhost")
+
+# --- gateway --------------------------------------------------------------------------------
+# Hosts a provider's base_url may point at ("*" = any). Bounds SSRF through provider config.
+FINOPS_PROVIDER_HOSTS = _typed("FINOPS_PROVIDER_HOSTS", list, ["*"])
+FINOPS_MAX_REQUEST_BYTES = _typed("FINOPS_MAX_REQUEST_BYTES", int, 4 * 1024 * 1024)
+FINOPS_UPSTREAM_TIMEOUT = _typed("FINOPS_UPSTREAM_TIMEOUT", float, 600.0)
+FINOPS_UPSTREAM_CONNECT_TIMEOUT = _typed("FINOPS_UPSTREAM_CONNECT_TIMEOUT", float, 10.0)
+FINOPS_KEY_CACHE_POLL_SECONDS = _typed("FINOPS_KEY_CACHE_POLL_SECONDS", float, 0.5)
+FINOPS_BAD_KEY_TTL_SECONDS = _typed("FINOPS_BAD_KEY_TTL_SECONDS", float, 5.0)
+FINOPS_LEDGER_FLUSH_SECONDS = _typed("FINOPS_LEDGER_FLUSH_SECONDS", float, 0.25)
+FINOPS_LEDGER_BATCH_SIZE = _typed("FINOPS_LEDGER_BATCH_SIZE", int, 500)
+FINOPS_NEW_FEATURES_PER_KEY = _typed("FINOPS_NEW_FEATURES_PER_KEY", int, 50)
+FINOPS_KEY_ROTATION_GRACE_SECONDS = _typed("FINOPS_KEY_ROTATION_GRACE_SECONDS", int, 24 * 3600)
+FINOPS_SPOOL_DIR = VAR_DIR / "spool"
+for _name, _value in (
+    ("FINOPS_MAX_REQUEST_BYTES", FINOPS_MAX_REQUEST_BYTES),
+    ("FINOPS_UPSTREAM_TIMEOUT", FINOPS_UPSTREAM_TIMEOUT),
+    ("FINOPS_LEDGER_BATCH_SIZE", FINOPS_LEDGER_BATCH_SIZE),
+):
+    if _value <= 0:
+        raise ImproperlyConfigured(f"{_name}: must be positive, got {_value}")
+
+# --- auth, DRF ------------------------------------------------------------------------------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LLM FinOps API",
+    "DESCRIPTION": "Control plane and reporting API of LLM FinOps.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "finops.logging.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": _typed("LOG_LEVEL", str, "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,298 @@
+"""Gateway configuration (providers, models, prices, groups, routers) and the usage ledger."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from teams.models import Organization
+
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+MTOK = Decimal(1_000_000)
+
+
+def validate_model_name(value: str) -> None:
+    """Model names keep dots and slashes (``gpt-4.1``, ``meta/llama-3``), unlike slugs."""
+    if not MODEL_NAME_RE.match(value or "") or value.startswith(("router:", "group:")):
+        raise ValidationError(
+            f"{value!r} is not a valid model name (letters, digits and . _ : / @ + -)"
+        )
+
+
+class ProviderKind(models.TextChoices):
+    OPENAI = "openai", "OpenAI-compatible"
+    AZURE = "azure", "Azure OpenAI"
+    ANTHROPIC = "anthropic", "Anthropic"
+
+
+class Provider(models.Model):
+    """An upstream API. Its credential is read from the environment variable ``api_key_env``."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="providers")
+    slug = models.SlugField(max_length=64)
+    kind = models.CharField(max_length=16, choices=ProviderKind.choices)
+    base_url = models.URLField(max_length=500)
+    api_key_env = models.CharField(max_length=128, blank=True)
+    api_version = models.CharField(max_length=32, blank=True)
+    publisher = models.CharField(max_length=100, blank=True)
+    invoice_issuer = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["org__slug", "slug"]
+        constraints = [
+            models.UniqueConstraint(fields=["org", "slug"], name="provider_slug_per_org")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org.slug}/{self.slug}"
+
+    def clean(self) -> None:
+        from gateway.services.providers import provider_base_url_check
+
+        if self.base_url:
+            provider_base_url_check(base_url=self.base_url)
+        if self.api_key_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", self.api_key_env):
+            raise ValidationError({"api_key_env": "must be an environment variable name"})
+
+
+class ModelMode(models.TextChoices):
+    CHAT = "chat", "Chat"
+    EMBEDDING = "embedding", "Embedding"
+
+
+class LLMModel(models.Model):
+    """A model as the organisation names it, served by one provider under ``upstream_model``."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="models")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="models")
+    name = models.CharField(max_length=128, validators=[validate_model_name])
+    upstream_model = models.CharField(max_length=200)
+    mode = models.CharField(max_length=16, choices=ModelMode.choices, default=ModelMode.CHAT)
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["org__slug", "name"]
+        verbose_name = "model"
+        constraints = [models.UniqueConstraint(fields=["org", "name"], name="model_name_per_org")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.provider_id and self.org_id and self.provider.org_id != self.org_id:
+            raise ValidationError({"provider": "provider belongs to another organisation"})
+
+    def price_at(self, when=None) -> ModelPrice | None:
+        when = when or timezone.now()
+        return self.prices.filter(effective_from__lte=when).order_by("-effective_from").first()
+
+
+PRICE_FIELD = dict(
+    max_digits=24, decimal_places=12, validators=[MinValueValidator(Decimal("0"))]
+)
+
+
+class ModelPrice(models.Model):
+    """Prices in USD per million tokens, from ``effective_from`` on; history is never rewritten."""
+
+    model = models.ForeignKey(LLMModel, on_delete=models.CASCADE, related_name="prices")
+    effective_from = models.DateTimeField(default=timezone.now)
+    input_usd_per_mtok = models.DecimalField(**PRICE_FIELD, default=Decimal("0"))
+    output_usd_per_mtok = models.DecimalField(**PRICE_FIELD, default=Decimal("0"))
+    cached_input_usd_per_mtok = models.DecimalField(**PRICE_FIELD, null=True, blank=True)
+    cache_write_usd_per_mtok = models.DecimalField(**PRICE_FIELD, null=True, blank=True)
+    source = models.CharField(max_length=32, default="config")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["model__name", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "effective_from"], name="one_price_per_model_instant"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.model.name} from {self.effective_from:%Y-%m-%d}: "
+            f"in {self.input_usd_per_mtok} / out {self.output_usd_per_mtok} per Mtok"
+        )
+
+
+class GroupStrategy(models.TextChoices):
+    WEIGHTED = "weighted", "Weighted random"
+    ROUND_ROBIN = "round_robin", "Round robin"
+    LEAST_BUSY = "least_busy", "Least busy"
+    LATENCY = "latency", "Lowest latency"
+    COST = "cost", "Lowest cost"
+
+
+class ModelGroup(models.Model):
+    """A load-balanced set of models with a fallback chain; clients call it by name."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="groups")
+    name = models.CharField(max_length=128, validators=[validate_model_name])
+    strategy = models.CharField(
+        max_length=16, choices=GroupStrategy.choices, default=GroupStrategy.WEIGHTED
+    )
+    fallbacks = models.ManyToManyField(
+        LLMModel, through="GroupFallback", related_name="fallback_for", blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["org__slug", "name"]
+        verbose_name = "group"
+        constraints = [models.UniqueConstraint(fields=["org", "name"], name="group_name_per_org")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GroupMember(models.Model):
+    group = models.ForeignKey(ModelGroup, on_delete=models.CASCADE, related_name="members")
+    model = models.ForeignKey(LLMModel, on_delete=models.PROTECT, related_name="+")
+    weight = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["group", "model"], name="group_member_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.group.name} <- {self.model.name} x{self.weight}"
+
+
+class GroupFallback(models.Model):
+    group = models.ForeignKey(ModelGroup, on_delete=models.CASCADE, related_name="fallback_links")
+    model = models.ForeignKey(LLMModel, on_delete=models.PROTECT, related_name="+")
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["group", "model"], name="group_fallback_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.group.name} -> {self.model.name} #{self.position}"
+
+
+class Scorer(models.TextChoices):
+    RANDOM = "random", "Random (baseline)"
+    HEURISTIC = "heuristic", "Heuristic"
+    LEARNED = "learned", "Learned"
+    EMBEDDING = "embedding", "Embedding kNN"
+
+
+class Router(models.Model):
+    """Per prompt, the strong model or the weak one: score >= threshold picks strong."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="routers")
+    name = models.CharField(max_length=128, validators=[validate_model_name])
+    strong = models.ForeignKey(LLMModel, on_delete=models.PROTECT, related_name="+")
+    weak = models.ForeignKey(LLMModel, on_delete=models.PROTECT, related_name="+")
+    scorer = models.CharField(max_length=16, choices=Scorer.choices, default=Scorer.HEURISTIC)
+    threshold = models.FloatField(default=0.5)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["org__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["org", "name"], name="router_name_per_org")
+        ]
+
+    def __str__(self) -> str:
+        return f"router:{self.name}"
+
+    def clean(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValidationError({"threshold": "between 0 and 1"})
+
+
+COST_FIELD = dict(max_digits=24, decimal_places=12, default=Decimal("0"))
+
+
+class UsageEvent(models.Model):
+    """One upstream attempt: the append-only ledger, the source of truth for spend.
+
+    Attribution is stored as ids and names (not cascading foreign keys) so that deleting or
+    renaming a control-plane object never rewrites or removes spend history.
+    """
+
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    request_id = models.CharField(max_length=64, db_index=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    started_at = models.DateTimeField(db_index=True)
+    first_byte_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField()
+    org_id = models.BigIntegerField(db_index=True)
+    team_id = models.BigIntegerField(null=True, blank=True)
+    key_id = models.BigIntegerField(null=True, blank=True)
+    feature = models.CharField(max_length=64, blank=True)
+    endpoint = models.CharField(max_length=200, blank=True)
+    end_user = models.CharField(max_length=200, blank=True)
+    api = models.CharField(max_length=32, default="chat.completions")
+    requested_model = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=128, blank=True, help_text="Configured model name.")
+    upstream_model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16)  # ok | error | client_abort
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    input_cost = models.DecimalField(**COST_FIELD)
+    cached_input_cost = models.DecimalField(**COST_FIELD)
+    cache_write_cost = models.DecimalField(**COST_FIELD)
+    output_cost = models.DecimalField(**COST_FIELD)
+    cost = models.DecimalField(**COST_FIELD)
+    latency_ms = models.PositiveIntegerField(default=0)
+    streamed = models.BooleanField(default=False)
+    estimated = models.BooleanField(default=False)
+    router = models.CharField(max_length=128, blank=True)
+    router_scorer = models.CharField(max_length=16, blank=True)
+    router_score = models.FloatField(null=True, blank=True)
+    router_threshold = models.FloatField(null=True, blank=True)
+    router_decision = models.CharField(max_length=16, blank=True)
+    shadow = models.BooleanField(default=False)
+    inserted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["org_id", "started_at"], name="usage_org_started")]
+
+    def __str__(self) -> str:
+        return f"{self.request_id}#{self.attempt} {self.model} {self.status} {self.cost}"
+
+
+class ConfigStamp(models.Model):
+    """A version number per configuration area, bumped on every change.
+
+    Gateway processes poll it (in Redis when ``REDIS_URL`` is set, here otherwise) to drop cached
+    keys, prices and routes within a second of a change made by any process.
+    """
+
+    name = models.CharField(max_length=32, unique=True)
+    version = models.BigIntegerField(default=0)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"
