@@ -25,7 +25,9 @@ def _typed(name: str, cast, default):
     try:
         return env(name, cast=cast, default=default)
     except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(f"{name}: invalid value {os.environ.get(name)!r} ({exc})") from exc
+        raise ImproperlyConfigured(
+            f"{name}: invalid value {os.environ.get(name)!r} ({exc})"
+        ) from exc
 
 
 DEBUG = _typed("DEBUG", bool, True)
@@ -141,7 +143,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- redis, cache ---------------------------------------------------------------------------
 REDIS_URL = _typed("REDIS_URL", str, "") or None
 if REDIS_URL and urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
-    raise ImproperlyConfigured(f"REDIS_URL: expected redis://, rediss:// or unix://, got {REDIS_URL!r}")
+    raise ImproperlyConfigured(
+        f"REDIS_URL: expected redis://, rediss:// or unix://, got {REDIS_URL!r}"
+    )
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}

@@ -99,9 +99,7 @@ class LLMModel(models.Model):
         return self.prices.filter(effective_from__lte=when).order_by("-effective_from").first()
 
 
-PRICE_FIELD = dict(
-    max_digits=24, decimal_places=12, validators=[MinValueValidator(Decimal("0"))]
-)
+PRICE_FIELD = dict(max_digits=24, decimal_places=12, validators=[MinValueValidator(Decimal("0"))])
 
 
 class ModelPrice(models.Model):
@@ -169,9 +167,7 @@ class GroupMember(models.Model):
 
     class Meta:
         ordering = ["id"]
-        constraints = [
-            models.UniqueConstraint(fields=["group", "model"], name="group_member_once")
-        ]
+        constraints = [models.UniqueConstraint(fields=["group", "model"], name="group_member_once")]
 
     def __str__(self) -> str:
         return f"{self.group.name} <- {self.model.name} x{self.weight}"
@@ -213,9 +209,7 @@ class Router(models.Model):
 
     class Meta:
         ordering = ["org__slug", "name"]
-        constraints = [
-            models.UniqueConstraint(fields=["org", "name"], name="router_name_per_org")
-        ]
+        constraints = [models.UniqueConstraint(fields=["org", "name"], name="router_name_per_org")]
 
     def __str__(self) -> str:
         return f"router:{self.name}"

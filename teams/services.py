@@ -8,16 +8,20 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from teams.models import (
     KEY_PREFIX,
     AuditEntry,
+    Budget,
+    BudgetAction,
     Feature,
     KeySecret,
     Membership,
@@ -25,6 +29,7 @@ from teams.models import (
     Role,
     Team,
     VirtualKey,
+    default_thresholds,
 )
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -188,22 +193,32 @@ def key_update(*, key: VirtualKey, actor=None, **fields) -> VirtualKey:
     return key
 
 
-def key_authenticate(*, secret: str, now: datetime | None = None) -> tuple[VirtualKey | None, str]:
-    """Resolve a presented secret. Returns (key, "") or (None, error_code).
+def key_secret_resolve(*, secret: str) -> KeySecret | None:
+    """The stored secret row matching a presented secret, or None.
 
-    Error codes follow the gateway contract: invalid_api_key, key_expired, key_revoked.
     A wrong secret with a right lookup prefix is rejected by the constant-time digest compare.
     """
-    now = now or timezone.now()
     lookup = key_secret_split(secret=secret)
     if lookup is None:
-        return None, "invalid_api_key"
+        return None
     row = (
-        KeySecret.objects.select_related("key", "key__team", "key__org")
+        KeySecret.objects.select_related("key", "key__team", "key__org", "key__default_feature")
         .filter(lookup=lookup)
         .first()
     )
     if row is None or not hmac.compare_digest(row.digest, key_secret_digest(secret=secret)):
+        return None
+    return row
+
+
+def key_authenticate(*, secret: str, now: datetime | None = None) -> tuple[VirtualKey | None, str]:
+    """Resolve a presented secret. Returns (key, "") or (None, error_code).
+
+    Error codes follow the gateway contract: invalid_api_key, key_expired, key_revoked.
+    """
+    now = now or timezone.now()
+    row = key_secret_resolve(secret=secret)
+    if row is None:
         return None, "invalid_api_key"
     key = row.key
     if key.revoked_at is not None:
@@ -242,3 +257,272 @@ def user_get_or_create(*, email_or_username: str):
 
 
 ROLE_ORDER = [Role.ADMIN, Role.FINANCE, Role.LEAD, Role.MEMBER]
+
+
+# --- Organisations, teams, members, features, budgets (the API and the admin call these) ---
+# Every change records an audit entry with before/after snapshots; snapshots hold names and
+# settings only, never a secret.
+
+ORG_EDITABLE = ("name", "timezone")
+TEAM_EDITABLE = ("name",)
+FEATURE_EDITABLE = ("name", "claimed")
+BUDGET_EDITABLE = (
+    "period",
+    "limit_usd",
+    "action",
+    "downgrade_to",
+    "alert_thresholds",
+    "recipients",
+)
+
+
+def _apply_changes(obj: Any, changes: dict[str, Any], editable: tuple[str, ...]) -> None:
+    unknown = set(changes) - set(editable)
+    if unknown:
+        raise ValidationError({name: "cannot be changed" for name in sorted(unknown)})
+    for name, value in changes.items():
+        setattr(obj, name, value)
+
+
+def org_snapshot(org: Organization) -> dict:
+    return {"slug": org.slug, "name": org.name, "timezone": org.timezone}
+
+
+def org_update(*, org: Organization, actor, **changes) -> Organization:
+    before = org_snapshot(org)
+    _apply_changes(org, changes, ORG_EDITABLE)
+    org.full_clean()
+    with transaction.atomic():
+        org.save()
+        audit_record(
+            actor=actor, org=org, action="org.updated", obj=org, before=before,
+            after=org_snapshot(org),
+        )
+    return org
+
+
+def team_snapshot(team: Team) -> dict:
+    return {"slug": team.slug, "name": team.name}
+
+
+def team_create(*, actor, org: Organization, slug: str, name: str = "") -> Team:
+    if Team.objects.filter(org=org, slug=slug).exists():
+        raise ValidationError({"slug": f"{org.slug} already has a team {slug!r}"})
+    team = Team(org=org, slug=slug, name=name or slug)
+    team.full_clean()
+    with transaction.atomic():
+        team.save()
+        audit_record(actor=actor, org=org, action="team.created", obj=team,
+                     after=team_snapshot(team))
+    return team
+
+
+def team_update(*, team: Team, actor, **changes) -> Team:
+    before = team_snapshot(team)
+    _apply_changes(team, changes, TEAM_EDITABLE)
+    team.full_clean()
+    with transaction.atomic():
+        team.save()
+        audit_record(actor=actor, org=team.org, action="team.updated", obj=team,
+                     before=before, after=team_snapshot(team))
+    return team
+
+
+def team_delete(*, team: Team, actor) -> None:
+    """Delete a team with its features, keys and budgets. Refused while it has usable keys, so
+    that no running service loses its key by accident (revoke them first)."""
+    if team.keys.filter(revoked_at__isnull=True).exists():
+        raise ValidationError("revoke the team's keys before deleting it")
+    with transaction.atomic():
+        audit_record(actor=actor, org=team.org, action="team.deleted", obj=team,
+                     before=team_snapshot(team))
+        team.delete()
+
+
+def membership_snapshot(membership: Membership) -> dict:
+    return {
+        "user": membership.user.username,
+        "role": membership.role,
+        "team": membership.team.slug if membership.team_id else None,
+    }
+
+
+def _last_admin(membership: Membership) -> bool:
+    return (
+        membership.role == Role.ADMIN
+        and not Membership.objects.filter(org_id=membership.org_id, role=Role.ADMIN)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+
+
+def membership_update(
+    *, membership: Membership, actor, role: str, team: Team | None = None
+) -> Membership:
+    """Change a member's role (and the team it applies to)."""
+    if role != Role.ADMIN and _last_admin(membership):
+        raise ValidationError({"role": "an organisation keeps at least one admin"})
+    before = membership_snapshot(membership)
+    membership.role = role
+    membership.team = team
+    membership.full_clean()
+    with transaction.atomic():
+        membership.save()
+        audit_record(actor=actor, org=membership.org, action="member.updated", obj=membership,
+                     before=before, after=membership_snapshot(membership))
+    return membership
+
+
+def membership_remove(*, membership: Membership, actor) -> None:
+    if _last_admin(membership):
+        raise ValidationError("an organisation keeps at least one admin")
+    with transaction.atomic():
+        audit_record(actor=actor, org=membership.org, action="member.removed", obj=membership,
+                     before=membership_snapshot(membership))
+        membership.delete()
+
+
+def feature_snapshot(feature: Feature) -> dict:
+    return {
+        "team": feature.team.slug,
+        "slug": feature.slug,
+        "name": feature.name,
+        "claimed": feature.claimed,
+    }
+
+
+def feature_create(
+    *, actor, team: Team, slug: str, name: str = "", claimed: bool = True
+) -> Feature:
+    if Feature.objects.filter(team=team, slug=slug).exists():
+        raise ValidationError({"slug": f"team {team.slug} already has a feature {slug!r}"})
+    feature = Feature(team=team, slug=slug, name=name or slug, claimed=claimed)
+    feature.full_clean()
+    with transaction.atomic():
+        feature.save()
+        audit_record(actor=actor, org=team.org, action="feature.created", obj=feature,
+                     after=feature_snapshot(feature))
+    return feature
+
+
+def feature_update(*, feature: Feature, actor, **changes) -> Feature:
+    """Rename or claim a feature; its slug stays, because the ledger attributes spend by it."""
+    before = feature_snapshot(feature)
+    _apply_changes(feature, changes, FEATURE_EDITABLE)
+    feature.full_clean()
+    with transaction.atomic():
+        feature.save()
+        audit_record(actor=actor, org=feature.team.org, action="feature.updated", obj=feature,
+                     before=before, after=feature_snapshot(feature))
+    return feature
+
+
+def feature_delete(*, feature: Feature, actor) -> None:
+    with transaction.atomic():
+        audit_record(actor=actor, org=feature.team.org, action="feature.deleted", obj=feature,
+                     before=feature_snapshot(feature))
+        feature.delete()
+
+
+def budget_snapshot(budget: Budget) -> dict:
+    return {
+        "scope": budget.scope,
+        "team": budget.team.slug if budget.team_id else None,
+        "feature": budget.feature.slug if budget.feature_id else None,
+        "key": budget.key.name if budget.key_id else None,
+        "period": budget.period,
+        "limit_usd": str(budget.limit_usd),
+        "action": budget.action,
+        "downgrade_to": budget.downgrade_to.name if budget.downgrade_to_id else None,
+        "alert_thresholds": list(budget.alert_thresholds or []),
+        "recipients": list(budget.recipients or []),
+    }
+
+
+def budget_create(
+    *,
+    actor,
+    org: Organization,
+    scope: str,
+    period: str,
+    limit_usd: Decimal,
+    team: Team | None = None,
+    feature: Feature | None = None,
+    key: VirtualKey | None = None,
+    action: str = BudgetAction.BLOCK,
+    downgrade_to=None,
+    alert_thresholds: list[int] | None = None,
+    recipients: list[str] | None = None,
+) -> Budget:
+    """Create a budget. Feature and key budgets also carry their team, so a team's readers
+    find them."""
+    if feature is not None and team is None:
+        team = feature.team
+    if key is not None and team is None:
+        team = key.team
+    owners = {
+        "team": team.org_id if team else None,
+        "feature": feature.team.org_id if feature else None,
+        "key": key.org_id if key else None,
+    }
+    for name, owner in owners.items():
+        if owner is not None and owner != org.pk:
+            raise ValidationError({name: "belongs to another organisation"})
+    if (feature is not None and feature.team_id != team.pk) or (
+        key is not None and key.team_id != team.pk
+    ):
+        raise ValidationError({"team": "does not own this feature or key"})
+    budget = Budget(
+        org=org,
+        scope=scope,
+        team=team,
+        feature=feature,
+        key=key,
+        period=period,
+        limit_usd=limit_usd,
+        action=action,
+        downgrade_to=downgrade_to,
+        alert_thresholds=(
+            list(alert_thresholds) if alert_thresholds is not None else default_thresholds()
+        ),
+        recipients=list(recipients or []),
+    )
+    budget.full_clean()
+    with transaction.atomic():
+        budget.save()
+        audit_record(actor=actor, org=org, action="budget.created", obj=budget,
+                     after=budget_snapshot(budget))
+    return budget
+
+
+def budget_update(*, budget: Budget, actor, **changes) -> Budget:
+    before = budget_snapshot(budget)
+    _apply_changes(budget, changes, BUDGET_EDITABLE)
+    if budget.action != BudgetAction.DOWNGRADE and "downgrade_to" not in changes:
+        budget.downgrade_to = None  # switching away from downgrade drops its target
+    budget.full_clean()
+    after = budget_snapshot(budget)
+    if after == before:
+        return budget
+    with transaction.atomic():
+        budget.save()
+        audit_record(actor=actor, org=budget.org, action="budget.updated", obj=budget,
+                     before=before, after=after)
+    return budget
+
+
+def budget_delete(*, budget: Budget, actor) -> None:
+    with transaction.atomic():
+        audit_record(actor=actor, org=budget.org, action="budget.deleted", obj=budget,
+                     before=budget_snapshot(budget))
+        budget.delete()
+
+
+def membership_invite(
+    *, actor, org: Organization, username: str, role: str, team: Team | None = None
+) -> Membership:
+    """Add a person by username or e-mail address, creating the user (without a usable
+    password) when new; nothing is created if the membership itself is invalid."""
+    with transaction.atomic():
+        user = user_get_or_create(email_or_username=username)
+        return membership_add(actor=actor, org=org, user=user, role=role, team=team)

@@ -9,168 +9,337 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ConfigStamp',
+            name="ConfigStamp",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=32, unique=True)),
-                ('version', models.BigIntegerField(default=0)),
-                ('changed_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=32, unique=True)),
+                ("version", models.BigIntegerField(default=0)),
+                ("changed_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.CreateModel(
-            name='GroupFallback',
+            name="GroupFallback",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'ordering': ['position'],
+                "ordering": ["position"],
             },
         ),
         migrations.CreateModel(
-            name='GroupMember',
+            name="GroupMember",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('weight', models.PositiveIntegerField(default=1)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("weight", models.PositiveIntegerField(default=1)),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='LLMModel',
+            name="LLMModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=128, validators=[gateway.models.validate_model_name])),
-                ('upstream_model', models.CharField(max_length=200)),
-                ('mode', models.CharField(choices=[('chat', 'Chat'), ('embedding', 'Embedding')], default='chat', max_length=16)),
-                ('context_window', models.PositiveIntegerField(blank=True, null=True)),
-                ('max_output_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=128, validators=[gateway.models.validate_model_name]
+                    ),
+                ),
+                ("upstream_model", models.CharField(max_length=200)),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[("chat", "Chat"), ("embedding", "Embedding")],
+                        default="chat",
+                        max_length=16,
+                    ),
+                ),
+                ("context_window", models.PositiveIntegerField(blank=True, null=True)),
+                ("max_output_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("active", models.BooleanField(default=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'model',
-                'ordering': ['org__slug', 'name'],
+                "verbose_name": "model",
+                "ordering": ["org__slug", "name"],
             },
         ),
         migrations.CreateModel(
-            name='ModelGroup',
+            name="ModelGroup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=128, validators=[gateway.models.validate_model_name])),
-                ('strategy', models.CharField(choices=[('weighted', 'Weighted random'), ('round_robin', 'Round robin'), ('least_busy', 'Least busy'), ('latency', 'Lowest latency'), ('cost', 'Lowest cost')], default='weighted', max_length=16)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=128, validators=[gateway.models.validate_model_name]
+                    ),
+                ),
+                (
+                    "strategy",
+                    models.CharField(
+                        choices=[
+                            ("weighted", "Weighted random"),
+                            ("round_robin", "Round robin"),
+                            ("least_busy", "Least busy"),
+                            ("latency", "Lowest latency"),
+                            ("cost", "Lowest cost"),
+                        ],
+                        default="weighted",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'group',
-                'ordering': ['org__slug', 'name'],
+                "verbose_name": "group",
+                "ordering": ["org__slug", "name"],
             },
         ),
         migrations.CreateModel(
-            name='ModelPrice',
+            name="ModelPrice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('effective_from', models.DateTimeField(default=django.utils.timezone.now)),
-                ('input_usd_per_mtok', models.DecimalField(decimal_places=12, default=Decimal('0'), max_digits=24, validators=[django.core.validators.MinValueValidator(Decimal('0'))])),
-                ('output_usd_per_mtok', models.DecimalField(decimal_places=12, default=Decimal('0'), max_digits=24, validators=[django.core.validators.MinValueValidator(Decimal('0'))])),
-                ('cached_input_usd_per_mtok', models.DecimalField(blank=True, decimal_places=12, max_digits=24, null=True, validators=[django.core.validators.MinValueValidator(Decimal('0'))])),
-                ('cache_write_usd_per_mtok', models.DecimalField(blank=True, decimal_places=12, max_digits=24, null=True, validators=[django.core.validators.MinValueValidator(Decimal('0'))])),
-                ('source', models.CharField(default='config', max_length=32)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("effective_from", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "input_usd_per_mtok",
+                    models.DecimalField(
+                        decimal_places=12,
+                        default=Decimal("0"),
+                        max_digits=24,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                    ),
+                ),
+                (
+                    "output_usd_per_mtok",
+                    models.DecimalField(
+                        decimal_places=12,
+                        default=Decimal("0"),
+                        max_digits=24,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                    ),
+                ),
+                (
+                    "cached_input_usd_per_mtok",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=12,
+                        max_digits=24,
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                    ),
+                ),
+                (
+                    "cache_write_usd_per_mtok",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=12,
+                        max_digits=24,
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                    ),
+                ),
+                ("source", models.CharField(default="config", max_length=32)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
             ],
             options={
-                'ordering': ['model__name', '-effective_from'],
+                "ordering": ["model__name", "-effective_from"],
             },
         ),
         migrations.CreateModel(
-            name='Provider',
+            name="Provider",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=64)),
-                ('kind', models.CharField(choices=[('openai', 'OpenAI-compatible'), ('azure', 'Azure OpenAI'), ('anthropic', 'Anthropic')], max_length=16)),
-                ('base_url', models.URLField(max_length=500)),
-                ('api_key_env', models.CharField(blank=True, max_length=128)),
-                ('api_version', models.CharField(blank=True, max_length=32)),
-                ('publisher', models.CharField(blank=True, max_length=100)),
-                ('invoice_issuer', models.CharField(blank=True, max_length=100)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=64)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("openai", "OpenAI-compatible"),
+                            ("azure", "Azure OpenAI"),
+                            ("anthropic", "Anthropic"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("base_url", models.URLField(max_length=500)),
+                ("api_key_env", models.CharField(blank=True, max_length=128)),
+                ("api_version", models.CharField(blank=True, max_length=32)),
+                ("publisher", models.CharField(blank=True, max_length=100)),
+                ("invoice_issuer", models.CharField(blank=True, max_length=100)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['org__slug', 'slug'],
+                "ordering": ["org__slug", "slug"],
             },
         ),
         migrations.CreateModel(
-            name='Router',
+            name="Router",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=128, validators=[gateway.models.validate_model_name])),
-                ('scorer', models.CharField(choices=[('random', 'Random (baseline)'), ('heuristic', 'Heuristic'), ('learned', 'Learned'), ('embedding', 'Embedding kNN')], default='heuristic', max_length=16)),
-                ('threshold', models.FloatField(default=0.5)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=128, validators=[gateway.models.validate_model_name]
+                    ),
+                ),
+                (
+                    "scorer",
+                    models.CharField(
+                        choices=[
+                            ("random", "Random (baseline)"),
+                            ("heuristic", "Heuristic"),
+                            ("learned", "Learned"),
+                            ("embedding", "Embedding kNN"),
+                        ],
+                        default="heuristic",
+                        max_length=16,
+                    ),
+                ),
+                ("threshold", models.FloatField(default=0.5)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['org__slug', 'name'],
+                "ordering": ["org__slug", "name"],
             },
         ),
         migrations.CreateModel(
-            name='UsageEvent',
+            name="UsageEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('request_id', models.CharField(db_index=True, max_length=64)),
-                ('attempt', models.PositiveSmallIntegerField(default=1)),
-                ('started_at', models.DateTimeField(db_index=True)),
-                ('first_byte_at', models.DateTimeField(blank=True, null=True)),
-                ('ended_at', models.DateTimeField()),
-                ('org_id', models.BigIntegerField(db_index=True)),
-                ('team_id', models.BigIntegerField(blank=True, null=True)),
-                ('key_id', models.BigIntegerField(blank=True, null=True)),
-                ('feature', models.CharField(blank=True, max_length=64)),
-                ('endpoint', models.CharField(blank=True, max_length=200)),
-                ('end_user', models.CharField(blank=True, max_length=200)),
-                ('api', models.CharField(default='chat.completions', max_length=32)),
-                ('requested_model', models.CharField(blank=True, max_length=200)),
-                ('model', models.CharField(blank=True, help_text='Configured model name.', max_length=128)),
-                ('upstream_model', models.CharField(blank=True, max_length=200)),
-                ('provider', models.CharField(blank=True, max_length=64)),
-                ('status', models.CharField(max_length=16)),
-                ('http_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('error_code', models.CharField(blank=True, max_length=64)),
-                ('prompt_tokens', models.PositiveIntegerField(default=0)),
-                ('completion_tokens', models.PositiveIntegerField(default=0)),
-                ('cached_tokens', models.PositiveIntegerField(default=0)),
-                ('cache_write_tokens', models.PositiveIntegerField(default=0)),
-                ('input_cost', models.DecimalField(decimal_places=12, default=Decimal('0'), max_digits=24)),
-                ('cached_input_cost', models.DecimalField(decimal_places=12, default=Decimal('0'), max_digits=24)),
-                ('cache_write_cost', models.DecimalField(decimal_places=12, default=Decimal('0'), max_digits=24)),
-                ('output_cost', models.DecimalField(decimal_places=12, default=Decimal('0'), max_digits=24)),
-                ('cost', models.DecimalField(decimal_places=12, default=Decimal('0'), max_digits=24)),
-                ('latency_ms', models.PositiveIntegerField(default=0)),
-                ('streamed', models.BooleanField(default=False)),
-                ('estimated', models.BooleanField(default=False)),
-                ('router', models.CharField(blank=True, max_length=128)),
-                ('router_scorer', models.CharField(blank=True, max_length=16)),
-                ('router_score', models.FloatField(blank=True, null=True)),
-                ('router_threshold', models.FloatField(blank=True, null=True)),
-                ('router_decision', models.CharField(blank=True, max_length=16)),
-                ('shadow', models.BooleanField(default=False)),
-                ('inserted_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("event_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ("request_id", models.CharField(db_index=True, max_length=64)),
+                ("attempt", models.PositiveSmallIntegerField(default=1)),
+                ("started_at", models.DateTimeField(db_index=True)),
+                ("first_byte_at", models.DateTimeField(blank=True, null=True)),
+                ("ended_at", models.DateTimeField()),
+                ("org_id", models.BigIntegerField(db_index=True)),
+                ("team_id", models.BigIntegerField(blank=True, null=True)),
+                ("key_id", models.BigIntegerField(blank=True, null=True)),
+                ("feature", models.CharField(blank=True, max_length=64)),
+                ("endpoint", models.CharField(blank=True, max_length=200)),
+                ("end_user", models.CharField(blank=True, max_length=200)),
+                ("api", models.CharField(default="chat.completions", max_length=32)),
+                ("requested_model", models.CharField(blank=True, max_length=200)),
+                (
+                    "model",
+                    models.CharField(
+                        blank=True, help_text="Configured model name.", max_length=128
+                    ),
+                ),
+                ("upstream_model", models.CharField(blank=True, max_length=200)),
+                ("provider", models.CharField(blank=True, max_length=64)),
+                ("status", models.CharField(max_length=16)),
+                ("http_status", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("error_code", models.CharField(blank=True, max_length=64)),
+                ("prompt_tokens", models.PositiveIntegerField(default=0)),
+                ("completion_tokens", models.PositiveIntegerField(default=0)),
+                ("cached_tokens", models.PositiveIntegerField(default=0)),
+                ("cache_write_tokens", models.PositiveIntegerField(default=0)),
+                (
+                    "input_cost",
+                    models.DecimalField(decimal_places=12, default=Decimal("0"), max_digits=24),
+                ),
+                (
+                    "cached_input_cost",
+                    models.DecimalField(decimal_places=12, default=Decimal("0"), max_digits=24),
+                ),
+                (
+                    "cache_write_cost",
+                    models.DecimalField(decimal_places=12, default=Decimal("0"), max_digits=24),
+                ),
+                (
+                    "output_cost",
+                    models.DecimalField(decimal_places=12, default=Decimal("0"), max_digits=24),
+                ),
+                (
+                    "cost",
+                    models.DecimalField(decimal_places=12, default=Decimal("0"), max_digits=24),
+                ),
+                ("latency_ms", models.PositiveIntegerField(default=0)),
+                ("streamed", models.BooleanField(default=False)),
+                ("estimated", models.BooleanField(default=False)),
+                ("router", models.CharField(blank=True, max_length=128)),
+                ("router_scorer", models.CharField(blank=True, max_length=16)),
+                ("router_score", models.FloatField(blank=True, null=True)),
+                ("router_threshold", models.FloatField(blank=True, null=True)),
+                ("router_decision", models.CharField(blank=True, max_length=16)),
+                ("shadow", models.BooleanField(default=False)),
+                ("inserted_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
     ]

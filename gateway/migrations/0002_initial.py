@@ -5,110 +5,160 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('gateway', '0001_initial'),
-        ('teams', '0001_initial'),
+        ("gateway", "0001_initial"),
+        ("teams", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='llmmodel',
-            name='org',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='models', to='teams.organization'),
+            model_name="llmmodel",
+            name="org",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="models",
+                to="teams.organization",
+            ),
         ),
         migrations.AddField(
-            model_name='groupmember',
-            name='model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='gateway.llmmodel'),
+            model_name="groupmember",
+            name="model",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="gateway.llmmodel"
+            ),
         ),
         migrations.AddField(
-            model_name='groupfallback',
-            name='model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='gateway.llmmodel'),
+            model_name="groupfallback",
+            name="model",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="gateway.llmmodel"
+            ),
         ),
         migrations.AddField(
-            model_name='modelgroup',
-            name='fallbacks',
-            field=models.ManyToManyField(blank=True, related_name='fallback_for', through='gateway.GroupFallback', to='gateway.llmmodel'),
+            model_name="modelgroup",
+            name="fallbacks",
+            field=models.ManyToManyField(
+                blank=True,
+                related_name="fallback_for",
+                through="gateway.GroupFallback",
+                to="gateway.llmmodel",
+            ),
         ),
         migrations.AddField(
-            model_name='modelgroup',
-            name='org',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='groups', to='teams.organization'),
+            model_name="modelgroup",
+            name="org",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="groups",
+                to="teams.organization",
+            ),
         ),
         migrations.AddField(
-            model_name='groupmember',
-            name='group',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='members', to='gateway.modelgroup'),
+            model_name="groupmember",
+            name="group",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="members",
+                to="gateway.modelgroup",
+            ),
         ),
         migrations.AddField(
-            model_name='groupfallback',
-            name='group',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fallback_links', to='gateway.modelgroup'),
+            model_name="groupfallback",
+            name="group",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="fallback_links",
+                to="gateway.modelgroup",
+            ),
         ),
         migrations.AddField(
-            model_name='modelprice',
-            name='model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='prices', to='gateway.llmmodel'),
+            model_name="modelprice",
+            name="model",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="prices",
+                to="gateway.llmmodel",
+            ),
         ),
         migrations.AddField(
-            model_name='provider',
-            name='org',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='providers', to='teams.organization'),
+            model_name="provider",
+            name="org",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="providers",
+                to="teams.organization",
+            ),
         ),
         migrations.AddField(
-            model_name='llmmodel',
-            name='provider',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='models', to='gateway.provider'),
+            model_name="llmmodel",
+            name="provider",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="models",
+                to="gateway.provider",
+            ),
         ),
         migrations.AddField(
-            model_name='router',
-            name='org',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='routers', to='teams.organization'),
+            model_name="router",
+            name="org",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="routers",
+                to="teams.organization",
+            ),
         ),
         migrations.AddField(
-            model_name='router',
-            name='strong',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='gateway.llmmodel'),
+            model_name="router",
+            name="strong",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="gateway.llmmodel"
+            ),
         ),
         migrations.AddField(
-            model_name='router',
-            name='weak',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='gateway.llmmodel'),
+            model_name="router",
+            name="weak",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="gateway.llmmodel"
+            ),
         ),
         migrations.AddIndex(
-            model_name='usageevent',
-            index=models.Index(fields=['org_id', 'started_at'], name='usage_org_started'),
+            model_name="usageevent",
+            index=models.Index(fields=["org_id", "started_at"], name="usage_org_started"),
         ),
         migrations.AddConstraint(
-            model_name='modelgroup',
-            constraint=models.UniqueConstraint(fields=('org', 'name'), name='group_name_per_org'),
+            model_name="modelgroup",
+            constraint=models.UniqueConstraint(fields=("org", "name"), name="group_name_per_org"),
         ),
         migrations.AddConstraint(
-            model_name='groupmember',
-            constraint=models.UniqueConstraint(fields=('group', 'model'), name='group_member_once'),
+            model_name="groupmember",
+            constraint=models.UniqueConstraint(fields=("group", "model"), name="group_member_once"),
         ),
         migrations.AddConstraint(
-            model_name='groupfallback',
-            constraint=models.UniqueConstraint(fields=('group', 'model'), name='group_fallback_once'),
+            model_name="groupfallback",
+            constraint=models.UniqueConstraint(
+                fields=("group", "model"), name="group_fallback_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelprice',
-            constraint=models.UniqueConstraint(fields=('model', 'effective_from'), name='one_price_per_model_instant'),
+            model_name="modelprice",
+            constraint=models.UniqueConstraint(
+                fields=("model", "effective_from"), name="one_price_per_model_instant"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='provider',
-            constraint=models.UniqueConstraint(fields=('org', 'slug'), name='provider_slug_per_org'),
+            model_name="provider",
+            constraint=models.UniqueConstraint(
+                fields=("org", "slug"), name="provider_slug_per_org"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='llmmodel',
-            constraint=models.UniqueConstraint(fields=('org', 'name'), name='model_name_per_org'),
+            model_name="llmmodel",
+            constraint=models.UniqueConstraint(fields=("org", "name"), name="model_name_per_org"),
         ),
         migrations.AddConstraint(
-            model_name='router',
-            constraint=models.UniqueConstraint(fields=('org', 'name'), name='router_name_per_org'),
+            model_name="router",
+            constraint=models.UniqueConstraint(fields=("org", "name"), name="router_name_per_org"),
         ),
     ]

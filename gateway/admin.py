@@ -1,0 +1,367 @@
+"""Django admin for the gateway configuration and the usage ledger, tenant-scoped like the
+control plane (``teams.admin.ScopedAdmin``).
+
+Providers show the *name* of the environment variable holding their credential, never a value.
+Prices are history: existing rows are read-only and a change is a new row. The ledger is
+read-only.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django import forms
+from django.contrib import admin
+from django.db.models import OuterRef, Q, Subquery
+from django.forms.models import BaseInlineFormSet
+
+from gateway.models import (
+    GroupFallback,
+    GroupMember,
+    LLMModel,
+    ModelGroup,
+    ModelPrice,
+    Provider,
+    Router,
+    UsageEvent,
+)
+from teams import selectors, services
+from teams.admin import ScopedAdmin, model_snapshot
+from teams.models import Organization, Team
+from teams.permissions import Subject, may_manage_object
+
+
+@admin.register(Provider)
+class ProviderAdmin(ScopedAdmin):
+    subject = Subject.PROVIDER
+    audit_name = "provider"
+    list_display = ("slug", "org", "kind", "base_url", "api_key_env", "credential_set")
+    list_filter = ("kind", ("org", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("slug", "base_url", "publisher", "invoice_issuer")
+    fields = (
+        "org",
+        "slug",
+        "kind",
+        "base_url",
+        "api_key_env",
+        "api_version",
+        "publisher",
+        "invoice_issuer",
+    )
+
+    def scoped_queryset(self, request):
+        return selectors.org_scoped(request.user, Provider.objects.select_related("org"))
+
+    @admin.display(boolean=True, description="credential set")
+    def credential_set(self, obj) -> bool:
+        """Whether the variable is set in this process; its value is never displayed."""
+        return bool(obj.api_key_env and os.environ.get(obj.api_key_env))
+
+
+class PriceHistoryInline(admin.TabularInline):
+    """Prices already recorded: read-only, because cost history must never be rewritten."""
+
+    model = ModelPrice
+    fields = (
+        "effective_from",
+        "input_usd_per_mtok",
+        "output_usd_per_mtok",
+        "cached_input_usd_per_mtok",
+        "cache_write_usd_per_mtok",
+        "source",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "price history"
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return True  # the parent admin decides who sees the model
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class NewPriceInline(admin.TabularInline):
+    """Add a price from a date on; the row before it keeps applying until then."""
+
+    model = ModelPrice
+    fields = (
+        "effective_from",
+        "input_usd_per_mtok",
+        "output_usd_per_mtok",
+        "cached_input_usd_per_mtok",
+        "cache_write_usd_per_mtok",
+    )
+    extra = 1
+    max_num = 1
+    can_delete = False
+    verbose_name = "new price"
+    verbose_name_plural = "add a price"
+
+    def get_queryset(self, request):
+        return ModelPrice.objects.none()
+
+    def _may_edit(self, request, obj) -> bool:
+        if obj is None:
+            return True  # the model's own add permission was already checked
+        return may_manage_object(selectors.access_for_user(request.user), Subject.MODEL, obj)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self._may_edit(request, obj)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self._may_edit(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(LLMModel)
+class LLMModelAdmin(ScopedAdmin):
+    subject = Subject.MODEL
+    audit_name = "model"
+    list_display = (
+        "name",
+        "org",
+        "provider",
+        "upstream_model",
+        "mode",
+        "active",
+        "input_price",
+        "output_price",
+    )
+    list_filter = ("mode", "active", ("org", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("name", "upstream_model", "provider__slug")
+    fields = (
+        "org",
+        "name",
+        "provider",
+        "upstream_model",
+        "mode",
+        "context_window",
+        "max_output_tokens",
+        "active",
+    )
+    inlines = [PriceHistoryInline, NewPriceInline]
+
+    def scoped_queryset(self, request):
+        return selectors.org_scoped(
+            request.user, LLMModel.objects.select_related("org", "provider")
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "name"] if obj is not None else fields  # budgets, keys use the name
+
+    @admin.display(description="input $/Mtok")
+    def input_price(self, obj):
+        price = obj.price_at()
+        return price.input_usd_per_mtok.normalize() if price else "-"
+
+    @admin.display(description="output $/Mtok")
+    def output_price(self, obj):
+        price = obj.price_at()
+        return price.output_usd_per_mtok.normalize() if price else "-"
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not ModelPrice:
+            return super().save_formset(request, form, formset, change)
+        for price in formset.save(commit=False):
+            if price.pk is not None:
+                continue  # existing prices are never rewritten
+            price.model = form.instance
+            price.source = "admin"
+            price.save()
+            services.audit_record(
+                actor=request.user,
+                org=form.instance.org,
+                action="model.price_added",
+                obj=form.instance,
+                after=model_snapshot(price),
+            )
+        return None
+
+
+class SameOrgFormSet(BaseInlineFormSet):
+    """Members and fallbacks must be models of the group's own organisation."""
+
+    def clean(self):
+        super().clean()
+        org_id = self.instance.org_id
+        for form in self.forms:
+            model = getattr(form, "cleaned_data", {}).get("model")
+            if model is not None and org_id is not None and model.org_id != org_id:
+                form.add_error("model", "belongs to another organisation")
+
+
+class _GroupPartInline(admin.TabularInline):
+    formset = SameOrgFormSet
+    extra = 1
+
+    def _may_edit(self, request, obj) -> bool:
+        if obj is None:
+            return True
+        return may_manage_object(selectors.access_for_user(request.user), Subject.GROUP, obj)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return True  # the parent admin decides who sees the group
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self._may_edit(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._may_edit(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._may_edit(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "model":
+            access = selectors.access_for_user(request.user)
+            orgs = [o for o in access.org_ids if access.is_org_admin(o)]
+            kwargs["queryset"] = LLMModel.objects.filter(org_id__in=orgs).select_related("org")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class GroupMemberInline(_GroupPartInline):
+    model = GroupMember
+    fields = ("model", "weight")
+
+
+class GroupFallbackInline(_GroupPartInline):
+    model = GroupFallback
+    fields = ("model", "position")
+    verbose_name_plural = "fallbacks (tried in position order after the members)"
+
+
+@admin.register(ModelGroup)
+class ModelGroupAdmin(ScopedAdmin):
+    subject = Subject.GROUP
+    audit_name = "group"
+    list_display = ("name", "org", "strategy", "member_names", "fallback_names")
+    list_filter = ("strategy", ("org", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("name",)
+    fields = ("org", "name", "strategy")
+    inlines = [GroupMemberInline, GroupFallbackInline]
+
+    def scoped_queryset(self, request):
+        return selectors.org_scoped(
+            request.user,
+            ModelGroup.objects.select_related("org").prefetch_related(
+                "members__model", "fallback_links__model"
+            ),
+        )
+
+    @admin.display(description="members")
+    def member_names(self, obj) -> str:
+        return ", ".join(f"{m.model.name} x{m.weight}" for m in obj.members.all())
+
+    @admin.display(description="fallbacks")
+    def fallback_names(self, obj) -> str:
+        return ", ".join(f.model.name for f in obj.fallback_links.all())
+
+    def snapshot(self, obj) -> dict:
+        data = model_snapshot(obj)
+        data["members"] = sorted(
+            [m.model.name, m.weight] for m in obj.members.select_related("model")
+        )
+        data["fallbacks"] = [f.model.name for f in obj.fallback_links.select_related("model")]
+        return data
+
+
+class RouterForm(forms.ModelForm):
+    class Meta:
+        model = Router
+        fields = ("org", "name", "strong", "weak", "scorer", "threshold")
+
+    def clean(self):
+        data = super().clean()
+        org = data.get("org") or (self.instance.org if self.instance.org_id else None)
+        for name in ("strong", "weak"):
+            model = data.get(name)
+            if org is not None and model is not None and model.org_id != org.pk:
+                self.add_error(name, "belongs to another organisation")
+        if data.get("strong") is not None and data.get("strong") == data.get("weak"):
+            self.add_error("weak", "must differ from the strong model")
+        return data
+
+
+@admin.register(Router)
+class RouterAdmin(ScopedAdmin):
+    subject = Subject.ROUTER
+    audit_name = "router"
+    form = RouterForm
+    list_display = ("name", "org", "strong", "weak", "scorer", "threshold")
+    list_filter = ("scorer", ("org", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("name", "strong__name", "weak__name")
+
+    def scoped_queryset(self, request):
+        return selectors.org_scoped(
+            request.user, Router.objects.select_related("org", "strong", "weak")
+        )
+
+
+@admin.register(UsageEvent)
+class UsageEventAdmin(ScopedAdmin):
+    """The ledger, read-only: whole-org readers see their orgs' rows, others their teams'."""
+
+    subject = Subject.MODEL  # unused: nothing here can be changed
+    list_display = (
+        "started_at",
+        "request_id",
+        "attempt",
+        "org_slug",
+        "team_slug",
+        "feature",
+        "model",
+        "status",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "latency_ms",
+        "shadow",
+    )
+    list_filter = ("status", "api", "streamed", "shadow", "estimated")
+    search_fields = ("request_id", "feature", "endpoint", "model", "end_user")
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+
+    def scoped_queryset(self, request):
+        access = selectors.access_for_user(request.user)
+        whole = [o for o in access.org_ids if access.reads_whole_org(o)]
+        return UsageEvent.objects.filter(
+            Q(org_id__in=whole) | Q(team_id__in=list(access.team_roles))
+        ).annotate(
+            org_label=Subquery(Organization.objects.filter(pk=OuterRef("org_id")).values("slug")),
+            team_label=Subquery(Team.objects.filter(pk=OuterRef("team_id")).values("slug")),
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in UsageEvent._meta.fields]
+
+    @admin.display(description="org", ordering="org_label")
+    def org_slug(self, obj) -> str:
+        return obj.org_label or str(obj.org_id)
+
+    @admin.display(description="team", ordering="team_label")
+    def team_slug(self, obj) -> str:
+        return obj.team_label or "-"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,222 @@
+"""The gateway's lean ASGI app: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``.
+
+No Django request cycle and no database call on the event loop: keys and routing come from the
+runtime's caches, usage goes to the ledger writer's queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+from django.conf import settings
+
+from finops.logging import request_id_var
+from gateway import attribution
+from gateway.errors import GatewayError, invalid
+from gateway.http import header, read_body, send_error, send_json
+from gateway.providers.base import CHAT, EMBEDDINGS
+from gateway.proxy import Call, proxy_json, proxy_stream
+from gateway.resolve import resolve
+from gateway.runtime import runtime
+
+log = logging.getLogger("gateway")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class GatewayApp:
+    async def lifespan(self, scope, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await runtime.start()
+                except Exception as exc:  # noqa: BLE001 - report and refuse to start
+                    log.exception("gateway failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def __call__(self, scope, receive, send) -> None:
+        request_id = uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        rid = [(b"x-request-id", request_id.encode())]
+        try:
+            if not runtime.started:  # served without lifespan (e.g. a test client): start lazily
+                await runtime.start()
+            path = scope["path"]
+            method = scope["method"]
+            if path == "/v1/chat/completions":
+                _method(method, "POST")
+                await self._completion(scope, receive, send, request_id, CHAT)
+            elif path == "/v1/embeddings":
+                _method(method, "POST")
+                await self._completion(scope, receive, send, request_id, EMBEDDINGS)
+            elif path == "/v1/models":
+                _method(method, "GET")
+                record = await self._authenticate(scope)
+                await self._models(send, record, rid)
+            else:
+                raise GatewayError(404, "unknown_url", f"Unknown request URL: {method} {path}")
+        except GatewayError as exc:
+            await send_error(send, exc, rid)
+        except ConnectionAbortedError:
+            pass
+        except Exception:
+            log.exception("gateway error")
+            await send_error(
+                send, GatewayError(500, "internal_error", "internal gateway error"), rid
+            )
+        finally:
+            request_id_var.reset(token)
+
+    async def _authenticate(self, scope):
+        raw = header(scope, b"authorization")
+        if raw is None:
+            raise GatewayError(
+                401,
+                "invalid_api_key",
+                "You didn't provide an API key. Send it as 'Authorization: Bearer sk-fo-…'.",
+            )
+        text = raw.decode("latin-1").strip()
+        secret = text[7:].strip() if text[:7].lower() == "bearer " else text
+        record = await runtime.key_lookup(secret)
+        if record is None:
+            raise GatewayError(401, "invalid_api_key", "Incorrect API key provided.")
+        error = record.error_at(_now())
+        if error == "key_revoked":
+            raise GatewayError(401, error, "This API key has been revoked.")
+        if error:
+            raise GatewayError(401, error, "This API key has expired.")
+        return record
+
+    async def _completion(self, scope, receive, send, request_id: str, api: str) -> None:
+        started = _now()
+        t0 = time.perf_counter()
+        body_bytes = await read_body(receive, settings.FINOPS_MAX_REQUEST_BYTES)
+        record = await self._authenticate(scope)
+        body = _parse_body(body_bytes, api)
+        requested = body["model"]
+        if record.allowed_models and requested not in record.allowed_models:
+            raise GatewayError(
+                403,
+                "model_not_allowed",
+                f"This key may not use model '{requested}'.",
+                param="model",
+            )
+        config = await runtime.org_config(record.org_id)
+        plan = resolve(config, requested, api=api)
+        labels = attribution.labels(scope, body, record, runtime.ledger)
+        stream = api == CHAT and body.get("stream") is True
+        call = Call(
+            request_id=request_id,
+            api=api,
+            record=record,
+            labels=labels,
+            body=body,
+            requested=requested,
+            plan=plan,
+            started=started,
+            t0=t0,
+        )
+        runtime.ledger.key_used(record.key_id, started)
+        if stream:
+            await proxy_stream(call, send, receive)
+        else:
+            await proxy_json(call, send)
+
+    async def _models(self, send, record, rid) -> None:
+        config = await runtime.org_config(record.org_id)
+        allowed = record.allowed_models
+        created = int(time.time())
+        data = []
+        for kind, names in (
+            ("model", config.models),
+            ("group", config.groups),
+            ("router", config.routers),
+        ):
+            for name in sorted(names):
+                visible = name if kind != "router" else f"router:{name}"
+                if allowed and name not in allowed and visible not in allowed:
+                    continue
+                data.append(
+                    {
+                        "id": visible,
+                        "object": "model",
+                        "created": created,
+                        "owned_by": record.org_slug,
+                    }
+                )
+        await send_json(send, 200, {"object": "list", "data": data}, rid)
+
+
+def _method(actual: str, expected: str) -> None:
+    if actual != expected:
+        raise GatewayError(
+            405,
+            "method_not_allowed",
+            f"Method {actual} not allowed; use {expected}.",
+            headers=[(b"allow", expected.encode())],
+        )
+
+
+def _parse_body(raw: bytes, api: str) -> dict:
+    if not raw:
+        raise invalid("invalid_json", "The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid("invalid_json", f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise invalid("invalid_json", "The request body must be a JSON object.")
+    model = body.get("model")
+    if model is None:
+        raise invalid("missing_field", "You must provide a model parameter.", "model")
+    if not isinstance(model, str) or not model.strip():
+        raise invalid("invalid_value", "'model' must be a non-empty string.", "model")
+    if api == CHAT:
+        messages = body.get("messages")
+        if messages is None:
+            raise invalid("missing_field", "Missing required parameter: 'messages'.", "messages")
+        if not isinstance(messages, list) or not messages:
+            raise invalid("invalid_value", "'messages' must be a non-empty array.", "messages")
+        if not all(isinstance(m, dict) for m in messages):
+            raise invalid("invalid_value", "Each message must be an object.", "messages")
+        stream = body.get("stream")
+        if stream is not None and not isinstance(stream, bool):
+            raise invalid("invalid_value", "'stream' must be a boolean.", "stream")
+        options = body.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            raise invalid("invalid_value", "'stream_options' must be an object.", "stream_options")
+        for name in ("max_tokens", "max_completion_tokens"):
+            value = body.get(name)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise invalid("invalid_value", f"'{name}' must be a positive integer.", name)
+        metadata = body.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise invalid("invalid_value", "'metadata' must be an object.", "metadata")
+    else:
+        value = body.get("input")
+        if value is None:
+            raise invalid("missing_field", "Missing required parameter: 'input'.", "input")
+        if not isinstance(value, (str, list)) or (isinstance(value, list) and not value):
+            raise invalid(
+                "invalid_value", "'input' must be a string or a non-empty array.", "input"
+            )
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise invalid("invalid_value", "'user' must be a string.", "user")
+    return body
+

@@ -1,0 +1,228 @@
+"""In-process caches of keys and routing configuration, so the hot path makes no DB query.
+
+Both are filled lazily off the event loop and dropped whole when a config stamp changes (see
+``gateway.services.stamps``); a poller checks the stamps every ``FINOPS_KEY_CACHE_POLL_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from gateway.pricing import Price
+
+
+@dataclass(slots=True)
+class KeyRecord:
+    key_id: int
+    name: str
+    org_id: int
+    org_slug: str
+    org_tz: zoneinfo.ZoneInfo
+    team_id: int
+    team_slug: str
+    default_feature: str
+    allowed_models: frozenset[str]
+    rpm_limit: int | None
+    tpm_limit: int | None
+    max_parallel: int | None
+    valid_until: datetime | None  # the earliest of key expiry and a rotated secret's grace end
+    revoked: bool
+    features: set[str] = field(default_factory=set)  # the team's known feature slugs
+    new_features_left: int = 0
+
+    def error_at(self, now: datetime) -> str:
+        if self.revoked:
+            return "key_revoked"
+        if self.valid_until is not None and self.valid_until <= now:
+            return "key_expired"
+        return ""
+
+
+def _digest(secret: str) -> str:
+    return hmac.new(
+        settings.FINOPS_KEY_PEPPER.encode(), secret.encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def key_record_load(secret: str) -> KeyRecord | None:
+    """Blocking: look a presented secret up in the database (run in a worker thread)."""
+    from teams.models import Feature
+    from teams.services import key_secret_resolve
+
+    close_old_connections()
+    row = key_secret_resolve(secret=secret)
+    if row is None:
+        return None
+    key = row.key
+    ends = [t for t in (key.expires_at, row.valid_until) if t is not None]
+    features = set(Feature.objects.filter(team_id=key.team_id).values_list("slug", flat=True))
+    created = Feature.objects.filter(created_by_key_id=key.pk).count()
+    return KeyRecord(
+        key_id=key.pk,
+        name=key.name,
+        org_id=key.org_id,
+        org_slug=key.org.slug,
+        org_tz=key.org.tz,
+        team_id=key.team_id,
+        team_slug=key.team.slug,
+        default_feature=key.default_feature.slug if key.default_feature_id else "",
+        allowed_models=frozenset(key.allowed_models or ()),
+        rpm_limit=key.rpm_limit,
+        tpm_limit=key.tpm_limit,
+        max_parallel=key.max_parallel,
+        valid_until=min(ends) if ends else None,
+        revoked=key.revoked_at is not None,
+        features=features,
+        new_features_left=max(0, settings.FINOPS_NEW_FEATURES_PER_KEY - created),
+    )
+
+
+class KeyCache:
+    """secret digest -> KeyRecord; unknown secrets are cached as bad for a short time."""
+
+    def __init__(self) -> None:
+        self._good: dict[str, KeyRecord] = {}
+        self._bad: dict[str, float] = {}
+
+    def get(self, secret: str) -> tuple[str, KeyRecord | None, bool]:
+        """(digest, record, known_bad). A miss is (digest, None, False)."""
+        digest = _digest(secret)
+        record = self._good.get(digest)
+        if record is not None:
+            return digest, record, False
+        until = self._bad.get(digest)
+        if until is not None:
+            if until > time.monotonic():
+                return digest, None, True
+            del self._bad[digest]
+        return digest, None, False
+
+    def put(self, digest: str, record: KeyRecord | None) -> None:
+        if record is None:
+            if len(self._bad) > 10_000:  # bounded: a flood of random keys cannot grow memory
+                self._bad.clear()
+            self._bad[digest] = time.monotonic() + settings.FINOPS_BAD_KEY_TTL_SECONDS
+        else:
+            self._good[digest] = record
+
+    def clear(self) -> None:
+        self._good.clear()
+        self._bad.clear()
+
+
+@dataclass(slots=True)
+class ProviderRecord:
+    slug: str
+    kind: str
+    base_url: str
+    api_key: str
+    api_version: str
+
+
+@dataclass(slots=True)
+class ModelRecord:
+    name: str
+    upstream_model: str
+    mode: str
+    max_output_tokens: int | None
+    provider: ProviderRecord
+    prices: tuple[Price, ...]  # newest first
+
+
+@dataclass(slots=True)
+class GroupRecord:
+    name: str
+    strategy: str
+    members: list[tuple[ModelRecord, int]]
+    fallbacks: list[ModelRecord]
+
+
+@dataclass(slots=True)
+class RouterRecord:
+    name: str
+    strong: ModelRecord
+    weak: ModelRecord
+    scorer: str
+    threshold: float
+
+
+@dataclass(slots=True)
+class OrgConfig:
+    org_id: int
+    models: dict[str, ModelRecord]
+    groups: dict[str, GroupRecord]
+    routers: dict[str, RouterRecord]
+
+
+def org_config_load(org_id: int) -> OrgConfig:
+    """Blocking: read one organisation's providers, models, prices, groups and routers."""
+    from gateway.models import LLMModel, ModelGroup, Router
+
+    close_old_connections()
+    models: dict[str, ModelRecord] = {}
+    providers: dict[int, ProviderRecord] = {}
+    for m in (
+        LLMModel.objects.filter(org_id=org_id, active=True)
+        .select_related("provider")
+        .prefetch_related("prices")
+    ):
+        p = m.provider
+        if p.pk not in providers:
+            providers[p.pk] = ProviderRecord(
+                slug=p.slug,
+                kind=p.kind,
+                base_url=p.base_url.rstrip("/"),
+                api_key=os.environ.get(p.api_key_env, "") if p.api_key_env else "",
+                api_version=p.api_version,
+            )
+        prices = sorted(m.prices.all(), key=lambda r: r.effective_from, reverse=True)
+        models[m.name] = ModelRecord(
+            name=m.name,
+            upstream_model=m.upstream_model or m.name,
+            mode=m.mode,
+            max_output_tokens=m.max_output_tokens,
+            provider=providers[p.pk],
+            prices=tuple(
+                Price.per_mtok(
+                    effective_from=r.effective_from,
+                    input_usd_per_mtok=r.input_usd_per_mtok,
+                    output_usd_per_mtok=r.output_usd_per_mtok,
+                    cached_input_usd_per_mtok=r.cached_input_usd_per_mtok,
+                    cache_write_usd_per_mtok=r.cache_write_usd_per_mtok,
+                )
+                for r in prices
+            ),
+        )
+    groups: dict[str, GroupRecord] = {}
+    for g in ModelGroup.objects.filter(org_id=org_id).prefetch_related(
+        "members__model", "fallback_links__model"
+    ):
+        members = [
+            (models[gm.model.name], gm.weight)
+            for gm in g.members.all()
+            if gm.model.name in models and gm.weight > 0
+        ]
+        fallbacks = [models[f.model.name] for f in g.fallback_links.all() if f.model.name in models]
+        groups[g.name] = GroupRecord(
+            name=g.name, strategy=g.strategy, members=members, fallbacks=fallbacks
+        )
+    routers: dict[str, RouterRecord] = {}
+    for r in Router.objects.filter(org_id=org_id).select_related("strong", "weak"):
+        if r.strong.name in models and r.weak.name in models:
+            routers[r.name] = RouterRecord(
+                name=r.name,
+                strong=models[r.strong.name],
+                weak=models[r.weak.name],
+                scorer=r.scorer,
+                threshold=r.threshold,
+            )
+    return OrgConfig(org_id=org_id, models=models, groups=groups, routers=routers)

@@ -1,0 +1,62 @@
+"""Minimal ASGI plumbing for the gateway's lean app (no framework on the hot path)."""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway.errors import GatewayError
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+async def read_body(receive, limit: int) -> bytes:
+    """Read the whole request body, refusing more than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionAbortedError("client disconnected while sending the body")
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise GatewayError(
+                    413, "request_too_large", f"request body exceeds the limit of {limit} bytes"
+                )
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def header(scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+async def send_bytes(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send, status: int, data, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    await send_bytes(send, status, orjson.dumps(data), [*JSON_HEADERS, *headers])
+
+
+async def send_error(send, error: GatewayError, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    own = {name for name, _ in error.headers}
+    extra = [h for h in headers if h[0] not in own]
+    await send_bytes(send, error.status, error.body(), [*JSON_HEADERS, *error.headers, *extra])

@@ -1,0 +1,223 @@
+"""The ledger writer: usage events leave the request path through a queue and are written by one
+thread, in micro-batches (every ``FINOPS_LEDGER_FLUSH_SECONDS`` or ``FINOPS_LEDGER_BATCH_SIZE``
+rows), with ``INSERT … ON CONFLICT (event_id) DO NOTHING`` so a replay never counts twice.
+
+When the database is unreachable, batches are appended to a local spool file (by this thread,
+never on the event loop) and replayed when the database returns. Stopping drains the queue.
+The same thread also writes the side effects of metering that must not block a request: keys'
+``last_used_at`` and features first named by traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+_DECIMAL_FIELDS = ("input_cost", "cached_input_cost", "cache_write_cost", "output_cost", "cost")
+_TIME_FIELDS = ("started_at", "first_byte_at", "ended_at")
+
+
+def _encode(event: dict) -> bytes:
+    def default(value):
+        if isinstance(value, Decimal):
+            return format(value, "f")
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        raise TypeError
+
+    return orjson.dumps(event, default=default)
+
+
+def _decode(line: bytes) -> dict:
+    event = orjson.loads(line)
+    for name in _DECIMAL_FIELDS:
+        if name in event:
+            event[name] = Decimal(event[name])
+    for name in _TIME_FIELDS:
+        if event.get(name):
+            event[name] = datetime.fromisoformat(event[name])
+    return event
+
+
+class LedgerWriter:
+    def __init__(self, *, spool_dir: Path | None = None) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._spool_dir = Path(spool_dir or settings.FINOPS_SPOOL_DIR)
+        self._spool = self._spool_dir / f"ledger-{os.getpid()}.jsonl"
+        self._last_used: dict[int, datetime] = {}
+        self._new_features: set[tuple[int, str, int]] = set()
+        self._last_side_flush = 0.0
+        self.written = 0
+        self.spooled = 0
+
+    # --- request side (event loop): never blocks -------------------------------------------
+    def submit(self, event: dict) -> None:
+        self._queue.put(event)
+
+    def key_used(self, key_id: int, when: datetime) -> None:
+        self._queue.put(("used", key_id, when))
+
+    def feature_named(self, team_id: int, slug: str, key_id: int) -> None:
+        self._queue.put(("feature", team_id, slug, key_id))
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Drain everything queued, then stop."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+
+    # --- writer thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        flush_every = settings.FINOPS_LEDGER_FLUSH_SECONDS
+        batch_size = settings.FINOPS_LEDGER_BATCH_SIZE
+        self._replay_spools()
+        stopping = False
+        while not stopping:
+            batch: list[dict] = []
+            deadline = time.monotonic() + flush_every
+            while len(batch) < batch_size:
+                timeout = deadline - time.monotonic()
+                try:
+                    item = (
+                        self._queue.get(timeout=max(timeout, 0.001))
+                        if timeout > 0
+                        else self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    # drain what is left without waiting
+                    while True:
+                        try:
+                            rest = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if rest is not _STOP:
+                            self._take(rest, batch)
+                    break
+                self._take(item, batch)
+            if batch:
+                self._write(batch)
+            self._side_effects(force=stopping)
+        close_old_connections()
+        connection.close()
+
+    def _take(self, item, batch: list[dict]) -> None:
+        if isinstance(item, dict):
+            batch.append(item)
+        elif item[0] == "used":
+            _, key_id, when = item
+            if when > self._last_used.get(key_id, when.min.replace(tzinfo=when.tzinfo)):
+                self._last_used[key_id] = when
+        elif item[0] == "feature":
+            self._new_features.add(item[1:])
+
+    def _write(self, batch: list[dict]) -> None:
+        from gateway.models import UsageEvent
+
+        try:
+            close_old_connections()
+            UsageEvent.objects.bulk_create(
+                [UsageEvent(**event) for event in batch], ignore_conflicts=True
+            )
+            self.written += len(batch)
+        except Exception as exc:  # noqa: BLE001 - any database failure: spool, never drop
+            log.warning(
+                "ledger write failed (%s); spooling %d events", type(exc).__name__, len(batch)
+            )
+            self._spool_append(batch)
+            connection.close()
+            return
+        if self._spool_dir.exists() and any(self._spool_dir.glob("*.jsonl")):
+            self._replay_spools()
+
+    def _spool_append(self, batch: list[dict]) -> None:
+        self._spool_dir.mkdir(parents=True, exist_ok=True)
+        with open(self._spool, "ab") as fh:
+            for event in batch:
+                fh.write(_encode(event) + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.spooled += len(batch)
+
+    def _replay_spools(self) -> None:
+        """Replay spool files (ours and those a crashed process left). The unique event id
+        makes a replay count once even if a file is replayed twice."""
+        from gateway.models import UsageEvent
+
+        if not self._spool_dir.exists():
+            return
+        for path in sorted(self._spool_dir.glob("*.jsonl")):
+            claimed = path.with_suffix(f".replay-{os.getpid()}")
+            try:
+                path.rename(claimed)
+            except OSError:
+                continue  # another process took it
+            try:
+                events = [
+                    _decode(line) for line in claimed.read_bytes().splitlines() if line.strip()
+                ]
+                close_old_connections()
+                for start in range(0, len(events), 1000):
+                    UsageEvent.objects.bulk_create(
+                        [UsageEvent(**e) for e in events[start : start + 1000]],
+                        ignore_conflicts=True,
+                    )
+                claimed.unlink()
+                log.info("replayed %d spooled ledger events from %s", len(events), path.name)
+            except Exception as exc:  # noqa: BLE001 - keep the file for the next try
+                claimed.rename(path)
+                log.warning("spool replay failed (%s); will retry", type(exc).__name__)
+                connection.close()
+                return
+
+    def _side_effects(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_side_flush < 2.0:
+            return
+        self._last_side_flush = now
+        if not self._last_used and not self._new_features:
+            return
+        from teams.models import Feature, VirtualKey
+
+        try:
+            close_old_connections()
+            for key_id, when in self._last_used.items():
+                # .update() skips signals: usage must not invalidate the key cache
+                VirtualKey.objects.filter(pk=key_id).update(last_used_at=when)
+            if self._new_features:
+                Feature.objects.bulk_create(
+                    [
+                        Feature(team_id=t, slug=s, name=s, claimed=False, created_by_key_id=k)
+                        for t, s, k in self._new_features
+                    ],
+                    ignore_conflicts=True,
+                )
+            self._last_used.clear()
+            self._new_features.clear()
+        except Exception as exc:  # noqa: BLE001 - retried on the next flush
+            log.warning("could not write key usage or new features (%s)", type(exc).__name__)
+            connection.close()

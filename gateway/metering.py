@@ -1,0 +1,93 @@
+"""Usage -> cost -> one ledger event per upstream attempt."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from gateway.cache import ModelRecord
+from gateway.pricing import Cost, Usage, cost_of, price_at
+from gateway.tokens import count_input, count_messages, count_text
+
+
+def estimate_usage(*, api: str, body: dict, model: ModelRecord, completion_text: str) -> Usage:
+    """Counts for an upstream that reported none: tiktoken where the family is known, the UTF-8
+    byte length (an upper bound) otherwise. The event is marked estimated."""
+    name = model.upstream_model
+    if api == "embeddings":
+        prompt = count_input(body.get("input"), model=name)
+        return Usage(uncached_input=prompt, estimated=True)
+    prompt = count_messages(body.get("messages"), model=name)
+    completion = count_text(completion_text, model=name)[0] if completion_text else 0
+    return Usage(uncached_input=prompt, output=completion, estimated=True)
+
+
+def price_usage(model: ModelRecord, usage: Usage, when: datetime) -> Cost:
+    """Priced at the rate in force when the call started (a price change never rewrites history)."""
+    return cost_of(usage, price_at(model.prices, when))
+
+
+def event(
+    call,
+    *,
+    model: ModelRecord | None,
+    attempt: int,
+    status: str,
+    started: datetime,
+    ended: datetime,
+    latency_ms: int,
+    http_status: int | None = None,
+    error_code: str = "",
+    usage: Usage | None = None,
+    cost: Cost | None = None,
+    first_byte: datetime | None = None,
+    streamed: bool = False,
+) -> dict:
+    usage = usage or Usage()
+    cost = cost or Cost()
+    record = call.record
+    plan = call.plan
+    return {
+        "event_id": uuid.uuid4(),
+        "request_id": call.request_id,
+        "attempt": attempt,
+        "started_at": started,
+        "first_byte_at": first_byte,
+        "ended_at": ended,
+        "org_id": record.org_id,
+        "team_id": record.team_id,
+        "key_id": record.key_id,
+        "feature": call.labels.feature,
+        "endpoint": call.labels.endpoint,
+        "end_user": call.labels.end_user,
+        "api": call.api,
+        "requested_model": call.requested[:200],
+        "model": model.name if model else "",
+        "upstream_model": model.upstream_model if model else "",
+        "provider": model.provider.slug if model else "",
+        "status": status,
+        "http_status": http_status,
+        "error_code": error_code,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.output,
+        "cached_tokens": usage.cached_input,
+        "cache_write_tokens": usage.cache_write,
+        "input_cost": cost.input,
+        "cached_input_cost": cost.cached_input,
+        "cache_write_cost": cost.cache_write,
+        "output_cost": cost.output,
+        "cost": cost.total,
+        "latency_ms": max(0, latency_ms),
+        "streamed": streamed,
+        "estimated": usage.estimated,
+        "router": plan.router,
+        "router_scorer": plan.router_scorer,
+        "router_score": plan.router_score,
+        "router_threshold": plan.router_threshold,
+        "router_decision": plan.router_decision,
+        "shadow": False,
+    }
+
+
+ZERO = Decimal(0)

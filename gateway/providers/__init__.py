@@ -1,0 +1,16 @@
+"""Provider adapters, one per API family, behind one small Protocol (``base.Adapter``)."""
+
+from __future__ import annotations
+
+from gateway.providers.base import Adapter
+from gateway.providers.openai import OpenAIAdapter
+
+_ADAPTERS: dict[str, Adapter] = {"openai": OpenAIAdapter()}
+
+
+def adapter_for(kind: str) -> Adapter | None:
+    return _ADAPTERS.get(kind)
+
+
+def adapter_register(kind: str, adapter: Adapter) -> None:
+    _ADAPTERS[kind] = adapter

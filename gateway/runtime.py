@@ -1,0 +1,134 @@
+"""The gateway's per-process runtime: shared upstream client, caches, ledger writer, pollers.
+
+Started and stopped by the ASGI ``lifespan`` (see ``finops.asgi``). Nothing here holds state that
+another process needs: keys and config are caches of the database, spend lives in the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import aiohttp
+from django.conf import settings
+
+from gateway.cache import KeyCache, KeyRecord, OrgConfig, key_record_load, org_config_load
+from gateway.ledger import LedgerWriter
+from gateway.tokens import encodings_load
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self.keys = KeyCache()
+        self.configs: dict[int, OrgConfig] = {}
+        self.ledger = LedgerWriter()
+        self.session: aiohttp.ClientSession | None = None
+        self.db = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-db")
+        self._stamps: dict[str, int] | None = None
+        self._poller: asyncio.Task | None = None
+        self._loading: dict[int, asyncio.Future] = {}
+        self.started = False
+        self.stopping = False
+
+    async def start(self) -> None:
+        if self.started:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.db, encodings_load)
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=settings.FINOPS_UPSTREAM_CONNECT_TIMEOUT,
+                sock_read=settings.FINOPS_UPSTREAM_TIMEOUT,
+            ),
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
+        self.ledger.start()
+        self._stamps = await self._read_stamps()
+        self._poller = asyncio.create_task(self._poll_stamps(), name="gateway-stamp-poller")
+        self.started = True
+        log.info("gateway runtime started")
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.stopping = True
+        if self._poller:
+            self._poller.cancel()
+        if self.session:
+            await self.session.close()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.ledger.stop)
+        self.db.shutdown(wait=False)
+        self.started = False
+        log.info("gateway runtime stopped; ledger drained")
+
+    # --- keys and config, filled off the event loop ----------------------------------------
+    async def key_lookup(self, secret: str) -> KeyRecord | None:
+        digest, record, known_bad = self.keys.get(secret)
+        if record is not None or known_bad:
+            return record
+        loop = asyncio.get_running_loop()
+        record = await loop.run_in_executor(self.db, key_record_load, secret)
+        self.keys.put(digest, record)
+        return record
+
+    async def org_config(self, org_id: int) -> OrgConfig:
+        config = self.configs.get(org_id)
+        if config is not None:
+            return config
+        pending = self._loading.get(org_id)
+        if pending is None:
+            loop = asyncio.get_running_loop()
+            pending = asyncio.ensure_future(loop.run_in_executor(self.db, org_config_load, org_id))
+            self._loading[org_id] = pending
+            try:
+                config = await pending
+            finally:
+                self._loading.pop(org_id, None)
+            self.configs[org_id] = config
+            return config
+        return await pending
+
+    # --- invalidation ----------------------------------------------------------------------
+    async def _read_stamps(self) -> dict[str, int] | None:
+        from gateway.services.stamps import stamps_read
+
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.db, _stamps_read_fresh, stamps_read)
+        except Exception as exc:  # noqa: BLE001 - keep serving from cache; retry next tick
+            log.warning("could not read config stamps (%s)", type(exc).__name__)
+            return None
+
+    async def _poll_stamps(self) -> None:
+        interval = settings.FINOPS_KEY_CACHE_POLL_SECONDS
+        while True:
+            await asyncio.sleep(interval)
+            stamps = await self._read_stamps()
+            if stamps is None or stamps == self._stamps:
+                continue
+            old = self._stamps or {}
+            if stamps.get("keys") != old.get("keys"):
+                self.keys.clear()
+            if stamps.get("config") != old.get("config"):
+                self.configs.clear()
+            self._stamps = stamps
+
+
+def _stamps_read_fresh(reader):
+    from django.db import close_old_connections
+
+    close_old_connections()
+    return reader()
+
+
+runtime = Runtime()

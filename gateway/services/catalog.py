@@ -1,0 +1,472 @@
+"""Writes to the gateway catalog: providers, models and their prices, groups, routers.
+
+Each change is validated by the model (``full_clean``), recorded in the audit log with
+before/after snapshots (names and settings only: provider credentials live in the environment
+and never reach a snapshot), and picked up by the gateways through the config stamp signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from gateway.models import (
+    GroupFallback,
+    GroupMember,
+    LLMModel,
+    ModelGroup,
+    ModelPrice,
+    Provider,
+    Router,
+)
+from teams.models import Organization
+from teams.services import audit_record
+
+PROVIDER_EDITABLE = (
+    "kind",
+    "base_url",
+    "api_key_env",
+    "api_version",
+    "publisher",
+    "invoice_issuer",
+)
+MODEL_EDITABLE = (
+    "provider",
+    "upstream_model",
+    "mode",
+    "context_window",
+    "max_output_tokens",
+    "active",
+)
+ROUTER_EDITABLE = ("strong", "weak", "scorer", "threshold")
+
+
+def _apply(obj, changes: dict, editable: tuple[str, ...]) -> None:
+    unknown = set(changes) - set(editable)
+    if unknown:
+        raise ValidationError({name: "cannot be changed" for name in sorted(unknown)})
+    for name, value in changes.items():
+        setattr(obj, name, value)
+
+
+def _same_org(org: Organization, field: str, models: Iterable[LLMModel]) -> None:
+    if any(m.org_id != org.pk for m in models):
+        raise ValidationError({field: "model belongs to another organisation"})
+
+
+def _name_free(*, org: Organization, name: str, field: str = "name", exclude=None) -> None:
+    """Clients call models, groups and routers by name: one name means one thing per org."""
+    for model in (LLMModel, ModelGroup, Router):
+        rows = model.objects.filter(org=org, name=name)
+        if exclude is not None and isinstance(exclude, model):
+            rows = rows.exclude(pk=exclude.pk)
+        if rows.exists():
+            kind = model._meta.verbose_name
+            raise ValidationError({field: f"{org.slug} already has a {kind} named {name!r}"})
+
+
+# --- providers ----------------------------------------------------------------------------------
+
+
+def provider_snapshot(provider: Provider) -> dict:
+    return {
+        "slug": provider.slug,
+        "kind": provider.kind,
+        "base_url": provider.base_url,
+        "api_key_env": provider.api_key_env,
+        "api_version": provider.api_version,
+        "publisher": provider.publisher,
+        "invoice_issuer": provider.invoice_issuer,
+    }
+
+
+def provider_create(
+    *,
+    actor,
+    org: Organization,
+    slug: str,
+    kind: str,
+    base_url: str,
+    api_key_env: str = "",
+    api_version: str = "",
+    publisher: str = "",
+    invoice_issuer: str = "",
+) -> Provider:
+    """Create a provider; ``Provider.clean`` bounds base_url by FINOPS_PROVIDER_HOSTS."""
+    if Provider.objects.filter(org=org, slug=slug).exists():
+        raise ValidationError({"slug": f"{org.slug} already has a provider {slug!r}"})
+    provider = Provider(
+        org=org,
+        slug=slug,
+        kind=kind,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        api_version=api_version,
+        publisher=publisher,
+        invoice_issuer=invoice_issuer,
+    )
+    provider.full_clean()
+    with transaction.atomic():
+        provider.save()
+        audit_record(
+            actor=actor,
+            org=org,
+            action="provider.created",
+            obj=provider,
+            after=provider_snapshot(provider),
+        )
+    return provider
+
+
+def provider_update(*, provider: Provider, actor, **changes) -> Provider:
+    before = provider_snapshot(provider)
+    _apply(provider, changes, PROVIDER_EDITABLE)
+    provider.full_clean()
+    with transaction.atomic():
+        provider.save()
+        audit_record(
+            actor=actor,
+            org=provider.org,
+            action="provider.updated",
+            obj=provider,
+            before=before,
+            after=provider_snapshot(provider),
+        )
+    return provider
+
+
+def provider_delete(*, provider: Provider, actor) -> None:
+    """Refused (ProtectedError) while models still use the provider."""
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            org=provider.org,
+            action="provider.deleted",
+            obj=provider,
+            before=provider_snapshot(provider),
+        )
+        provider.delete()
+
+
+# --- models and prices --------------------------------------------------------------------------
+
+
+def price_snapshot(price: ModelPrice) -> dict:
+    def text(value: Decimal | None) -> str | None:
+        return None if value is None else str(value)
+
+    return {
+        "model": price.model.name,
+        "effective_from": price.effective_from.isoformat(),
+        "input_usd_per_mtok": text(price.input_usd_per_mtok),
+        "output_usd_per_mtok": text(price.output_usd_per_mtok),
+        "cached_input_usd_per_mtok": text(price.cached_input_usd_per_mtok),
+        "cache_write_usd_per_mtok": text(price.cache_write_usd_per_mtok),
+    }
+
+
+def model_snapshot(model: LLMModel) -> dict:
+    return {
+        "name": model.name,
+        "provider": model.provider.slug,
+        "upstream_model": model.upstream_model,
+        "mode": model.mode,
+        "context_window": model.context_window,
+        "max_output_tokens": model.max_output_tokens,
+        "active": model.active,
+    }
+
+
+def model_price_add(
+    *,
+    model: LLMModel,
+    actor,
+    input_usd_per_mtok: Decimal,
+    output_usd_per_mtok: Decimal,
+    cached_input_usd_per_mtok: Decimal | None = None,
+    cache_write_usd_per_mtok: Decimal | None = None,
+    effective_from: datetime | None = None,
+    source: str = "api",
+) -> ModelPrice:
+    """Append a price to the model's history. History is never rewritten: a new price starts
+    now or later, and after every price already recorded."""
+    now = timezone.now()
+    if effective_from is None:
+        effective_from = now
+    elif effective_from < now:
+        raise ValidationError({"effective_from": "prices cannot be back-dated"})
+    latest = model.prices.order_by("-effective_from").first()
+    if latest is not None and effective_from <= latest.effective_from:
+        raise ValidationError(
+            {"effective_from": f"must be after the latest price ({latest.effective_from})"}
+        )
+    price = ModelPrice(
+        model=model,
+        effective_from=effective_from,
+        input_usd_per_mtok=input_usd_per_mtok,
+        output_usd_per_mtok=output_usd_per_mtok,
+        cached_input_usd_per_mtok=cached_input_usd_per_mtok,
+        cache_write_usd_per_mtok=cache_write_usd_per_mtok,
+        source=source,
+    )
+    price.full_clean()
+    with transaction.atomic():
+        price.save()
+        audit_record(
+            actor=actor,
+            org=model.org,
+            action="model.price_added",
+            obj=price,
+            before=price_snapshot(latest) if latest else None,
+            after=price_snapshot(price),
+        )
+    return price
+
+
+def model_create(
+    *,
+    actor,
+    org: Organization,
+    name: str,
+    provider: Provider,
+    input_usd_per_mtok: Decimal,
+    output_usd_per_mtok: Decimal,
+    cached_input_usd_per_mtok: Decimal | None = None,
+    cache_write_usd_per_mtok: Decimal | None = None,
+    upstream_model: str = "",
+    mode: str = "chat",
+    context_window: int | None = None,
+    max_output_tokens: int | None = None,
+    active: bool = True,
+) -> LLMModel:
+    """Create a model with its first price (effective now)."""
+    _name_free(org=org, name=name)
+    if provider.org_id != org.pk:
+        raise ValidationError({"provider": "provider belongs to another organisation"})
+    model = LLMModel(
+        org=org,
+        provider=provider,
+        name=name,
+        upstream_model=upstream_model or name,
+        mode=mode,
+        context_window=context_window,
+        max_output_tokens=max_output_tokens,
+        active=active,
+    )
+    model.full_clean()
+    with transaction.atomic():
+        model.save()
+        audit_record(
+            actor=actor, org=org, action="model.created", obj=model, after=model_snapshot(model)
+        )
+        model_price_add(
+            model=model,
+            actor=actor,
+            input_usd_per_mtok=input_usd_per_mtok,
+            output_usd_per_mtok=output_usd_per_mtok,
+            cached_input_usd_per_mtok=cached_input_usd_per_mtok,
+            cache_write_usd_per_mtok=cache_write_usd_per_mtok,
+        )
+    return model
+
+
+def model_update(*, model: LLMModel, actor, **changes) -> LLMModel:
+    """Change how a model is served. Its name stays: the ledger, keys and budgets refer to it."""
+    before = model_snapshot(model)
+    _apply(model, changes, MODEL_EDITABLE)
+    model.full_clean()
+    with transaction.atomic():
+        model.save()
+        audit_record(
+            actor=actor,
+            org=model.org,
+            action="model.updated",
+            obj=model,
+            before=before,
+            after=model_snapshot(model),
+        )
+    return model
+
+
+# --- groups -------------------------------------------------------------------------------------
+
+
+def group_snapshot(group: ModelGroup) -> dict:
+    return {
+        "name": group.name,
+        "strategy": group.strategy,
+        "members": [
+            {"model": m.model.name, "weight": m.weight}
+            for m in group.members.select_related("model").order_by("id")
+        ],
+        "fallbacks": [
+            f.model.name for f in group.fallback_links.select_related("model").order_by("position")
+        ],
+    }
+
+
+def _group_links_set(
+    group: ModelGroup,
+    members: list[tuple[LLMModel, int]] | None,
+    fallbacks: list[LLMModel] | None,
+) -> None:
+    if members is not None:
+        if not members:
+            raise ValidationError({"members": "a group needs at least one model"})
+        names = [m.name for m, _ in members]
+        if len(set(names)) != len(names):
+            raise ValidationError({"members": "each model may appear once"})
+        _same_org(group.org, "members", (m for m, _ in members))
+        group.members.all().delete()
+        GroupMember.objects.bulk_create(
+            GroupMember(group=group, model=m, weight=w) for m, w in members
+        )
+    if fallbacks is not None:
+        names = [m.name for m in fallbacks]
+        if len(set(names)) != len(names):
+            raise ValidationError({"fallbacks": "each model may appear once"})
+        _same_org(group.org, "fallbacks", fallbacks)
+        group.fallback_links.all().delete()
+        GroupFallback.objects.bulk_create(
+            GroupFallback(group=group, model=m, position=i) for i, m in enumerate(fallbacks)
+        )
+
+
+@transaction.atomic
+def group_create(
+    *,
+    actor,
+    org: Organization,
+    name: str,
+    members: list[tuple[LLMModel, int]],
+    fallbacks: list[LLMModel] | None = None,
+    strategy: str = "weighted",
+) -> ModelGroup:
+    """Create a group from (model, weight) members and an ordered fallback chain."""
+    _name_free(org=org, name=name)
+    group = ModelGroup(org=org, name=name, strategy=strategy)
+    group.full_clean()
+    group.save()
+    _group_links_set(group, members, fallbacks or [])
+    audit_record(
+        actor=actor, org=org, action="group.created", obj=group, after=group_snapshot(group)
+    )
+    return group
+
+
+@transaction.atomic
+def group_update(
+    *,
+    group: ModelGroup,
+    actor,
+    strategy: str | None = None,
+    members: list[tuple[LLMModel, int]] | None = None,
+    fallbacks: list[LLMModel] | None = None,
+) -> ModelGroup:
+    """Change the strategy, or replace the members or the fallback chain as a whole."""
+    before = group_snapshot(group)
+    if strategy is not None:
+        group.strategy = strategy
+    group.full_clean()
+    group.save()
+    _group_links_set(group, members, fallbacks)
+    audit_record(
+        actor=actor,
+        org=group.org,
+        action="group.updated",
+        obj=group,
+        before=before,
+        after=group_snapshot(group),
+    )
+    return group
+
+
+@transaction.atomic
+def group_delete(*, group: ModelGroup, actor) -> None:
+    audit_record(
+        actor=actor, org=group.org, action="group.deleted", obj=group, before=group_snapshot(group)
+    )
+    group.delete()
+
+
+# --- routers ------------------------------------------------------------------------------------
+
+
+def router_snapshot(router: Router) -> dict:
+    return {
+        "name": router.name,
+        "strong": router.strong.name,
+        "weak": router.weak.name,
+        "scorer": router.scorer,
+        "threshold": router.threshold,
+    }
+
+
+def _router_check(router: Router) -> None:
+    _same_org(router.org, "strong", [router.strong])
+    _same_org(router.org, "weak", [router.weak])
+    if router.strong_id == router.weak_id:
+        raise ValidationError({"weak": "must differ from the strong model"})
+    router.full_clean()
+
+
+def router_create(
+    *,
+    actor,
+    org: Organization,
+    name: str,
+    strong: LLMModel,
+    weak: LLMModel,
+    scorer: str = "heuristic",
+    threshold: float = 0.5,
+) -> Router:
+    """A router sends each prompt to ``strong`` when its score >= threshold, else to ``weak``."""
+    _name_free(org=org, name=name)
+    router = Router(
+        org=org, name=name, strong=strong, weak=weak, scorer=scorer, threshold=threshold
+    )
+    _router_check(router)
+    with transaction.atomic():
+        router.save()
+        audit_record(
+            actor=actor,
+            org=org,
+            action="router.created",
+            obj=router,
+            after=router_snapshot(router),
+        )
+    return router
+
+
+def router_update(*, router: Router, actor, **changes) -> Router:
+    before = router_snapshot(router)
+    _apply(router, changes, ROUTER_EDITABLE)
+    _router_check(router)
+    with transaction.atomic():
+        router.save()
+        audit_record(
+            actor=actor,
+            org=router.org,
+            action="router.updated",
+            obj=router,
+            before=before,
+            after=router_snapshot(router),
+        )
+    return router
+
+
+def router_delete(*, router: Router, actor) -> None:
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            org=router.org,
+            action="router.deleted",
+            obj=router,
+            before=router_snapshot(router),
+        )
+        router.delete()

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("FINOPS_TESTING", "1")
+os.environ.setdefault(
+    "TIKTOKEN_CACHE_DIR",
+    str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tiktoken"),
+)
+
+import pytest  # noqa: E402
+import pytest_django.fixtures as _pdf  # noqa: E402
+
+_databases_for_setup = _pdf._get_databases_for_setup
+
+
+def _databases_for_setup_with_live(items):
+    """Live tests use the test database from a subprocess, outside any test transaction, so
+    they carry no ``django_db`` mark; pytest-django must still create the test database."""
+    aliases, serialized = _databases_for_setup(items)
+    if any(item.get_closest_marker("live") for item in items):
+        aliases = {*aliases, "default"}
+    return aliases, serialized
+
+
+_pdf._get_databases_for_setup = _databases_for_setup_with_live
+
+
+@pytest.fixture(scope="session")
+def live_tmp(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("live")
+
+
+@pytest.fixture(scope="session")
+def simulator(live_tmp):
+    from tests.live import start_simulator
+
+    server = start_simulator(live_tmp)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sim_farm(live_tmp):
+    """Extra simulators with fixed behaviour: slow (timeouts), failing (503), drip (slow stream)."""
+    from tests.live import start_simulator
+
+    farm = {
+        "slow": start_simulator(live_tmp, "--latency-ms", "3000"),
+        "failing": start_simulator(live_tmp, "--status", "503"),
+        "drip": start_simulator(live_tmp, "--chunk-delay-ms", "100", "--chunks", "40"),
+    }
+    yield farm
+    for server in farm.values():
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def live(django_db_setup, django_db_blocker, simulator, sim_farm, live_tmp):
+    """The app under uvicorn against the test database, with a committed org ``live`` whose
+    provider points at the simulator, and a key for it. Removed again at session end."""
+    from django.db import connection
+
+    from tests.live import start_app, test_database_url
+    from tests.live_world import LiveWorld
+
+    with django_db_blocker.unblock():
+        name = str(connection.settings_dict["NAME"])
+        assert "test" in name.rsplit("/", 1)[-1], f"refusing to run live tests on {name}"
+        world = LiveWorld.build(
+            sim_url=simulator.url, farm={name: s.url for name, s in sim_farm.items()}
+        )
+        database_url = test_database_url()
+    app = start_app(
+        live_tmp,
+        database_url=database_url,
+        FINOPS_UPSTREAM_TIMEOUT="1.5",
+        FINOPS_MAX_REQUEST_BYTES=str(256 * 1024),
+    )
+    world.app = app
+    world.simulator = simulator
+    world.blocker = django_db_blocker
+    yield world
+    app.stop()
+    with django_db_blocker.unblock():
+        world.destroy()
