@@ -24,7 +24,9 @@ migrate: install
 demo: migrate
 	$(PY) manage.py load_demo --sim-url http://127.0.0.1:$(SIM_PORT)/v1
 
-run: demo
+# run_embedded loads the demo itself (fresh demo key each run), then supervises the simulator,
+# uvicorn, the Celery worker and beat; Ctrl-C stops them all.
+run: migrate
 	$(PY) manage.py run_embedded --port $(PORT) --sim-port $(SIM_PORT)
 
 test: install

@@ -12,8 +12,10 @@ import os
 
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.db.models import OuterRef, Q, Subquery
 from django.forms.models import BaseInlineFormSet
+from django.utils import timezone
 
 from gateway.models import (
     GroupFallback,
@@ -25,7 +27,8 @@ from gateway.models import (
     Router,
     UsageEvent,
 )
-from teams import selectors, services
+from gateway.services import catalog
+from teams import selectors
 from teams.admin import ScopedAdmin, model_snapshot
 from teams.models import Organization, Team
 from teams.permissions import Subject, may_manage_object
@@ -35,6 +38,7 @@ from teams.permissions import Subject, may_manage_object
 class ProviderAdmin(ScopedAdmin):
     subject = Subject.PROVIDER
     audit_name = "provider"
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("slug", "org", "kind", "base_url", "api_key_env", "credential_set")
     list_filter = ("kind", ("org", admin.RelatedOnlyFieldListFilter))
     search_fields = ("slug", "base_url", "publisher", "invoice_issuer")
@@ -88,10 +92,30 @@ class PriceHistoryInline(admin.TabularInline):
         return False
 
 
+class NewPriceFormSet(BaseInlineFormSet):
+    """A new price starts now (the default) or later, and after every price already recorded."""
+
+    def clean(self):
+        super().clean()
+        model = self.instance
+        latest = model.prices.order_by("-effective_from").first() if model.pk else None
+        for form in self.forms:
+            if not form.has_changed() or "effective_from" not in form.changed_data:
+                continue  # left at its default: effective when saved
+            when = form.cleaned_data.get("effective_from")
+            if when is None:
+                continue
+            if when < timezone.now():
+                form.add_error("effective_from", "prices cannot be back-dated")
+            elif latest is not None and when <= latest.effective_from:
+                form.add_error("effective_from", "must be after the latest price")
+
+
 class NewPriceInline(admin.TabularInline):
     """Add a price from a date on; the row before it keeps applying until then."""
 
     model = ModelPrice
+    formset = NewPriceFormSet
     fields = (
         "effective_from",
         "input_usd_per_mtok",
@@ -126,10 +150,31 @@ class NewPriceInline(admin.TabularInline):
         return False
 
 
+class NameFreeForm(forms.ModelForm):
+    """Clients call models, groups and routers by name: one name means one thing per org."""
+
+    def clean(self):
+        data = super().clean()
+        org = data.get("org") or (self.instance.org if self.instance.org_id else None)
+        name = data.get("name") or self.instance.name
+        if org is None or not name:
+            return data
+        for model in (LLMModel, ModelGroup, Router):
+            rows = model.objects.filter(org=org, name=name)
+            if isinstance(self.instance, model) and self.instance.pk:
+                rows = rows.exclude(pk=self.instance.pk)
+            if rows.exists():
+                kind = model._meta.verbose_name
+                self.add_error("name" if "name" in self.fields else None, f"already a {kind} name")
+                break
+        return data
+
+
 @admin.register(LLMModel)
 class LLMModelAdmin(ScopedAdmin):
     subject = Subject.MODEL
     audit_name = "model"
+    form = NameFreeForm
     list_display = (
         "name",
         "org",
@@ -174,21 +219,27 @@ class LLMModelAdmin(ScopedAdmin):
         return price.output_usd_per_mtok.normalize() if price else "-"
 
     def save_formset(self, request, form, formset, change):
-        if formset.model is not ModelPrice:
-            return super().save_formset(request, form, formset, change)
-        for price in formset.save(commit=False):
-            if price.pk is not None:
-                continue  # existing prices are never rewritten
-            price.model = form.instance
-            price.source = "admin"
-            price.save()
-            services.audit_record(
+        # The admin's change message reads these; existing prices are never changed.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        if not isinstance(formset, NewPriceFormSet):
+            return None  # the price history is read-only
+        for price_form in formset.forms:
+            if not price_form.has_changed():
+                continue
+            data = price_form.cleaned_data
+            price = catalog.model_price_add(
+                model=form.instance,
                 actor=request.user,
-                org=form.instance.org,
-                action="model.price_added",
-                obj=form.instance,
-                after=model_snapshot(price),
+                input_usd_per_mtok=data["input_usd_per_mtok"],
+                output_usd_per_mtok=data["output_usd_per_mtok"],
+                cached_input_usd_per_mtok=data.get("cached_input_usd_per_mtok"),
+                cache_write_usd_per_mtok=data.get("cache_write_usd_per_mtok"),
+                effective_from=(
+                    data["effective_from"] if "effective_from" in price_form.changed_data else None
+                ),
+                source="admin",
             )
+            formset.new_objects.append(price)
         return None
 
 
@@ -248,6 +299,7 @@ class GroupFallbackInline(_GroupPartInline):
 class ModelGroupAdmin(ScopedAdmin):
     subject = Subject.GROUP
     audit_name = "group"
+    form = NameFreeForm
     list_display = ("name", "org", "strategy", "member_names", "fallback_names")
     list_filter = ("strategy", ("org", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name",)
@@ -279,7 +331,7 @@ class ModelGroupAdmin(ScopedAdmin):
         return data
 
 
-class RouterForm(forms.ModelForm):
+class RouterForm(NameFreeForm):
     class Meta:
         model = Router
         fields = ("org", "name", "strong", "weak", "scorer", "threshold")

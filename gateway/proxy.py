@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 from django.conf import settings
 
-from gateway import metering
+from gateway import metering, metrics
 from gateway.cache import KeyRecord, ModelRecord
 from gateway.errors import GatewayError
 from gateway.http import JSON_HEADERS, SSE_HEADERS, send_bytes
@@ -94,18 +94,18 @@ class _Failure(Exception):
 def _record(
     call: Call, model: ModelRecord | None, attempt: int, started: datetime, t: float, **fields
 ) -> None:
-    """Append one attempt to the ledger (off the request path)."""
-    runtime.ledger.submit(
-        metering.event(
-            call,
-            model=model,
-            attempt=attempt,
-            started=started,
-            ended=_now(),
-            latency_ms=_ms(t),
-            **fields,
-        )
+    """Append one attempt to the ledger (off the request path) and to the metrics."""
+    event = metering.event(
+        call,
+        model=model,
+        attempt=attempt,
+        started=started,
+        ended=_now(),
+        latency_ms=_ms(t),
+        **fields,
     )
+    runtime.ledger.submit(event)
+    metrics.observe(event)
 
 
 def _final_error(failure: _Failure | None, headers: list) -> GatewayError:
@@ -395,6 +395,8 @@ async def _relay(
         response.release()
     if gone:
         status, error_code = "client_abort", "client_disconnected"
+    elif getattr(parser, "error", None):
+        status, error_code = "error", "upstream_stream_error"
     usage = parser.usage
     if usage is None:
         usage = metering.estimate_usage(
@@ -419,7 +421,7 @@ async def _relay(
     if gone:
         return
     tail: list[bytes] = []
-    if status == "error":
+    if status == "error" and error_code != "upstream_stream_error":
         error = {
             "error": {
                 "message": "The upstream stream ended with an error.",

@@ -7,6 +7,7 @@ another process needs: keys and config are caches of the database, spend lives i
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -55,6 +56,10 @@ class Runtime:
         self._stamps = await self._read_stamps()
         self._poller = asyncio.create_task(self._poll_stamps(), name="gateway-stamp-poller")
         self.started = True
+        # Everything loaded so far (Django, models, encodings) lives for the whole process: keep
+        # it out of the collector's generations so a full collection does not stall the loop.
+        gc.collect()
+        gc.freeze()
         log.info("gateway runtime started")
 
     async def stop(self) -> None:

@@ -63,6 +63,9 @@ MAX_DELAY_MS = 600_000
 MAX_EMBEDDING_INPUTS = 2048
 MAX_EMBEDDING_DIMS = 4096
 MAX_RECORDED_PATHS = 256
+MAX_CACHED_PLANS = 1024
+MAX_CACHED_BODY = 64 * 1024
+MAX_CACHED_ANSWER = 1024 * 1024
 NON_TEXT_PART_TOKENS = 85
 MODELS_CREATED = 1_700_000_000
 MODEL_IDS = (
@@ -373,6 +376,90 @@ def _route(method: str, path: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+@dataclass(frozen=True, slots=True)
+class _ChatPlan:
+    """What a chat request body asks for, parsed and counted once."""
+
+    model: str
+    prompt: int
+    completion: int
+    cut: bool
+    stream: bool
+    include_usage: bool
+    template: tuple[bytes, bytes, bytes]  # the default JSON answer around its id and created
+
+
+# "id" and "created" come before any user-supplied value in the body, so splitting at the
+# first occurrence of each marker is safe whatever the model name contains.
+_ID_MARK = "@@sim-id@@"
+_CREATED_MARK = "@@sim-created@@"
+
+
+def _chat_usage(prompt: int, completion: int, cached: int) -> dict:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": min(cached, prompt), "audio_tokens": 0},
+        "completion_tokens_details": _COMPLETION_DETAILS,
+    }
+
+
+def _chat_body(rid, created, model: str, completion: int, finish: str, usage) -> dict:
+    body = {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": generated_text(completion),
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        ],
+        "service_tier": "default",
+        "system_fingerprint": "fp_simulator",
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
+def _chat_plan(req: dict, deployment: str | None) -> _ChatPlan:
+    model = req.get("model") or deployment
+    if not isinstance(model, str) or not model:
+        raise SimError(400, "you must provide a model parameter", "missing_field", "model")
+    messages = req.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise SimError(400, "messages: a non-empty array is required", "missing_field", "messages")
+    completion, cut = _completion_tokens(req.get("max_completion_tokens") or req.get("max_tokens"))
+    prompt = chat_prompt_tokens(messages, req.get("tools"))
+    stream_options = req.get("stream_options")
+    body = _chat_body(
+        _ID_MARK, _CREATED_MARK, model, completion, "length" if cut else "stop",
+        _chat_usage(prompt, completion, 0),
+    )  # fmt: skip
+    head, rest = orjson.dumps(body).split(b'"' + _ID_MARK.encode() + b'"', 1)
+    middle, tail = rest.split(b'"' + _CREATED_MARK.encode() + b'"', 1)
+    return _ChatPlan(
+        model=model,
+        prompt=prompt,
+        completion=completion,
+        cut=cut,
+        stream=req.get("stream") is True,
+        include_usage=isinstance(stream_options, dict)
+        and stream_options.get("include_usage") is True,
+        template=(head + b'"chatcmpl-sim', b'"' + middle, tail),
+    )
+
+
 class Simulator:
     """The ASGI app. One instance per process; its state is the last-request record only."""
 
@@ -383,6 +470,8 @@ class Simulator:
         self._last: dict[str, tuple] = {}
         self._counts: dict[str, int] = {}
         self._total = 0
+        self._plans: dict[bytes, _ChatPlan] = {}
+        self._embedding_answers: dict[bytes, bytes] = {}
         self._expected_key = self.config.api_key.encode() if self.config.api_key else None
 
     async def __call__(self, scope, receive, send) -> None:
@@ -396,7 +485,10 @@ class Simulator:
             await self._control(scope, receive, send)
             return
         method = scope["method"]
-        endpoint, deployment = _route(method, path)
+        if path == "/v1/chat/completions" and method == "POST":
+            endpoint, deployment = "chat", None
+        else:
+            endpoint, deployment = _route(method, path)
         anthropic = endpoint == "messages"
         try:
             body = await _read_body(receive)
@@ -417,9 +509,9 @@ class Simulator:
             if self.config.fail_rate and self._rng.random() < self.config.fail_rate:
                 raise SimError(500, "Simulated upstream failure (fail-rate)")
             if endpoint == "chat":
-                await self._chat(_json_object(body), opts, deployment, receive, send)
+                await self._chat(body, opts, deployment, receive, send)
             elif endpoint == "embeddings":
-                await self._embeddings(_json_object(body), opts, deployment, send)
+                await self._embeddings(body, opts, deployment, send)
             elif endpoint == "messages":
                 await self._messages(_json_object(body), opts, receive, send)
             elif endpoint == "models":
@@ -439,12 +531,15 @@ class Simulator:
             if name == b"authorization":
                 scheme, _, token = value.partition(b" ")
                 key = token.strip() if scheme.lower() == b"bearer" else value.strip()
-            elif name == b"x-api-key" or name == b"api-key":
+            elif name[:2] == b"x-":
+                if name[:6] == b"x-sim-":
+                    if sim is None:
+                        sim = {}
+                    sim[name] = value
+                elif name == b"x-api-key":
+                    key = value.strip()
+            elif name == b"api-key":
                 key = value.strip()
-            elif name.startswith(b"x-sim-"):
-                if sim is None:
-                    sim = {}
-                sim[name] = value
         if not key:
             raise SimError(
                 401,
@@ -529,72 +624,46 @@ class Simulator:
 
     # --- OpenAI ------------------------------------------------------------------------------
 
-    async def _chat(self, req: dict, opts: _Options, deployment, receive, send) -> None:
-        model = req.get("model") or deployment
-        if not isinstance(model, str) or not model:
-            raise SimError(400, "you must provide a model parameter", "missing_field", "model")
-        messages = req.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise SimError(
-                400, "messages: a non-empty array is required", "missing_field", "messages"
+    async def _chat(self, body: bytes, opts: _Options, deployment, receive, send) -> None:
+        # A load test repeats one body: its plan (parsed, validated, counted) and, for plain JSON
+        # answers, its serialised response are computed once and reused.
+        plan = self._plans.get(body) if deployment is None else None
+        if plan is None:
+            plan = _chat_plan(_json_object(body), deployment)
+            if deployment is None and len(body) <= MAX_CACHED_BODY:
+                if len(self._plans) >= MAX_CACHED_PLANS:
+                    self._plans.clear()
+                self._plans[body] = plan
+        seq = next(self._seq)
+        created = int(time.time())
+        if opts is _NO_OPTIONS and not plan.stream:
+            head, middle, tail = plan.template
+            payload = b"%s%010d%s%d%s" % (head, seq, middle, created, tail)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*_JSON, (b"content-length", b"%d" % len(payload))],
+                }
             )
-        limit = req.get("max_completion_tokens") or req.get("max_tokens")
-        completion, cut = _completion_tokens(limit)
+            await send({"type": "http.response.body", "body": payload})
+            return
+        completion, cut = plan.completion, plan.cut
         if opts.completion_tokens is not None:
             completion, cut = opts.completion_tokens, False
-        if opts.prompt_tokens is not None:
-            prompt = opts.prompt_tokens
-        else:
-            prompt = chat_prompt_tokens(messages, req.get("tools"))
-        usage = None
-        if not opts.no_usage:
-            usage = {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-                "prompt_tokens_details": {
-                    "cached_tokens": min(opts.cached_tokens, prompt),
-                    "audio_tokens": 0,
-                },
-                "completion_tokens_details": _COMPLETION_DETAILS,
-            }
+        prompt = plan.prompt if opts.prompt_tokens is None else opts.prompt_tokens
+        usage = None if opts.no_usage else _chat_usage(prompt, completion, opts.cached_tokens)
         finish = "length" if cut else "stop"
-        rid = f"chatcmpl-sim{next(self._seq):010d}"
-        created = int(time.time())
-        if req.get("stream") is True:
-            stream_options = req.get("stream_options")
-            include_usage = (
-                isinstance(stream_options, dict) and stream_options.get("include_usage") is True
-            )
+        rid = f"chatcmpl-sim{seq:010d}"
+        if plan.stream:
             await self._chat_stream(
-                send, receive, opts, rid, created, model, completion, finish,
-                usage if include_usage else None, include_usage,
+                send, receive, opts, rid, created, plan.model, completion, finish,
+                usage if plan.include_usage else None, plan.include_usage,
             )  # fmt: skip
             return
-        body = {
-            "id": rid,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": generated_text(completion),
-                        "refusal": None,
-                        "annotations": [],
-                    },
-                    "logprobs": None,
-                    "finish_reason": finish,
-                }
-            ],
-            "service_tier": "default",
-            "system_fingerprint": "fp_simulator",
-        }
-        if usage is not None:
-            body["usage"] = usage
-        await _send(send, 200, orjson.dumps(body))
+        await _send(
+            send, 200, orjson.dumps(_chat_body(rid, created, plan.model, completion, finish, usage))
+        )
 
     async def _chat_stream(
         self, send, receive, opts, rid, created, model, completion, finish, usage, include_usage
@@ -629,7 +698,18 @@ class Simulator:
         tail.append(b"data: [DONE]\n\n")
         await _stream(send, receive, first, pieces, b"".join(tail), delay)
 
-    async def _embeddings(self, req: dict, opts: _Options, deployment, send) -> None:
+    async def _embeddings(self, body: bytes, opts: _Options, deployment, send) -> None:
+        cacheable = opts is _NO_OPTIONS and deployment is None and len(body) <= MAX_CACHED_BODY
+        payload = self._embedding_answers.get(body) if cacheable else None
+        if payload is None:
+            payload = self._embedding_answer(_json_object(body), opts, deployment)
+            if cacheable and len(payload) <= MAX_CACHED_ANSWER:
+                if len(self._embedding_answers) >= MAX_CACHED_PLANS:
+                    self._embedding_answers.clear()
+                self._embedding_answers[body] = payload
+        await _send(send, 200, payload)
+
+    def _embedding_answer(self, req: dict, opts: _Options, deployment) -> bytes:
         model = req.get("model") or deployment
         if not isinstance(model, str) or not model:
             raise SimError(400, "you must provide a model parameter", "missing_field", "model")
@@ -670,7 +750,7 @@ class Simulator:
         body = {"object": "list", "data": data, "model": model}
         if not opts.no_usage:
             body["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
-        await _send(send, 200, orjson.dumps(body))
+        return orjson.dumps(body)
 
     # --- Anthropic ---------------------------------------------------------------------------
 

@@ -290,8 +290,12 @@ class Budget(models.Model):
         ):
             errors["alert_thresholds"] = "a list of whole percentages between 1 and 1000"
         duplicate = Budget.objects.filter(
-            org_id=self.org_id, scope=self.scope, team_id=self.team_id,
-            feature_id=self.feature_id, key_id=self.key_id, period=self.period,
+            org_id=self.org_id,
+            scope=self.scope,
+            team_id=self.team_id,
+            feature_id=self.feature_id,
+            key_id=self.key_id,
+            period=self.period,
         ).exclude(pk=self.pk)
         if self.org_id and duplicate.exists():
             errors["period"] = f"this {self.scope} already has a {self.period} budget"
@@ -322,4 +326,6 @@ class AuditEntry(models.Model):
         verbose_name_plural = "audit entries"
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.object_repr}"
+        return (
+            f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.object_repr}"
+        )

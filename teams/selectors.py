@@ -68,7 +68,9 @@ def access_for_user(user) -> Access:
         return cached
     access = Access(user_id=user.pk)
     if user.is_superuser:
-        access.org_roles = dict.fromkeys(Organization.objects.values_list("id", flat=True), Role.ADMIN)
+        access.org_roles = dict.fromkeys(
+            Organization.objects.values_list("id", flat=True), Role.ADMIN
+        )
     for org_id, team_id, role in Membership.objects.filter(user=user).values_list(
         "org_id", "team_id", "role"
     ):

@@ -154,7 +154,11 @@ def key_revoke(*, key: VirtualKey, actor=None) -> VirtualKey:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
         audit_record(
-            actor=actor, org=key.org, action="key.revoked", obj=key, before=before,
+            actor=actor,
+            org=key.org,
+            action="key.revoked",
+            obj=key,
+            before=before,
             after=key_snapshot(key),
         )
     return key
@@ -173,7 +177,10 @@ def key_rotate(*, key: VirtualKey, actor=None, grace_seconds: int | None = None)
         old.save(update_fields=["superseded_at", "valid_until"])
     secret = _new_secret(key=key)
     audit_record(
-        actor=actor, org=key.org, action="key.rotated", obj=key,
+        actor=actor,
+        org=key.org,
+        action="key.rotated",
+        obj=key,
         after={"grace_seconds": grace},
     )
     return MintedKey(key=key, secret=secret)
@@ -187,7 +194,11 @@ def key_update(*, key: VirtualKey, actor=None, **fields) -> VirtualKey:
     with transaction.atomic():
         key.save()
         audit_record(
-            actor=actor, org=key.org, action="key.updated", obj=key, before=before,
+            actor=actor,
+            org=key.org,
+            action="key.updated",
+            obj=key,
+            before=before,
             after=key_snapshot(key),
         )
     return key
@@ -238,7 +249,10 @@ def membership_add(
     with transaction.atomic():
         membership.save()
         audit_record(
-            actor=actor, org=org, action="member.added", obj=membership,
+            actor=actor,
+            org=org,
+            action="member.added",
+            obj=membership,
             after={"user": user.username, "role": role, "team": team.slug if team else None},
         )
     return membership
@@ -250,7 +264,9 @@ def user_get_or_create(*, email_or_username: str):
     User = get_user_model()
     user = User.objects.filter(username__iexact=email_or_username).first()
     if user is None:
-        user = User(username=email_or_username, email=email_or_username if "@" in email_or_username else "")
+        user = User(
+            username=email_or_username, email=email_or_username if "@" in email_or_username else ""
+        )
         user.set_unusable_password()
         user.save()
     return user
@@ -295,7 +311,11 @@ def org_update(*, org: Organization, actor, **changes) -> Organization:
     with transaction.atomic():
         org.save()
         audit_record(
-            actor=actor, org=org, action="org.updated", obj=org, before=before,
+            actor=actor,
+            org=org,
+            action="org.updated",
+            obj=org,
+            before=before,
             after=org_snapshot(org),
         )
     return org
@@ -312,8 +332,9 @@ def team_create(*, actor, org: Organization, slug: str, name: str = "") -> Team:
     team.full_clean()
     with transaction.atomic():
         team.save()
-        audit_record(actor=actor, org=org, action="team.created", obj=team,
-                     after=team_snapshot(team))
+        audit_record(
+            actor=actor, org=org, action="team.created", obj=team, after=team_snapshot(team)
+        )
     return team
 
 
@@ -323,8 +344,14 @@ def team_update(*, team: Team, actor, **changes) -> Team:
     team.full_clean()
     with transaction.atomic():
         team.save()
-        audit_record(actor=actor, org=team.org, action="team.updated", obj=team,
-                     before=before, after=team_snapshot(team))
+        audit_record(
+            actor=actor,
+            org=team.org,
+            action="team.updated",
+            obj=team,
+            before=before,
+            after=team_snapshot(team),
+        )
     return team
 
 
@@ -334,8 +361,9 @@ def team_delete(*, team: Team, actor) -> None:
     if team.keys.filter(revoked_at__isnull=True).exists():
         raise ValidationError("revoke the team's keys before deleting it")
     with transaction.atomic():
-        audit_record(actor=actor, org=team.org, action="team.deleted", obj=team,
-                     before=team_snapshot(team))
+        audit_record(
+            actor=actor, org=team.org, action="team.deleted", obj=team, before=team_snapshot(team)
+        )
         team.delete()
 
 
@@ -368,8 +396,14 @@ def membership_update(
     membership.full_clean()
     with transaction.atomic():
         membership.save()
-        audit_record(actor=actor, org=membership.org, action="member.updated", obj=membership,
-                     before=before, after=membership_snapshot(membership))
+        audit_record(
+            actor=actor,
+            org=membership.org,
+            action="member.updated",
+            obj=membership,
+            before=before,
+            after=membership_snapshot(membership),
+        )
     return membership
 
 
@@ -377,8 +411,13 @@ def membership_remove(*, membership: Membership, actor) -> None:
     if _last_admin(membership):
         raise ValidationError("an organisation keeps at least one admin")
     with transaction.atomic():
-        audit_record(actor=actor, org=membership.org, action="member.removed", obj=membership,
-                     before=membership_snapshot(membership))
+        audit_record(
+            actor=actor,
+            org=membership.org,
+            action="member.removed",
+            obj=membership,
+            before=membership_snapshot(membership),
+        )
         membership.delete()
 
 
@@ -400,8 +439,13 @@ def feature_create(
     feature.full_clean()
     with transaction.atomic():
         feature.save()
-        audit_record(actor=actor, org=team.org, action="feature.created", obj=feature,
-                     after=feature_snapshot(feature))
+        audit_record(
+            actor=actor,
+            org=team.org,
+            action="feature.created",
+            obj=feature,
+            after=feature_snapshot(feature),
+        )
     return feature
 
 
@@ -412,15 +456,26 @@ def feature_update(*, feature: Feature, actor, **changes) -> Feature:
     feature.full_clean()
     with transaction.atomic():
         feature.save()
-        audit_record(actor=actor, org=feature.team.org, action="feature.updated", obj=feature,
-                     before=before, after=feature_snapshot(feature))
+        audit_record(
+            actor=actor,
+            org=feature.team.org,
+            action="feature.updated",
+            obj=feature,
+            before=before,
+            after=feature_snapshot(feature),
+        )
     return feature
 
 
 def feature_delete(*, feature: Feature, actor) -> None:
     with transaction.atomic():
-        audit_record(actor=actor, org=feature.team.org, action="feature.deleted", obj=feature,
-                     before=feature_snapshot(feature))
+        audit_record(
+            actor=actor,
+            org=feature.team.org,
+            action="feature.deleted",
+            obj=feature,
+            before=feature_snapshot(feature),
+        )
         feature.delete()
 
 
@@ -490,8 +545,9 @@ def budget_create(
     budget.full_clean()
     with transaction.atomic():
         budget.save()
-        audit_record(actor=actor, org=org, action="budget.created", obj=budget,
-                     after=budget_snapshot(budget))
+        audit_record(
+            actor=actor, org=org, action="budget.created", obj=budget, after=budget_snapshot(budget)
+        )
     return budget
 
 
@@ -506,15 +562,26 @@ def budget_update(*, budget: Budget, actor, **changes) -> Budget:
         return budget
     with transaction.atomic():
         budget.save()
-        audit_record(actor=actor, org=budget.org, action="budget.updated", obj=budget,
-                     before=before, after=after)
+        audit_record(
+            actor=actor,
+            org=budget.org,
+            action="budget.updated",
+            obj=budget,
+            before=before,
+            after=after,
+        )
     return budget
 
 
 def budget_delete(*, budget: Budget, actor) -> None:
     with transaction.atomic():
-        audit_record(actor=actor, org=budget.org, action="budget.deleted", obj=budget,
-                     before=budget_snapshot(budget))
+        audit_record(
+            actor=actor,
+            org=budget.org,
+            action="budget.deleted",
+            obj=budget,
+            before=budget_snapshot(budget),
+        )
         budget.delete()
 
 

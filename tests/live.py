@@ -113,9 +113,21 @@ def start_app(tmp: Path, *, database_url: str, **env: str) -> Server:
     var_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(  # noqa: S603
         [
-            sys.executable, "-m", "uvicorn", "finops.asgi:application",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--lifespan", "on", "--no-access-log", "--timeout-graceful-shutdown", "20",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "finops.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--lifespan",
+            "on",
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "20",
         ],
         cwd=ROOT,
         env=child_env(

@@ -31,26 +31,46 @@ class LiveWorld:
         team = f.make_team(org, "search")
         f.make_feature(team, "summarize")
         provider = Provider.objects.create(
-            org=org, slug="sim", kind="openai", base_url=f"{sim_url}/v1", api_key_env="FINOPS_SIM_KEY"
+            org=org,
+            slug="sim",
+            kind="openai",
+            base_url=f"{sim_url}/v1",
+            api_key_env="FINOPS_SIM_KEY",
         )
         dead = Provider.objects.create(
             org=org, slug="dead", kind="openai", base_url="http://127.0.0.1:9/v1"
         )
         gpt4o = f.make_model(
-            org, "gpt-4o", provider=provider, input_per_mtok="2.50", output_per_mtok="10.00",
+            org,
+            "gpt-4o",
+            provider=provider,
+            input_per_mtok="2.50",
+            output_per_mtok="10.00",
             max_output_tokens=16384,
         )
         ModelPrice.objects.filter(model=gpt4o).update(cached_input_usd_per_mtok=Decimal("1.25"))
-        mini = f.make_model(org, "gpt-4o-mini", provider=provider, input_per_mtok="0.15", output_per_mtok="0.60")
-        f.make_model(org, "text-embedding-3-small", provider=provider, input_per_mtok="0.02",
-                     output_per_mtok="0", mode="embedding")
+        mini = f.make_model(
+            org, "gpt-4o-mini", provider=provider, input_per_mtok="0.15", output_per_mtok="0.60"
+        )
+        f.make_model(
+            org,
+            "text-embedding-3-small",
+            provider=provider,
+            input_per_mtok="0.02",
+            output_per_mtok="0",
+            mode="embedding",
+        )
         broken = f.make_model(org, "broken", provider=dead, upstream_model="gpt-4o-mini")
         group = ModelGroup.objects.create(org=org, name="chat-pool")
         group.members.create(model=broken, weight=1)
         group.fallback_links.create(model=mini, position=0)
         for name, url in farm.items():
             p = Provider.objects.create(
-                org=org, slug=name, kind="openai", base_url=f"{url}/v1", api_key_env="FINOPS_SIM_KEY"
+                org=org,
+                slug=name,
+                kind="openai",
+                base_url=f"{url}/v1",
+                api_key_env="FINOPS_SIM_KEY",
             )
             f.make_model(org, f"{name}-model", provider=p, upstream_model="gpt-4o-mini")
         failover = ModelGroup.objects.create(org=org, name="failover")

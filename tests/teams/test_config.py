@@ -1,0 +1,490 @@
+"""apply_config: the YAML file in git is the desired state of one organisation."""
+
+from __future__ import annotations
+
+import tempfile
+import textwrap
+from decimal import Decimal
+from io import StringIO
+from pathlib import Path
+
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import TestCase, override_settings
+
+from gateway.models import (
+    GroupFallback,
+    GroupMember,
+    LLMModel,
+    ModelGroup,
+    ModelPrice,
+    Provider,
+    Router,
+)
+from teams.config_apply import ConfigError, config_apply, config_load
+from teams.models import AuditEntry, Budget, Feature, Membership, Organization, Role, Team
+from teams.services import key_revoke
+from tests import factories as f
+
+# The example of the foundation issue, verbatim.
+ISSUE_EXAMPLE = """
+organization: acme
+timezone: Europe/Berlin
+providers:        # kind: openai | azure | anthropic; base_url as the official SDK takes it
+  - {name: sim, kind: openai, base_url: "http://127.0.0.1:9100/v1", api_key_env: SIM_KEY}
+  - {name: claude, kind: anthropic, base_url: "https://api.anthropic.com", api_key_env: ANTHROPIC_API_KEY}
+  - {name: az, kind: azure, base_url: "https://res.openai.azure.com", api_version: "2024-10-21",
+     api_key_env: AZURE_KEY, invoice_issuer: Microsoft}   # publisher / invoice_issuer feed FOCUS
+models:           # upstream_model defaults to name
+  - {name: gpt-4o, provider: sim, upstream_model: gpt-4o, context_window: 128000, max_output_tokens: 16384,
+     input_usd_per_mtok: "2.50", output_usd_per_mtok: "10.00", cached_input_usd_per_mtok: "1.25"}
+  - {name: gpt-4o-mini, provider: sim, input_usd_per_mtok: "0.15", output_usd_per_mtok: "0.60"}
+  - {name: claude-sonnet, provider: claude, upstream_model: claude-sonnet-4-5, input_usd_per_mtok: "3.00",
+     output_usd_per_mtok: "15.00", cached_input_usd_per_mtok: "0.30", cache_write_usd_per_mtok: "3.75"}
+budgets:          # organisation-wide budgets
+  - {period: quarter, limit_usd: "5000.00", action: alert}
+groups:
+  - {name: chat-pool, strategy: weighted, members: [{model: gpt-4o, weight: 1}], fallbacks: [gpt-4o-mini]}
+routers:
+  - {name: smart, strong: gpt-4o, weak: gpt-4o-mini, scorer: heuristic, threshold: 0.5}
+teams:
+  - name: search
+    leads: [lead@acme.test]
+    features: [summarize, {name: rerank, budgets: [{period: day, limit_usd: "5"}]}]
+    budgets:
+      - {period: month, limit_usd: "100.00", action: block, alert_at: [50, 80, 100], notify: [fin@acme.test]}
+      - {period: day, limit_usd: "20.00", action: downgrade, downgrade_to: gpt-4o-mini}
+"""
+
+COUNTED = (
+    Organization,
+    Provider,
+    LLMModel,
+    ModelPrice,
+    ModelGroup,
+    GroupMember,
+    GroupFallback,
+    Router,
+    Team,
+    Feature,
+    Membership,
+    Budget,
+    AuditEntry,
+)
+
+
+def _counts() -> dict[str, int]:
+    return {model.__name__: model.objects.count() for model in COUNTED}
+
+
+class ConfigTestCase(TestCase):
+    def setUp(self):
+        self.tmp = Path(self.enterContext(tempfile.TemporaryDirectory()))
+
+    def write(self, text: str, name: str = "finops.yaml") -> str:
+        path = self.tmp / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return str(path)
+
+    def apply(self, text: str, *args: str) -> str:
+        out = StringIO()
+        call_command("apply_config", self.write(text), *args, stdout=out)
+        return out.getvalue()
+
+    def apply_fails(self, text: str, *args: str) -> str:
+        with self.assertRaises(CommandError) as ctx:
+            call_command("apply_config", self.write(text), *args, stdout=StringIO())
+        return str(ctx.exception)
+
+
+class ApplyTests(ConfigTestCase):
+    def test_issue_example_creates_every_object(self):
+        out = self.apply(ISSUE_EXAMPLE)
+        self.assertIn("acme: applied", out)
+        org = Organization.objects.get(slug="acme")
+        self.assertEqual(org.timezone, "Europe/Berlin")
+        self.assertEqual(
+            set(Provider.objects.filter(org=org).values_list("slug", "kind")),
+            {("sim", "openai"), ("claude", "anthropic"), ("az", "azure")},
+        )
+        az = Provider.objects.get(org=org, slug="az")
+        self.assertEqual((az.api_version, az.invoice_issuer), ("2024-10-21", "Microsoft"))
+        mini = LLMModel.objects.get(org=org, name="gpt-4o-mini")
+        self.assertEqual(mini.upstream_model, "gpt-4o-mini")  # defaults to the name
+        claude = LLMModel.objects.get(org=org, name="claude-sonnet")
+        price = claude.price_at()
+        self.assertEqual(price.input_usd_per_mtok, Decimal("3.00"))
+        self.assertEqual(price.cache_write_usd_per_mtok, Decimal("3.75"))
+        self.assertIsNone(mini.price_at().cached_input_usd_per_mtok)
+        group = ModelGroup.objects.get(org=org, name="chat-pool")
+        self.assertEqual([(m.model.name, m.weight) for m in group.members.all()], [("gpt-4o", 1)])
+        self.assertEqual([x.model.name for x in group.fallback_links.all()], ["gpt-4o-mini"])
+        router = Router.objects.get(org=org, name="smart")
+        self.assertEqual(
+            (router.strong.name, router.weak.name, router.threshold), ("gpt-4o", "gpt-4o-mini", 0.5)
+        )
+        team = Team.objects.get(org=org, slug="search")
+        self.assertEqual(
+            set(Feature.objects.filter(team=team).values_list("slug", flat=True)),
+            {"summarize", "rerank"},
+        )
+        org_budget = Budget.objects.get(org=org, scope="org")
+        self.assertEqual(
+            (org_budget.period, org_budget.limit_usd, org_budget.action),
+            ("quarter", Decimal("5000"), "alert"),
+        )
+        month = Budget.objects.get(org=org, scope="team", team=team, period="month")
+        self.assertEqual(month.alert_thresholds, [50, 80, 100])
+        self.assertEqual(month.recipients, ["fin@acme.test"])
+        day = Budget.objects.get(org=org, scope="team", team=team, period="day")
+        self.assertEqual((day.action, day.downgrade_to.name), ("downgrade", "gpt-4o-mini"))
+        rerank = Budget.objects.get(org=org, scope="feature", feature__slug="rerank")
+        self.assertEqual(
+            (rerank.period, rerank.limit_usd, rerank.action), ("day", Decimal("5"), "block")
+        )
+
+    def test_leads_become_passwordless_users_with_the_lead_role(self):
+        self.apply(ISSUE_EXAMPLE)
+        membership = Membership.objects.get(user__username="lead@acme.test")
+        self.assertEqual((membership.role, membership.team.slug), (Role.LEAD, "search"))
+        self.assertFalse(membership.user.has_usable_password())
+        self.assertEqual(membership.user.email, "lead@acme.test")
+
+    def test_a_member_listed_as_lead_is_promoted(self):
+        org = f.make_org("acme")
+        team = f.make_team(org, "search")
+        user = f.make_user("lead@acme.test")
+        f.make_member(user, org, Role.MEMBER, team)
+        self.apply("organization: acme\nteams: [{name: search, leads: [LEAD@acme.test]}]\n")
+        self.assertEqual(Membership.objects.get(user=user, team=team).role, Role.LEAD)
+
+    def test_reapplying_the_same_file_changes_nothing(self):
+        self.apply(ISSUE_EXAMPLE)
+        before = _counts()
+        out = self.apply(ISSUE_EXAMPLE)
+        self.assertEqual(out.strip(), "acme: no changes")
+        self.assertEqual(_counts(), before)  # no new price rows, no audit entries
+
+    def test_demo_config_is_idempotent(self):
+        text = (Path(__file__).resolve().parents[2] / "config" / "demo.yaml").read_text()
+        self.apply(text)
+        before = _counts()
+        self.assertIn("no changes", self.apply(text))
+        self.assertEqual(_counts(), before)
+        embedding = LLMModel.objects.get(name="text-embedding-3-small")
+        self.assertEqual(embedding.mode, "embedding")
+        self.assertEqual(embedding.price_at().output_usd_per_mtok, Decimal("0"))
+
+    def test_dry_run_on_an_empty_database_writes_nothing(self):
+        before = _counts()
+        out = self.apply(ISSUE_EXAMPLE, "--dry-run")
+        self.assertEqual(_counts(), before)
+        self.assertIn("create organization acme", out)
+        self.assertIn("create model gpt-4o (", out)
+        self.assertIn("dry run", out)
+        self.assertFalse(Organization.objects.filter(slug="acme").exists())
+
+    def test_dry_run_prints_before_and_after_and_writes_nothing(self):
+        self.apply(ISSUE_EXAMPLE)
+        changed = ISSUE_EXAMPLE.replace('limit_usd: "100.00"', 'limit_usd: "150.00"').replace(
+            "threshold: 0.5", "threshold: 0.7"
+        )
+        before = _counts()
+        out = self.apply(changed, "--dry-run")
+        self.assertIn("update month budget of team search: limit_usd: 100.00 -> 150.00", out)
+        self.assertIn("update router smart: threshold: 0.5 -> 0.7", out)
+        self.assertEqual(_counts(), before)
+        self.assertEqual(Budget.objects.get(period="month").limit_usd, Decimal("100"))
+        self.assertEqual(Router.objects.get(name="smart").threshold, 0.5)
+
+    def test_updates_are_applied_and_audited_once_each(self):
+        self.apply(ISSUE_EXAMPLE)
+        audits = AuditEntry.objects.count()
+        changed = ISSUE_EXAMPLE.replace('limit_usd: "100.00"', 'limit_usd: "150.00"').replace(
+            "api_key_env: SIM_KEY", "api_key_env: SIM_KEY_2"
+        )
+        out = self.apply(changed)
+        self.assertIn("applied 2 change(s)", out)
+        self.assertEqual(AuditEntry.objects.count(), audits + 2)
+        entry = AuditEntry.objects.get(action="budget.updated")
+        self.assertEqual(entry.actor_label, "system")
+        self.assertEqual(Decimal(entry.before["limit_usd"]), Decimal("100"))
+        self.assertEqual(Decimal(entry.after["limit_usd"]), Decimal("150"))
+        self.assertEqual(Provider.objects.get(slug="sim").api_key_env, "SIM_KEY_2")
+
+    def test_a_price_change_adds_a_history_row(self):
+        self.apply(ISSUE_EXAMPLE)
+        model = LLMModel.objects.get(name="gpt-4o")
+        old = model.price_at()
+        out = self.apply(
+            ISSUE_EXAMPLE.replace('input_usd_per_mtok: "2.50"', 'input_usd_per_mtok: "2.00"')
+        )
+        self.assertIn("create price of gpt-4o: input_usd_per_mtok: 2.50 -> 2.00", out)
+        self.assertEqual(model.prices.count(), 2)
+        old.refresh_from_db()
+        self.assertEqual(old.input_usd_per_mtok, Decimal("2.50"))  # history is not rewritten
+        self.assertEqual(model.price_at().input_usd_per_mtok, Decimal("2.00"))
+        self.assertEqual(model.price_at().output_usd_per_mtok, Decimal("10.00"))
+        self.assertTrue(AuditEntry.objects.filter(action="model.price_added").exists())
+
+    def test_names_are_slugified_but_model_names_keep_their_dots(self):
+        self.apply(
+            """
+            organization: Acme Corp
+            providers: [{name: My Provider, kind: openai, base_url: "https://api.openai.com/v1"}]
+            models: [{name: gpt-4.1, provider: My Provider, input_usd_per_mtok: "2", output_usd_per_mtok: "8"}]
+            teams: [{name: Search Team, features: [Deep Research]}]
+            """
+        )
+        org = Organization.objects.get(slug="acme-corp")
+        self.assertEqual(org.name, "Acme Corp")
+        self.assertTrue(Provider.objects.filter(org=org, slug="my-provider").exists())
+        self.assertTrue(LLMModel.objects.filter(org=org, name="gpt-4.1").exists())
+        team = Team.objects.get(org=org, slug="search-team")
+        self.assertEqual(team.name, "Search Team")
+        self.assertTrue(Feature.objects.filter(team=team, slug="deep-research").exists())
+
+    def test_listing_an_unclaimed_feature_claims_it(self):
+        org = f.make_org("acme")
+        team = f.make_team(org, "search")
+        Feature.objects.create(team=team, slug="chat", name="chat", claimed=False)
+        out = self.apply("organization: acme\nteams: [{name: search, features: [chat]}]\n")
+        self.assertIn("update feature search/chat: claimed: False -> True", out)
+        self.assertTrue(Feature.objects.get(team=team, slug="chat").claimed)
+
+    def test_objects_missing_from_the_file_are_kept_without_prune(self):
+        self.apply(ISSUE_EXAMPLE)
+        before = _counts()
+        out = self.apply("organization: acme\n")
+        self.assertIn("no changes", out)
+        self.assertEqual(_counts(), before)
+
+    def test_config_apply_accepts_an_actor(self):
+        user = f.make_user("deployer@acme.test")
+        config_apply(data=config_load(text="organization: acme\n"), actor=user)
+        entry = AuditEntry.objects.get(action="org.created")
+        self.assertEqual((entry.actor, entry.actor_label), (user, "deployer@acme.test"))
+
+
+class PruneTests(ConfigTestCase):
+    def setUp(self):
+        super().setUp()
+        self.apply(ISSUE_EXAMPLE)
+        self.apply(
+            ISSUE_EXAMPLE
+            + """
+  - name: legacy
+    features: [old]
+"""
+        )
+
+    def test_prune_deletes_what_the_file_no_longer_lists(self):
+        smaller = """
+        organization: acme
+        providers:
+          - {name: sim, kind: openai, base_url: "http://127.0.0.1:9100/v1", api_key_env: SIM_KEY}
+        models:
+          - {name: gpt-4o-mini, provider: sim, input_usd_per_mtok: "0.15", output_usd_per_mtok: "0.60"}
+        teams:
+          - {name: search, leads: [lead@acme.test], features: [summarize]}
+        """
+        dry = self.apply(smaller, "--prune", "--dry-run")
+        for line in (
+            "delete team legacy",
+            "delete feature search/rerank",
+            "delete router smart",
+            "delete group chat-pool",
+            "delete model gpt-4o",
+            "delete model claude-sonnet",
+            "delete provider claude",
+            "delete quarter budget of org",
+        ):
+            self.assertIn(line, dry)
+        self.assertTrue(Team.objects.filter(slug="legacy").exists())
+        self.apply(smaller, "--prune")
+        self.assertFalse(Team.objects.filter(slug="legacy").exists())
+        self.assertEqual(list(LLMModel.objects.values_list("name", flat=True)), ["gpt-4o-mini"])
+        self.assertEqual(list(Provider.objects.values_list("slug", flat=True)), ["sim"])
+        self.assertFalse(Router.objects.exists())
+        self.assertFalse(ModelGroup.objects.exists())
+        self.assertFalse(Budget.objects.exists())
+        self.assertEqual(list(Feature.objects.values_list("slug", flat=True)), ["summarize"])
+        self.assertIn("no changes", self.apply(smaller, "--prune"))
+
+    def test_prune_keeps_unclaimed_features_named_by_traffic(self):
+        team = Team.objects.get(slug="search")
+        Feature.objects.create(team=team, slug="from-traffic", claimed=False)
+        self.apply(ISSUE_EXAMPLE, "--prune")
+        self.assertTrue(Feature.objects.filter(slug="from-traffic").exists())
+        self.assertFalse(Team.objects.filter(slug="legacy").exists())
+
+    def test_prune_refuses_a_team_with_usable_keys(self):
+        f.make_key(Team.objects.get(slug="legacy"), "legacy-svc")
+        message = self.apply_fails(ISSUE_EXAMPLE, "--prune")
+        self.assertIn("team 'legacy' is not in the file but has 1 usable key(s)", message)
+        self.assertTrue(Team.objects.filter(slug="legacy").exists())
+
+    def test_prune_deletes_a_team_whose_keys_are_revoked(self):
+        minted = f.make_key(Team.objects.get(slug="legacy"), "legacy-svc")
+        key_revoke(key=minted.key)
+        self.apply(ISSUE_EXAMPLE, "--prune")
+        self.assertFalse(Team.objects.filter(slug="legacy").exists())
+
+    def test_prune_refuses_a_model_a_key_budget_downgrades_to(self):
+        org = Organization.objects.get(slug="acme")
+        minted = f.make_key(Team.objects.get(slug="search"), "svc")
+        Budget.objects.create(
+            org=org,
+            scope="key",
+            key=minted.key,
+            team=minted.key.team,
+            period="month",
+            limit_usd=Decimal("1"),
+            action="downgrade",
+            downgrade_to=LLMModel.objects.get(name="claude-sonnet"),
+        )
+        without_claude = ISSUE_EXAMPLE.replace(
+            """  - {name: claude-sonnet, provider: claude, upstream_model: claude-sonnet-4-5, input_usd_per_mtok: "3.00",
+     output_usd_per_mtok: "15.00", cached_input_usd_per_mtok: "0.30", cache_write_usd_per_mtok: "3.75"}
+""",
+            "",
+        )
+        message = self.apply_fails(without_claude, "--prune")
+        self.assertIn(
+            "model 'claude-sonnet' is not in the file but key budgets downgrade to it", message
+        )
+        self.assertTrue(LLMModel.objects.filter(name="claude-sonnet").exists())
+        # a key budget is not described by files, so prune keeps it
+        self.apply(ISSUE_EXAMPLE + "  - name: legacy\n    features: [old]\n", "--prune")
+        self.assertTrue(Budget.objects.filter(scope="key").exists())
+
+
+class ErrorTests(ConfigTestCase):
+    BAD_FILES = [
+        (
+            """
+            organization: acme
+            teams:
+              - name: search
+              - name: ads
+                budgets: [{period: month, limit_usd: "lots"}]
+            """,
+            "teams[1].budgets[0].limit_usd: not a decimal",
+        ),
+        (
+            "organization: acme\nbudgets: [{period: month, limit_usd: 5.0}]\n",
+            "budgets[0].limit_usd: not a decimal string: quote money as a string",
+        ),
+        (
+            "organization: acme\nteams: [{name: x, features: [{name: y, budgets: [{period: day, limit_usd: 5}]}]}]\n",
+            "teams[0].features[0].budgets[0].limit_usd: not a decimal string: quote money",
+        ),
+        ("organization: acme\ncolour: blue\n", "colour: unknown key"),
+        ("organization: acme\nteams: [{name: x, owner: me}]\n", "teams[0].owner: unknown key"),
+        ("timezone: UTC\n", "organization: required"),
+        ("organization: acme\ntimezone: Mars/Olympus\n", "timezone: unknown timezone"),
+        (
+            "organization: acme\nmodels: [{name: gpt-4o, provider: nope, input_usd_per_mtok: '1', output_usd_per_mtok: '1'}]\n",
+            "models[0].provider: unknown provider 'nope'",
+        ),
+        (
+            "organization: acme\nmodels: [{name: 'gpt 4o', provider: p, input_usd_per_mtok: '1'}]\n",
+            "models[0].name: 'gpt 4o' is not a valid model name",
+        ),
+        (
+            "organization: acme\nproviders: [{name: p, kind: openia, base_url: 'http://x.test'}]\n",
+            "providers[0].kind: 'openia' is not one of openai, azure, anthropic",
+        ),
+        (
+            "organization: acme\nbudgets: [{period: day, limit_usd: '5', action: downgrade}]\n",
+            "budgets[0].downgrade_to: required when the action is downgrade",
+        ),
+        (
+            "organization: acme\nbudgets: [{period: day, limit_usd: '5'}, {period: day, limit_usd: '6'}]\n",
+            "budgets[1].period: a day budget is already listed",
+        ),
+        (
+            "organization: acme\nrouters: [{name: r, strong: a, weak: b, threshold: 2}]\n",
+            "routers[0].threshold: must be between 0 and 1",
+        ),
+        (
+            "organization: acme\ngroups: [{name: g, members: [ghost]}]\n",
+            "groups[0].members[0].model: unknown model 'ghost'",
+        ),
+        ("organization: acme\norganization: globex\n", "duplicate key 'organization'"),
+        ("organization: [acme\n", "invalid YAML"),
+        ("- just a list\n", "(file): expected a mapping"),
+        (
+            "organization: acme\nteams: [{name: x, budgets: [{period: month, limit_usd: '1.1234567'}]}]\n",
+            "teams[0].budgets[0].limit_usd: at most 6 decimal places",
+        ),
+    ]
+
+    def test_bad_files_name_the_offending_path_and_change_nothing(self):
+        f.make_org("acme")
+        before = _counts()
+        for text, expected in self.BAD_FILES:
+            with self.subTest(expected=expected):
+                message = self.apply_fails(text)
+                self.assertIn(expected, message)
+                self.assertIn("nothing changed", message)
+                self.assertEqual(_counts(), before)
+
+    def test_all_errors_are_reported_at_once(self):
+        message = self.apply_fails(
+            """
+            organization: acme
+            budgets: [{period: year, limit_usd: "x"}]
+            teams: [{name: a, leads: ["not a user!"]}]
+            """
+        )
+        self.assertIn("budgets[0].period", message)
+        self.assertIn("budgets[0].limit_usd: not a decimal", message)
+        self.assertIn("teams[0].leads[0]", message)
+        self.assertIn("3 errors", message)
+
+    @override_settings(FINOPS_PROVIDER_HOSTS=["api.openai.com"])
+    def test_provider_base_url_is_bounded_by_the_allowed_hosts(self):
+        message = self.apply_fails(
+            "organization: acme\nproviders: [{name: p, kind: openai, base_url: 'http://169.254.169.254/v1'}]\n"
+        )
+        self.assertIn(
+            "providers[0].base_url: host '169.254.169.254' is not in FINOPS_PROVIDER_HOSTS", message
+        )
+        self.assertFalse(Organization.objects.exists())
+
+    def test_a_valid_part_is_not_applied_when_another_part_is_invalid(self):
+        self.apply(ISSUE_EXAMPLE)
+        before = _counts()
+        broken = ISSUE_EXAMPLE.replace('limit_usd: "100.00"', 'limit_usd: "150.00"').replace(
+            'limit_usd: "20.00"', "limit_usd: 20.0"
+        )
+        self.apply_fails(broken)
+        self.assertEqual(_counts(), before)
+        self.assertEqual(Budget.objects.get(period="month").limit_usd, Decimal("100"))
+
+    def test_a_failure_while_applying_rolls_everything_back(self):
+        org = f.make_org("acme")
+        provider = f.make_provider(org, "sim")
+        f.make_model(org, "gpt-4o-mini", provider=provider)
+        ModelGroup.objects.create(org=org, name="taken")  # not in the file, so unknown to it
+        before = _counts()
+        with self.assertRaises(ConfigError) as ctx:
+            config_apply(
+                data=config_load(
+                    text="""
+organization: acme
+teams: [{name: new-team}]
+models:
+  - {name: taken, provider: sim, input_usd_per_mtok: "1", output_usd_per_mtok: "1"}
+"""
+                )
+            )
+        self.assertIn("model taken", ctx.exception.errors[0])
+        self.assertEqual(_counts(), before)
+        self.assertFalse(Team.objects.filter(slug="new-team").exists())
+
+    def test_unreadable_file_is_a_command_error(self):
+        with self.assertRaises(CommandError) as ctx:
+            call_command("apply_config", str(self.tmp / "missing.yaml"))
+        self.assertIn("cannot read", str(ctx.exception))
