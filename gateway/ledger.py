@@ -53,6 +53,16 @@ def _decode(line: bytes) -> dict:
     return event
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class LedgerWriter:
     def __init__(self, *, spool_dir: Path | None = None) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -64,6 +74,9 @@ class LedgerWriter:
         self._last_side_flush = 0.0
         self.written = 0
         self.spooled = 0
+        self.replayed = 0
+        self._spool_pending = True  # files a crashed process left are looked for at start
+        self._last_replay = 0.0
 
     # --- request side (event loop): never blocks -------------------------------------------
     def submit(self, event: dict) -> None:
@@ -121,6 +134,8 @@ class LedgerWriter:
                 self._take(item, batch)
             if batch:
                 self._write(batch)
+            elif self._spool_pending and time.monotonic() - self._last_replay > 1.0:
+                self._replay_spools()  # the database may be back: do not wait for new traffic
             self._side_effects(force=stopping)
         close_old_connections()
         connection.close()
@@ -151,7 +166,7 @@ class LedgerWriter:
             self._spool_append(batch)
             connection.close()
             return
-        if self._spool_dir.exists() and any(self._spool_dir.glob("*.jsonl")):
+        if self._spool_pending:
             self._replay_spools()
 
     def _spool_append(self, batch: list[dict]) -> None:
@@ -162,14 +177,21 @@ class LedgerWriter:
             fh.flush()
             os.fsync(fh.fileno())
         self.spooled += len(batch)
+        self._spool_pending = True
 
     def _replay_spools(self) -> None:
         """Replay spool files (ours and those a crashed process left). The unique event id
         makes a replay count once even if a file is replayed twice."""
         from gateway.models import UsageEvent
 
+        self._last_replay = time.monotonic()
         if not self._spool_dir.exists():
+            self._spool_pending = False
             return
+        for orphan in self._spool_dir.glob("*.replay-*"):
+            # a process that died while replaying left its claim: hand the file back
+            if not _alive(int(orphan.suffix.rsplit("-", 1)[1])):
+                orphan.rename(orphan.with_suffix(".jsonl"))
         for path in sorted(self._spool_dir.glob("*.jsonl")):
             claimed = path.with_suffix(f".replay-{os.getpid()}")
             try:
@@ -187,12 +209,14 @@ class LedgerWriter:
                         ignore_conflicts=True,
                     )
                 claimed.unlink()
+                self.replayed += len(events)
                 log.info("replayed %d spooled ledger events from %s", len(events), path.name)
             except Exception as exc:  # noqa: BLE001 - keep the file for the next try
                 claimed.rename(path)
                 log.warning("spool replay failed (%s); will retry", type(exc).__name__)
                 connection.close()
                 return
+        self._spool_pending = False
 
     def _side_effects(self, *, force: bool) -> None:
         now = time.monotonic()

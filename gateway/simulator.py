@@ -331,8 +331,14 @@ async def _read_body(receive) -> bytes:
     body = message.get("body", b"")
     if not message.get("more_body"):
         return body
+    return await _read_rest(receive, body)
+
+
+async def _read_rest(receive, body: bytes) -> bytes:
+    """The rest of a body that came in several messages, bounded by ``MAX_BODY_BYTES``."""
     parts = [body]
     size = len(body)
+    message = {"more_body": True}
     while message.get("more_body"):
         message = await receive()
         chunk = message.get("body", b"")
@@ -461,7 +467,8 @@ def _chat_plan(req: dict, deployment: str | None) -> _ChatPlan:
 
 
 class Simulator:
-    """The ASGI app. One instance per process; its state is the last-request record only."""
+    """The ASGI app, one instance per process. Its state: the last-request records and bounded
+    caches of parsed chat bodies and embedding answers (cleared whenever they fill up)."""
 
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
@@ -491,7 +498,10 @@ class Simulator:
             endpoint, deployment = _route(method, path)
         anthropic = endpoint == "messages"
         try:
-            body = await _read_body(receive)
+            message = await receive()
+            body = message.get("body", b"")
+            if message.get("more_body"):
+                body = await _read_rest(receive, body)
             if endpoint is None:
                 raise SimError(404, f"Unknown request URL: {method} {path}", "unknown_url")
             if endpoint == "method":

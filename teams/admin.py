@@ -74,7 +74,7 @@ class ScopedAdmin(admin.ModelAdmin):
 
     subject: Subject
     audit_name: str = ""
-    # when set, only these roles see the model in the admin at all (e.g. the audit log)
+    # when set, only whole-organisation readers (admin, finance) see the model (the audit log)
     whole_org_readers_only = False
 
     # --- scoping ------------------------------------------------------------------------
@@ -102,6 +102,8 @@ class ScopedAdmin(admin.ModelAdmin):
         user = request.user
         if not (user.is_active and user.is_staff):
             return False
+        if user.is_superuser:
+            return True  # even before any organisation exists
         access = self.access(request)
         if self.whole_org_readers_only:
             return any(access.reads_whole_org(o) for o in access.org_ids)

@@ -108,6 +108,7 @@ class ModelSpec:
     context_window: int | None
     max_output_tokens: int | None
     prices: dict[str, Decimal | None]
+    path: str = field(default="", compare=False)
 
 
 @dataclass
@@ -116,6 +117,7 @@ class GroupSpec:
     strategy: str
     members: list[tuple[str, int]]
     fallbacks: list[str]
+    path: str = field(default="", compare=False)
 
 
 @dataclass
@@ -125,6 +127,7 @@ class RouterSpec:
     weak: str
     scorer: str
     threshold: float
+    path: str = field(default="", compare=False)
 
 
 @dataclass
@@ -152,6 +155,7 @@ class BudgetSpec:
     downgrade_to: str | None
     alert_thresholds: list[int]
     recipients: list[str]
+    path: str = field(default="", compare=False)
 
     @property
     def ident(self) -> tuple[str, str | None, str | None, str]:
@@ -428,6 +432,7 @@ def _check_model(c: _Checker, raw: Any, path: str) -> ModelSpec | None:
         context_window=context,
         max_output_tokens=max_out,
         prices=prices,
+        path=path,
     )
 
 
@@ -486,6 +491,7 @@ def _check_budget(
         downgrade_to=downgrade_to,
         alert_thresholds=sorted(set(thresholds)),
         recipients=recipients,
+        path=path,
     )
 
 
@@ -557,7 +563,7 @@ def _check_group(c: _Checker, raw: Any, path: str) -> GroupSpec | None:
             fallbacks.append(model)
     if not ok or None in (name, strategy):
         return None
-    return GroupSpec(name=name, strategy=strategy, members=members, fallbacks=fallbacks)
+    return GroupSpec(name=name, strategy=strategy, members=members, fallbacks=fallbacks, path=path)
 
 
 def _check_router(c: _Checker, raw: Any, path: str) -> RouterSpec | None:
@@ -583,7 +589,7 @@ def _check_router(c: _Checker, raw: Any, path: str) -> RouterSpec | None:
     if None in (name, strong, weak, scorer, threshold):
         return None
     return RouterSpec(
-        name=name, strong=strong, weak=weak, scorer=scorer, threshold=float(threshold)
+        name=name, strong=strong, weak=weak, scorer=scorer, threshold=float(threshold), path=path
     )
 
 
@@ -704,68 +710,42 @@ def config_validate(*, data: Any, prune: bool = False) -> ConfigSpec:
         budgets=budgets,
     )
     if org_slug:
-        _check_references(c, spec, top, prune=prune)
+        _check_references(c, spec, prune=prune)
     if c.errors:
         raise ConfigError(c.errors)
     return spec
 
 
-def _check_references(c: _Checker, spec: ConfigSpec, top: dict, *, prune: bool) -> None:
+def _check_references(c: _Checker, spec: ConfigSpec, *, prune: bool) -> None:
     org = Organization.objects.filter(slug=spec.org_slug).first()
     providers = {p.slug for p in spec.providers}
     models = {m.name for m in spec.models}
     if org is not None and not prune:
         providers |= set(Provider.objects.filter(org=org).values_list("slug", flat=True))
         models |= set(LLMModel.objects.filter(org=org).values_list("name", flat=True))
-    where_kept = " (not in the file, and --prune drops what is not)" if prune else ""
-
-    def _index(section: str, attr: str, value: str) -> int:
-        for i, raw in enumerate(top.get(section) or []):
-            if isinstance(raw, dict) and (
-                raw.get(attr) == value or slugify(str(raw.get(attr, ""))) == value
-            ):
-                return i
-        return 0
-
+    hint = " (with --prune, references must be in the file)" if prune else ""
     for m in spec.models:
         if m.provider not in providers:
-            path = _join(_join("models", _index("models", "name", m.name)), "provider")
-            c.err(path, f"unknown provider {m.provider!r}{where_kept}")
+            c.err(_join(m.path, "provider"), f"unknown provider {m.provider!r}{hint}")
     for g in spec.groups:
-        base = _join("groups", _index("groups", "name", g.name))
-        for i, (model, _w) in enumerate(g.members):
+        for i, (model, _weight) in enumerate(g.members):
             if model not in models:
-                c.err(_join(_join(_join(base, "members"), i), "model"), f"unknown model {model!r}")
+                where = _join(_join(_join(g.path, "members"), i), "model")
+                c.err(where, f"unknown model {model!r}{hint}")
         for i, model in enumerate(g.fallbacks):
             if model not in models:
-                c.err(_join(_join(base, "fallbacks"), i), f"unknown model {model!r}")
+                c.err(_join(_join(g.path, "fallbacks"), i), f"unknown model {model!r}{hint}")
         if g.name in models:
-            c.err(_join(base, "name"), f"{g.name!r} is already a model name")
+            c.err(_join(g.path, "name"), f"{g.name!r} is already a model name")
     for r in spec.routers:
-        base = _join("routers", _index("routers", "name", r.name))
         for attr in ("strong", "weak"):
             if getattr(r, attr) not in models:
-                c.err(_join(base, attr), f"unknown model {getattr(r, attr)!r}")
+                c.err(_join(r.path, attr), f"unknown model {getattr(r, attr)!r}{hint}")
         if r.name in models or r.name in {g.name for g in spec.groups}:
-            c.err(_join(base, "name"), f"{r.name!r} is already a model or group name")
+            c.err(_join(r.path, "name"), f"{r.name!r} is already a model or group name")
     for b in spec.budgets:
         if b.downgrade_to and b.downgrade_to not in models:
-            c.err(_budget_path(top, b), f"downgrade_to: unknown model {b.downgrade_to!r}")
-
-
-def _budget_path(top: dict, budget: BudgetSpec) -> str:
-    """Best-effort path of a budget for reference errors (found again by scope and period)."""
-    if budget.scope == BudgetScope.ORG:
-        return "budgets"
-    for i, team in enumerate(top.get("teams") or []):
-        if isinstance(team, dict) and slugify(str(team.get("name", ""))) == budget.team:
-            if budget.scope == BudgetScope.TEAM:
-                return f"teams[{i}].budgets"
-            for j, feature in enumerate(team.get("features") or []):
-                name = feature if isinstance(feature, str) else (feature or {}).get("name", "")
-                if slugify(str(name)) == budget.feature:
-                    return f"teams[{i}].features[{j}].budgets"
-    return "budgets"
+            c.err(_join(b.path, "downgrade_to"), f"unknown model {b.downgrade_to!r}{hint}")
 
 
 # --- planning -------------------------------------------------------------------------------
@@ -789,20 +769,12 @@ def _fmt_decimal(value: Decimal) -> str:
     return f"{whole}.{frac.ljust(2, '0')}"
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return _fmt_decimal(value)
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 @dataclass
 class Change:
     """One line of the plan. ``apply`` performs it and records its audit entry."""
 
     op: str  # create | update | delete
-    label: str  # e.g. "model gpt-4o", "budget team search month"
+    label: str  # e.g. "model gpt-4o", "month budget of team search"
     fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     note: str = ""
     apply: Callable[[], None] | None = field(default=None, repr=False, compare=False)
@@ -839,10 +811,6 @@ def _diff(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple[An
 
 def _created(wanted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     return {k: (None, v) for k, v in wanted.items() if v not in (None, "", [])}
-
-
-def _snapshot(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _jsonable(v) for k, v in values.items()}
 
 
 class _Planner:

@@ -149,6 +149,14 @@ def test_repeated_body_gets_a_fresh_id_and_the_same_answer(sim):
     assert first["usage"]["prompt_tokens"] == PROMPT_TOKENS
 
 
+def test_large_body_arriving_in_pieces_is_read_whole(sim):
+    content = "x" * 400_000  # several receive() messages under uvicorn
+    completion = sim.openai().chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": content}]
+    )
+    assert completion.usage.prompt_tokens == 3 + 3 + 100_000
+
+
 def test_chat_max_tokens_limits_the_answer_and_reports_length(sim):
     client = sim.openai()
     short = client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=5)

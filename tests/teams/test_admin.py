@@ -9,10 +9,11 @@ from decimal import Decimal
 from unittest import mock
 
 from django.contrib.auth import get_user_model
+from django.test import TestCase
 from django.urls import reverse
 from django.utils import timezone
 
-from gateway.models import LLMModel, ModelGroup, ModelPrice, Provider, Router, UsageEvent
+from gateway.models import LLMModel, ModelGroup, Provider, Router, UsageEvent
 from teams.models import (
     AuditEntry,
     Budget,
@@ -334,6 +335,36 @@ class ControlPlaneAdminTests(AdminTestCase):
         entry = AuditEntry.objects.get(action="budget.updated")
         self.assertEqual(Decimal(entry.before["limit_usd"]), Decimal("100"))
 
+    def test_adding_a_feature_budget_fills_in_its_team(self):
+        self.client.force_login(self.admin_a)
+        data = {
+            "org": self.org_a.pk,
+            "scope": "feature",
+            "team": "",
+            "feature": self.feature_a.pk,
+            "key": "",
+            "period": "day",
+            "limit_usd": "5",
+            "action": "downgrade",
+            "downgrade_to": self.model_a.pk,
+            "alert_thresholds": "50, 100",
+            "recipients": "",
+        }
+        self.assertEqual(self.client.post(_url(Budget, "add"), data).status_code, 302)
+        budget = Budget.objects.get(scope="feature")
+        self.assertEqual(
+            (budget.team, budget.feature, budget.downgrade_to),
+            (self.team_a, self.feature_a, self.model_a),
+        )
+        self.assertTrue(
+            AuditEntry.objects.filter(action="budget.created", actor=self.admin_a).exists()
+        )
+        # another organisation's feature is not a valid choice
+        data.update(feature=self.feature_b.pk, period="week")
+        response = self.client.post(_url(Budget, "add"), data)
+        self.assertEqual(response.status_code, 200)
+        self.assertIn("feature", response.context["adminform"].form.errors)
+
     def test_adding_a_member_by_email_creates_the_user(self):
         self.client.force_login(self.admin_a)
         data = {
@@ -451,6 +482,33 @@ class GatewayAdminTests(AdminTestCase):
         self.provider_a.refresh_from_db()
         self.assertEqual(self.provider_a.base_url, "http://127.0.0.1:9100/v1")
 
+    def test_a_group_is_created_with_members_of_its_own_org_only(self):
+        self.client.force_login(self.superuser)
+        data = {
+            "org": self.org_a.pk,
+            "name": "pool",
+            "strategy": "weighted",
+            "members-TOTAL_FORMS": "1",
+            "members-INITIAL_FORMS": "0",
+            "members-MIN_NUM_FORMS": "0",
+            "members-MAX_NUM_FORMS": "1000",
+            "members-0-model": self.model_b.pk,
+            "members-0-weight": "1",
+            "fallback_links-TOTAL_FORMS": "0",
+            "fallback_links-INITIAL_FORMS": "0",
+            "fallback_links-MIN_NUM_FORMS": "0",
+            "fallback_links-MAX_NUM_FORMS": "1000",
+        }
+        response = self.client.post(_url(ModelGroup, "add"), data)
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, "belongs to another organisation")
+        data["members-0-model"] = self.model_a.pk
+        self.assertEqual(self.client.post(_url(ModelGroup, "add"), data).status_code, 302)
+        group = ModelGroup.objects.get(org=self.org_a, name="pool")
+        self.assertEqual([m.model for m in group.members.all()], [self.model_a])
+        entry = AuditEntry.objects.get(action="group.created", object_id=str(group.pk))
+        self.assertEqual(entry.after["members"], [["gpt-4o-mini", 1]])
+
     def test_the_ledger_is_read_only(self):
         self.client.force_login(self.admin_a)
         self.assertEqual(self.client.get(_url(UsageEvent, "add")).status_code, 403)
@@ -467,3 +525,52 @@ class GatewayAdminTests(AdminTestCase):
         pks = self.pks(self.client.get(_url(UsageEvent)))
         self.assertEqual(pks, {self.event_a.pk})
         self.assertNotIn(other.pk, pks)
+
+
+class AdminPagesSmokeTests(AdminTestCase):
+    def test_every_admin_page_renders_for_a_superuser_and_an_org_admin(self):
+        from django.contrib import admin as django_admin
+
+        ours = [m for m in django_admin.site._registry if m._meta.app_label in ("teams", "gateway")]
+        self.assertEqual(
+            {m.__name__ for m in ours},
+            {
+                "Organization", "Team", "Membership", "Feature", "VirtualKey", "Budget",
+                "AuditEntry", "Provider", "LLMModel", "ModelGroup", "Router", "UsageEvent",
+            },
+        )  # fmt: skip
+        for user in (self.superuser, self.admin_a):
+            self.client.force_login(user)
+            self.assertEqual(self.client.get(reverse("admin:index")).status_code, 200)
+            for model in ours:
+                with self.subTest(user=user.username, model=model.__name__):
+                    self.assertEqual(self.client.get(_url(model)).status_code, 200)
+                    obj = model.objects.filter(
+                        pk__in=[
+                            o.pk for o in self.client.get(_url(model)).context["cl"].result_list
+                        ]
+                    ).first()
+                    self.assertEqual(
+                        self.client.get(_url(model, "change", obj.pk)).status_code, 200
+                    )
+                    admin_obj = django_admin.site._registry[model]
+                    request = self.client.get(_url(model)).wsgi_request
+                    if admin_obj.has_add_permission(request):
+                        self.assertEqual(self.client.get(_url(model, "add")).status_code, 200)
+
+
+class FreshInstallTests(TestCase):
+    def test_a_superuser_creates_the_first_organisation(self):
+        root = f.make_user("root@platform.test", is_superuser=True, is_staff=True)
+        self.client.force_login(root)
+        self.assertEqual(self.client.get(reverse("admin:index")).status_code, 200)
+        data = {"slug": "acme", "name": "Acme", "timezone": "Europe/Berlin"}
+        self.assertEqual(self.client.post(_url(Organization, "add"), data).status_code, 302)
+        org = Organization.objects.get(slug="acme")
+        entry = AuditEntry.objects.get(action="org.created")
+        self.assertEqual((entry.org, entry.actor), (org, root))
+
+    def test_staff_without_memberships_see_nothing(self):
+        self.client.force_login(f.make_user("staff@nowhere.test", is_staff=True))
+        self.assertEqual(self.client.get(_url(VirtualKey)).status_code, 403)
+        self.assertEqual(self.client.get(_url(Organization, "add")).status_code, 403)

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (YAML fixtures, some quoted verbatim from the issue, keep their long lines)
 """apply_config: the YAML file in git is the desired state of one organisation."""
 
 from __future__ import annotations
@@ -410,6 +411,10 @@ class ErrorTests(ConfigTestCase):
         (
             "organization: acme\ngroups: [{name: g, members: [ghost]}]\n",
             "groups[0].members[0].model: unknown model 'ghost'",
+        ),
+        (
+            "organization: acme\nteams: [{name: t, budgets: [{period: day, limit_usd: '1', action: downgrade, downgrade_to: nope}]}]\n",
+            "teams[0].budgets[0].downgrade_to: unknown model 'nope'",
         ),
         ("organization: acme\norganization: globex\n", "duplicate key 'organization'"),
         ("organization: [acme\n", "invalid YAML"),
