@@ -55,9 +55,15 @@ def _blocks(content) -> list[dict]:
             continue
         kind = part.get("type")
         if kind == "text":
-            blocks.append({"type": "text", "text": str(part.get("text", ""))})
+            block = {"type": "text", "text": str(part.get("text", ""))}
         elif kind == "image_url":
-            blocks.append(_image_block(part))
+            block = _image_block(part)
+        else:
+            continue
+        if isinstance(part.get("cache_control"), dict):
+            # prompt caching breakpoints, written on OpenAI-format parts as LiteLLM users do
+            block["cache_control"] = part["cache_control"]
+        blocks.append(block)
     return blocks
 
 
