@@ -219,4 +219,3 @@ def _parse_body(raw: bytes, api: str) -> dict:
     if user is not None and not isinstance(user, str):
         raise invalid("invalid_value", "'user' must be a string.", "user")
     return body
-

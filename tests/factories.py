@@ -43,7 +43,13 @@ def make_key(team: Team, name: str | None = None, **kwargs):
     return key_mint(team=team, name=name or f"key{next(_seq)}", **kwargs)
 
 
-def make_provider(org: Organization, slug: str = "sim", *, base_url: str = "http://127.0.0.1:9100/v1", kind: str = "openai") -> Provider:
+def make_provider(
+    org: Organization,
+    slug: str = "sim",
+    *,
+    base_url: str = "http://127.0.0.1:9100/v1",
+    kind: str = "openai",
+) -> Provider:
     return Provider.objects.create(org=org, slug=slug, kind=kind, base_url=base_url)
 
 
@@ -58,7 +64,11 @@ def make_model(
 ) -> LLMModel:
     provider = provider or Provider.objects.filter(org=org).first() or make_provider(org)
     model = LLMModel.objects.create(
-        org=org, provider=provider, name=name, upstream_model=kwargs.pop("upstream_model", name), **kwargs
+        org=org,
+        provider=provider,
+        name=name,
+        upstream_model=kwargs.pop("upstream_model", name),
+        **kwargs,
     )
     ModelPrice.objects.create(
         model=model,
@@ -68,8 +78,12 @@ def make_model(
     return model
 
 
-def make_budget(org: Organization, *, scope: str = "org", period: str = "month", limit: str = "100", **kwargs) -> Budget:
-    return Budget.objects.create(org=org, scope=scope, period=period, limit_usd=Decimal(limit), **kwargs)
+def make_budget(
+    org: Organization, *, scope: str = "org", period: str = "month", limit: str = "100", **kwargs
+) -> Budget:
+    return Budget.objects.create(
+        org=org, scope=scope, period=period, limit_usd=Decimal(limit), **kwargs
+    )
 
 
 def make_group(org: Organization, name: str = "chat-pool", *, members=(), fallbacks=()):

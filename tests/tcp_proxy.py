@@ -59,6 +59,9 @@ class TcpProxy:
         """Refuse new connections and break the open ones."""
         self.up = False
         if self._listener is not None:
+            # shutdown() first: close() alone leaves a listener blocked in accept() listening
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:
