@@ -322,6 +322,48 @@ def _sse(obj) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
+def _cache_breakpoint(req: dict) -> tuple[int, bytes] | None:
+    """(tokens up to the last ``cache_control`` block, a digest of that prefix), or None.
+
+    Anthropic caches a prompt prefix ending at a block marked ``cache_control``; the simulator
+    reports such a prefix as written the first time it sees it and as read afterwards.
+    """
+    blocks: list = []
+    system = req.get("system")
+    if isinstance(system, list):
+        blocks.extend(system)
+    for message in req.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            blocks.extend(content)
+    tokens, found = 0, None
+    for i, block in enumerate(blocks):
+        if not isinstance(block, dict):
+            continue
+        tokens += text_tokens(str(block.get("text") or block.get("content") or ""))
+        if isinstance(block.get("cache_control"), dict):
+            found = (tokens, hashlib.sha256(orjson.dumps(blocks[: i + 1])).digest())
+    return found
+
+
+def _forced_tool(req: dict) -> dict | None:
+    """The tool a request forces (``tool_choice`` any/tool), as a deterministic tool_use."""
+    tools = req.get("tools")
+    choice = req.get("tool_choice")
+    if not isinstance(tools, list) or not tools or not isinstance(choice, dict):
+        return None
+    if choice.get("type") == "tool":
+        tool = next((t for t in tools if t.get("name") == choice.get("name")), None)
+    elif choice.get("type") == "any":
+        tool = tools[0]
+    else:
+        return None
+    if not isinstance(tool, dict):
+        return None
+    props = ((tool.get("input_schema") or {}).get("properties") or {}).keys()
+    return {"name": tool.get("name", ""), "input": {name: "sim" for name in props}}
+
+
 def _event(name: bytes, obj) -> bytes:
     return b"event: " + name + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
 
@@ -478,6 +520,7 @@ class Simulator:
         self._counts: dict[str, int] = {}
         self._total = 0
         self._plans: dict[bytes, _ChatPlan] = {}
+        self._prompt_cache: set[bytes] = set()  # Anthropic cache_control prefixes seen
         self._embedding_answers: dict[bytes, bytes] = {}
         self._expected_key = self.config.api_key.encode() if self.config.api_key else None
 
@@ -782,6 +825,17 @@ class Simulator:
         else:
             prompt = chat_prompt_tokens(messages, req.get("tools"), req.get("system"))
         read, write = opts.cache_read_tokens, opts.cache_write_tokens
+        breakpoint_ = _cache_breakpoint(req) if not (read or write) else None
+        if breakpoint_ is not None:
+            prefix, digest = breakpoint_
+            prefix = min(prefix, prompt)
+            if digest in self._prompt_cache:
+                read = prefix
+            else:
+                write = prefix
+                if len(self._prompt_cache) >= MAX_CACHED_PLANS:
+                    self._prompt_cache.clear()
+                self._prompt_cache.add(digest)
         usage = None
         if not opts.no_usage:
             usage = {
@@ -806,6 +860,17 @@ class Simulator:
             "stop_reason": stop,
             "stop_sequence": None,
         }
+        tool = _forced_tool(req)
+        if tool is not None:
+            message["content"] = [
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_sim{mid[7:]}",
+                    "name": tool["name"],
+                    "input": tool["input"],
+                }
+            ]
+            message["stop_reason"] = "tool_use"
         if req.get("stream") is True:
             await self._messages_stream(send, receive, opts, message, completion, usage)
             return
@@ -819,6 +884,10 @@ class Simulator:
         start = dict(message, content=[], stop_reason=None, stop_sequence=None)
         if usage is not None:
             start["usage"] = dict(usage, output_tokens=min(1, completion))
+        block = message["content"][0]
+        if block["type"] == "tool_use":
+            await self._tool_use_stream(send, receive, delay, start, block, message, usage)
+            return
         first = b"".join(
             (
                 _event(b"message_start", {"type": "message_start", "message": start}),
@@ -855,6 +924,49 @@ class Simulator:
                 "cache_read_input_tokens": usage["cache_read_input_tokens"],
                 "output_tokens": usage["output_tokens"],
             }
+        tail = b"".join(
+            (
+                _event(b"content_block_stop", {"type": "content_block_stop", "index": 0}),
+                _event(b"message_delta", delta),
+                _event(b"message_stop", {"type": "message_stop"}),
+            )
+        )
+        headers = [*_SSE, (b"request-id", message["id"].encode())]
+        await _stream(send, receive, first, pieces, tail, delay, headers)
+
+    async def _tool_use_stream(self, send, receive, delay, start, block, message, usage) -> None:
+        arguments = orjson.dumps(block["input"]).decode()
+        half = len(arguments) // 2
+        first = b"".join(
+            (
+                _event(b"message_start", {"type": "message_start", "message": start}),
+                _event(
+                    b"content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": dict(block, input={}),
+                    },
+                ),
+            )
+        )
+        pieces = [
+            _event(
+                b"content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "input_json_delta", "partial_json": part},
+                },
+            )
+            for part in (arguments[:half], arguments[half:])
+        ]
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+        }
+        if usage is not None:
+            delta["usage"] = {"output_tokens": usage["output_tokens"]}
         tail = b"".join(
             (
                 _event(b"content_block_stop", {"type": "content_block_stop", "index": 0}),

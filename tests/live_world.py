@@ -73,6 +73,41 @@ class LiveWorld:
                 api_key_env="FINOPS_SIM_KEY",
             )
             f.make_model(org, f"{name}-model", provider=p, upstream_model="gpt-4o-mini")
+        claude = Provider.objects.create(
+            org=org,
+            slug="sim-claude",
+            kind="anthropic",
+            base_url=sim_url,
+            api_key_env="FINOPS_SIM_KEY",
+        )
+        f.make_model(
+            org,
+            "claude-sonnet",
+            provider=claude,
+            upstream_model="claude-sonnet-4-5",
+            input_per_mtok="3.00",
+            output_per_mtok="15.00",
+            max_output_tokens=8192,
+        )
+        ModelPrice.objects.filter(model__org=org, model__name="claude-sonnet").update(
+            cached_input_usd_per_mtok=Decimal("0.30"), cache_write_usd_per_mtok=Decimal("3.75")
+        )
+        azure = Provider.objects.create(
+            org=org,
+            slug="sim-azure",
+            kind="azure",
+            base_url=sim_url,
+            api_version="2024-10-21",
+            api_key_env="FINOPS_SIM_KEY",
+        )
+        f.make_model(
+            org,
+            "azure-gpt-4o",
+            provider=azure,
+            upstream_model="gpt4o-deploy",
+            input_per_mtok="2.50",
+            output_per_mtok="10.00",
+        )
         failover = ModelGroup.objects.create(org=org, name="failover")
         failover.members.create(model=LLMModel.objects.get(org=org, name="failing-model"), weight=1)
         failover.fallback_links.create(model=mini, position=0)
