@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -48,6 +48,11 @@ class Call:
     plan: Plan
     started: datetime
     t0: float
+    # filled while the call runs: what all its attempts cost, and the model that answered
+    spent: Decimal = field(default_factory=Decimal)
+    served: ModelRecord | None = None
+    # added to a successful response (e.g. x-finops-budget-remaining from admission)
+    extra_headers: list = field(default_factory=list)
 
 
 def _now() -> datetime:
@@ -124,7 +129,6 @@ def _client_error(status: int, message: str, code: str | None, headers: list) ->
 
 
 async def proxy_json(call: Call, send) -> None:
-    total = Decimal(0)
     attempts = 0
     failure: _Failure | None = None
     for model in call.plan.deployments:
@@ -181,7 +185,8 @@ async def proxy_json(call: Call, send) -> None:
                         completion_text=_response_text(parsed.body),
                     )
                     cost = metering.price_usage(model, usage, call.started)
-                    total += cost.total
+                    call.spent += cost.total
+                    call.served = model
                     _record(
                         call,
                         model,
@@ -197,7 +202,11 @@ async def proxy_json(call: Call, send) -> None:
                         send,
                         200,
                         parsed.body,
-                        [*JSON_HEADERS, *_headers(call, model, attempts, total)],
+                        [
+                            *JSON_HEADERS,
+                            *_headers(call, model, attempts, call.spent),
+                            *call.extra_headers,
+                        ],
                     )
                     return
             else:
@@ -220,7 +229,7 @@ async def proxy_json(call: Call, send) -> None:
                         error_code=str(code or f"http_{status}")[:64],
                     )
                     raise _client_error(
-                        status, message, code, _headers(call, model, attempts, total)
+                        status, message, code, _headers(call, model, attempts, call.spent)
                     )
         _record(
             call,
@@ -232,7 +241,7 @@ async def proxy_json(call: Call, send) -> None:
             http_status=failure.status,
             error_code=failure.code,
         )
-    raise _final_error(failure, _headers(call, None, attempts, total))
+    raise _final_error(failure, _headers(call, None, attempts, call.spent))
 
 
 def _response_text(body: bytes) -> str:
@@ -263,7 +272,6 @@ async def _watch_disconnect(receive, response: aiohttp.ClientResponse, flag: lis
 
 async def proxy_stream(call: Call, send, receive) -> None:
     wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
-    total = Decimal(0)
     attempts = 0
     failure: _Failure | None = None
     for model in call.plan.deployments:
@@ -315,7 +323,6 @@ async def proxy_stream(call: Call, send, receive) -> None:
                     attempts,
                     started,
                     t,
-                    total,
                     wants_usage,
                 )
                 return
@@ -335,7 +342,7 @@ async def proxy_stream(call: Call, send, receive) -> None:
                     streamed=True,
                 )
                 raise _client_error(
-                    response.status, message, code, _headers(call, model, attempts, total)
+                    response.status, message, code, _headers(call, model, attempts, call.spent)
                 )
             failure = _Failure(
                 response.status,
@@ -353,11 +360,11 @@ async def proxy_stream(call: Call, send, receive) -> None:
             error_code=failure.code,
             streamed=True,
         )
-    raise _final_error(failure, _headers(call, None, attempts, total))
+    raise _final_error(failure, _headers(call, None, attempts, call.spent))
 
 
 async def _relay(
-    call, send, receive, response, adapter, model, attempts, started, t, total, wants_usage
+    call, send, receive, response, adapter, model, attempts, started, t, wants_usage
 ) -> None:
     """Forward an upstream stream chunk by chunk; meter it even if the client leaves early."""
     parser = adapter.stream_parser(api=call.api, model=model)
@@ -371,7 +378,11 @@ async def _relay(
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [*SSE_HEADERS, *_headers(call, model, attempts, None)],
+                "headers": [
+                    *SSE_HEADERS,
+                    *_headers(call, model, attempts, None),
+                    *call.extra_headers,
+                ],
             }
         )
         async for line in response.content:
@@ -403,7 +414,8 @@ async def _relay(
             api=call.api, body=call.body, model=model, completion_text=parser.generated_text()
         )
     cost = metering.price_usage(model, usage, call.started)
-    total += cost.total
+    call.spent += cost.total
+    call.served = model
     _record(
         call,
         model,
@@ -434,7 +446,7 @@ async def _relay(
     elif wants_usage:
         chunk = usage_chunk.chunk if usage_chunk else _synthetic_usage_chunk(call, model, usage)
         chunk = dict(chunk, usage=dict(chunk.get("usage") or {}, cost="__finops_cost__"))
-        payload = orjson.dumps(chunk).replace(_COST_MARK, decimal_str(total).encode())
+        payload = orjson.dumps(chunk).replace(_COST_MARK, decimal_str(call.spent).encode())
         tail.append(b"data: " + payload + b"\n\n")
     tail.append(b"data: [DONE]\n\n")
     with contextlib.suppress(OSError):

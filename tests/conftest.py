@@ -62,7 +62,7 @@ def live(django_db_setup, django_db_blocker, simulator, sim_farm, live_tmp):
     provider points at the simulator, and a key for it. Removed again at session end."""
     from django.db import connection
 
-    from tests.live import start_app, test_database_url
+    from tests.live import start_app, live_database_url
     from tests.live_world import LiveWorld
 
     with django_db_blocker.unblock():
@@ -71,7 +71,7 @@ def live(django_db_setup, django_db_blocker, simulator, sim_farm, live_tmp):
         world = LiveWorld.build(
             sim_url=simulator.url, farm={name: s.url for name, s in sim_farm.items()}
         )
-        database_url = test_database_url()
+        database_url = live_database_url()
     app = start_app(
         live_tmp,
         database_url=database_url,

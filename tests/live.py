@@ -30,7 +30,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_database_url() -> str:
+def live_database_url() -> str:
     """The URL of the test database pytest-django created, for a subprocess to use."""
     cfg = connection.settings_dict
     if cfg["ENGINE"].endswith("sqlite3"):

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 
 from gateway.models import UsageEvent
-from tests.live import start_app, test_database_url
+from tests.live import start_app, live_database_url
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.live
@@ -51,7 +51,7 @@ def _ledger_ids(live, ids: list[str]) -> set[str]:
 
 def test_sigterm_under_load_loses_no_call_a_client_saw_succeed(live, live_tmp):
     with live.blocker.unblock():
-        database_url = test_database_url()
+        database_url = live_database_url()
     app = start_app(live_tmp, database_url=database_url, FINOPS_LEDGER_FLUSH_SECONDS="2")
     stop, seen = threading.Event(), []
     hammer = threading.Thread(target=_hammer, args=(app.url, live.key_secret, stop, seen))
@@ -74,7 +74,7 @@ def test_database_outage_spools_and_replays_exactly_once(live, live_tmp):
     cfg = connection.settings_dict
     proxy = TcpProxy(cfg.get("HOST") or "127.0.0.1", int(cfg.get("PORT") or 5432)).start()
     with live.blocker.unblock():
-        url = test_database_url().replace(
+        url = live_database_url().replace(
             f"{cfg.get('HOST') or '127.0.0.1'}:{cfg.get('PORT') or 5432}", f"127.0.0.1:{proxy.port}"
         )
         if f":{proxy.port}/" not in url:  # no explicit port in the settings
