@@ -129,11 +129,33 @@ class GatewayApp:
             started=started,
             t0=t0,
         )
+        admission = await runtime.admitter.admit(
+            api=api,
+            body=body,
+            record=record,
+            config=config,
+            feature=labels.feature,
+            plan=plan,
+            started=started,
+        )
+        if admission is not None:
+            call.plan = admission.plan
+            call.extra_headers = admission.headers
+            call.budget_action = "downgrade" if admission.downgraded else ""
         runtime.ledger.key_used(record.key_id, started)
-        if stream:
-            await proxy_stream(call, send, receive)
-        else:
-            await proxy_json(call, send)
+        try:
+            if stream:
+                await proxy_stream(call, send, receive)
+            else:
+                await proxy_json(call, send)
+        finally:
+            if admission is not None:
+                await runtime.admitter.settle(
+                    admission,
+                    cost=call.spent,
+                    prompt_tokens=call.prompt_tokens,
+                    completion_tokens=call.completion_tokens,
+                )
 
     async def _models(self, send, record, rid) -> None:
         config = await runtime.org_config(record.org_id)

@@ -13,6 +13,7 @@ import time
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -156,11 +157,40 @@ class RouterRecord:
 
 
 @dataclass(slots=True)
+class BudgetRecord:
+    id: int
+    org_id: int
+    scope: str  # org | team | feature | key
+    team_id: int | None
+    feature: str  # feature slug (feature budgets)
+    key_id: int | None
+    period: str
+    limit: Decimal
+    action: str  # block | alert | downgrade
+    downgrade_to: str
+    fail_open: bool
+    label: str
+
+    @property
+    def specificity(self) -> int:
+        return {"key": 0, "feature": 1, "team": 2, "org": 3}[self.scope]
+
+
+@dataclass(slots=True)
+class TeamLimits:
+    rpm_limit: int | None
+    tpm_limit: int | None
+    max_parallel: int | None
+
+
+@dataclass(slots=True)
 class OrgConfig:
     org_id: int
     models: dict[str, ModelRecord]
     groups: dict[str, GroupRecord]
     routers: dict[str, RouterRecord]
+    budgets: list[BudgetRecord] = field(default_factory=list)
+    team_limits: dict[int, TeamLimits] = field(default_factory=dict)
 
 
 def org_config_load(org_id: int) -> OrgConfig:
@@ -225,4 +255,45 @@ def org_config_load(org_id: int) -> OrgConfig:
                 scorer=r.scorer,
                 threshold=r.threshold,
             )
-    return OrgConfig(org_id=org_id, models=models, groups=groups, routers=routers)
+    from teams.models import Budget, Team
+
+    budgets = [
+        BudgetRecord(
+            id=b.pk,
+            org_id=b.org_id,
+            scope=b.scope,
+            team_id=b.team_id or (b.feature.team_id if b.feature_id else None),
+            feature=b.feature.slug if b.feature_id else "",
+            key_id=b.key_id,
+            period=b.period,
+            limit=b.limit_usd,
+            action=b.action,
+            downgrade_to=b.downgrade_to.name if b.downgrade_to_id else "",
+            fail_open=b.fail_open,
+            label=b.scope_label,
+        )
+        for b in Budget.objects.filter(org_id=org_id).select_related(
+            "org",
+            "team",
+            "team__org",
+            "feature",
+            "feature__team",
+            "feature__team__org",
+            "key",
+            "downgrade_to",
+        )
+    ]
+    budgets.sort(key=lambda b: b.specificity)
+    team_limits = {
+        t.pk: TeamLimits(t.rpm_limit, t.tpm_limit, t.max_parallel)
+        for t in Team.objects.filter(org_id=org_id)
+        if t.rpm_limit or t.tpm_limit or t.max_parallel
+    }
+    return OrgConfig(
+        org_id=org_id,
+        models=models,
+        groups=groups,
+        routers=routers,
+        budgets=budgets,
+        team_limits=team_limits,
+    )

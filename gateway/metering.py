@@ -46,6 +46,8 @@ def event(
 ) -> dict:
     usage = usage or Usage()
     cost = cost or Cost()
+    call.prompt_tokens += usage.prompt_tokens
+    call.completion_tokens += usage.output
     record = call.record
     plan = call.plan
     return {
@@ -87,6 +89,7 @@ def event(
         "router_threshold": plan.router_threshold,
         "router_decision": plan.router_decision,
         "shadow": False,
+        "budget_action": call.budget_action,
     }
 
 

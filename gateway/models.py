@@ -267,6 +267,9 @@ class UsageEvent(models.Model):
     router_threshold = models.FloatField(null=True, blank=True)
     router_decision = models.CharField(max_length=16, blank=True)
     shadow = models.BooleanField(default=False)
+    budget_action = models.CharField(
+        max_length=16, blank=True, help_text="'downgrade' when a budget sent the call elsewhere."
+    )
     inserted_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -53,6 +53,9 @@ class Call:
     served: ModelRecord | None = None
     # added to a successful response (e.g. x-finops-budget-remaining from admission)
     extra_headers: list = field(default_factory=list)
+    budget_action: str = ""  # "downgrade" when a budget sent the call to a cheaper model
+    prompt_tokens: int = 0  # metered over all attempts (for rate-limit settlement)
+    completion_tokens: int = 0
 
 
 def _now() -> datetime:

@@ -14,7 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 from django.conf import settings
 
+from gateway.admission import Admitter, ledger_spent
 from gateway.cache import KeyCache, KeyRecord, OrgConfig, key_record_load, org_config_load
+from gateway.counters import LocalCounters, RedisCounters
 from gateway.ledger import LedgerWriter
 from gateway.tokens import encodings_load
 
@@ -33,6 +35,8 @@ class Runtime:
         self._loading: dict[int, asyncio.Future] = {}
         self.started = False
         self.stopping = False
+        self.admitter: Admitter | None = None
+        self._lock_file = None
 
     async def start(self) -> None:
         if self.started:
@@ -52,6 +56,8 @@ class Runtime:
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
         )
+        self._claim_single_process()
+        self.admitter = Admitter(self._counters(), self._seed)
         self.ledger.start()
         self._stamps = await self._read_stamps()
         self._poller = asyncio.create_task(self._poll_stamps(), name="gateway-stamp-poller")
@@ -70,11 +76,40 @@ class Runtime:
             self._poller.cancel()
         if self.session:
             await self.session.close()
+        if self.admitter is not None:
+            await self.admitter.counters.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.ledger.stop)
         self.db.shutdown(wait=False)
         self.started = False
         log.info("gateway runtime stopped; ledger drained")
+
+    def _counters(self):
+        if settings.REDIS_URL:
+            return RedisCounters(settings.REDIS_URL)
+        return LocalCounters()
+
+    def _claim_single_process(self) -> None:
+        """Without Redis, budgets and limits are counted in process: a second gateway process
+        on the same data would double every limit, so it is refused."""
+        if settings.REDIS_URL:
+            return
+        import fcntl
+
+        path = settings.VAR_DIR / "gateway.lock"
+        self._lock_file = open(path, "w")  # noqa: SIM115 - held for the process's lifetime
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RuntimeError(
+                f"another gateway process holds {path}: without REDIS_URL only one process "
+                "(uvicorn --workers 1) may serve the gateway, or budgets and limits would not "
+                "hold; set REDIS_URL to run several"
+            ) from None
+
+    async def _seed(self, budget, start, end):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.db, ledger_spent, budget, start, end)
 
     # --- keys and config, filled off the event loop ----------------------------------------
     async def key_lookup(self, secret: str) -> KeyRecord | None:

@@ -19,6 +19,7 @@ _CONFIG_MODELS = (
     gm.GroupFallback,
     gm.Router,
     tm.Budget,
+    tm.Team,
     tm.Organization,
 )
 

@@ -41,6 +41,9 @@ class Team(models.Model):
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
     slug = models.SlugField(max_length=64)
     name = models.CharField(max_length=200)
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests/minute, all keys.")
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens/minute, all keys.")
+    max_parallel = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=dj_tz.now, editable=False)
 
     class Meta:
@@ -242,6 +245,11 @@ class Budget(models.Model):
     )
     downgrade_to = models.ForeignKey(
         "gateway.LLMModel", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    fail_open = models.BooleanField(
+        default=False,
+        help_text="When the shared counters (Redis) are unreachable, let calls through instead of "
+        "refusing them. Only block budgets refuse calls; alert and downgrade budgets never do.",
     )
     alert_thresholds = models.JSONField(default=default_thresholds, blank=True)
     recipients = models.JSONField(default=list, blank=True)

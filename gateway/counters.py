@@ -1,0 +1,304 @@
+"""Shared admission counters: budget spend and leases, rate-limit windows, in-flight counts.
+
+One check-and-take step covers every budget and limit of a call: all fit, or nothing is taken.
+With ``REDIS_URL`` it is one Lua script (one round trip, atomic across every gateway process);
+without Redis an in-process table does the same for the single process the embedded mode
+allows. Money is integer nano-USD (Lua numbers are doubles; 2^53 nano-USD is 9 million USD per
+window, far above any budget).
+
+Entries (one per budget window or limit):
+- ``budget``: hash {spent, reserved, l:<lease>=amount} + zset of lease expiries. Reservations
+  are leases: an expired lease (a crashed process) is released by the next call that looks.
+  A cold window is seeded from the ledger (``seed``) so a restart never forgets spend.
+- ``rate``: two fixed one-minute buckets weighted into a sliding window (requests or tokens).
+- ``parallel``: a zset of in-flight leases with expiries.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+NANO = 1_000_000_000
+
+
+@dataclass(slots=True)
+class Entry:
+    kind: str  # budget | rate | parallel
+    key: str
+    limit: int  # nano-USD, requests, tokens or calls
+    amount: int = 0  # what this call takes (cost estimate, 1 request, prompt tokens)
+    blocking: bool = True
+    expire_at: int = 0  # unix seconds after which the keys may go
+    seed: int | None = None  # budget: spent so far per the ledger, used only if the window is cold
+    frac: float = 0.0  # rate: elapsed fraction of the current minute
+    ref: object = None  # the caller's object (budget record, limit name)
+
+
+@dataclass(slots=True)
+class Verdict:
+    ok: bool
+    failed: int = -1  # index of the first entry that did not fit
+    # per entry: (used, reserved) as seen at the check (budget: spent/reserved; rate: count)
+    seen: list[tuple[int, int]] = field(default_factory=list)
+
+
+ADMIT_LUA = """
+local now = tonumber(ARGV[1])
+local lease = ARGV[2]
+local lease_exp = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+local seen = {}
+for i = 1, n do
+  local a = 4 + (i - 1) * 7
+  local kind = ARGV[a + 1]
+  local amount = tonumber(ARGV[a + 2])
+  local limit = tonumber(ARGV[a + 3])
+  local blocking = ARGV[a + 4] == '1'
+  local k1 = KEYS[2 * i - 1]
+  local k2 = KEYS[2 * i]
+  local used, held = 0, 0
+  if kind == 'budget' then
+    if ARGV[a + 6] ~= '' and redis.call('EXISTS', k1) == 0 then
+      redis.call('HSET', k1, 'spent', ARGV[a + 6], 'reserved', 0)
+    end
+    local expired = redis.call('ZRANGEBYSCORE', k2, '-inf', now)
+    for _, l in ipairs(expired) do
+      local amt = tonumber(redis.call('HGET', k1, 'l:' .. l) or '0')
+      redis.call('HINCRBY', k1, 'reserved', -amt)
+      redis.call('HDEL', k1, 'l:' .. l)
+      redis.call('ZREM', k2, l)
+    end
+    used = tonumber(redis.call('HGET', k1, 'spent') or '0')
+    held = tonumber(redis.call('HGET', k1, 'reserved') or '0')
+    if blocking and used + held + amount > limit then return {0, i, used, held} end
+  elseif kind == 'rate' then
+    local frac = tonumber(ARGV[a + 7])
+    local prev = tonumber(redis.call('GET', k1) or '0')
+    local curr = tonumber(redis.call('GET', k2) or '0')
+    used = math.floor(prev * (1 - frac) + curr)
+    if used + amount > limit then return {0, i, used, 0} end
+  else
+    redis.call('ZREMRANGEBYSCORE', k1, '-inf', now)
+    used = redis.call('ZCARD', k1)
+    if used + 1 > limit then return {0, i, used, 0} end
+  end
+  seen[2 * i - 1] = used
+  seen[2 * i] = held
+end
+for i = 1, n do
+  local a = 4 + (i - 1) * 7
+  local kind = ARGV[a + 1]
+  local amount = tonumber(ARGV[a + 2])
+  local expire_at = tonumber(ARGV[a + 5])
+  local k1 = KEYS[2 * i - 1]
+  local k2 = KEYS[2 * i]
+  if kind == 'budget' then
+    redis.call('HINCRBY', k1, 'reserved', amount)
+    redis.call('HSET', k1, 'l:' .. lease, amount)
+    redis.call('ZADD', k2, lease_exp, lease)
+    redis.call('EXPIREAT', k1, expire_at)
+    redis.call('EXPIREAT', k2, expire_at)
+  elseif kind == 'rate' then
+    redis.call('INCRBY', k2, amount)
+    redis.call('EXPIRE', k2, 130)
+  else
+    redis.call('ZADD', k1, lease_exp, lease)
+    redis.call('EXPIRE', k1, 3600)
+  end
+end
+local out = {1, 0}
+for i = 1, 2 * n do out[#out + 1] = seen[i] end
+return out
+"""
+
+SETTLE_LUA = """
+local lease = ARGV[1]
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  local a = 2 + (i - 1) * 2
+  local kind = ARGV[a + 1]
+  local amount = tonumber(ARGV[a + 2])
+  local k1 = KEYS[2 * i - 1]
+  local k2 = KEYS[2 * i]
+  if kind == 'budget' then
+    local held = redis.call('HGET', k1, 'l:' .. lease)
+    if held then
+      redis.call('HINCRBY', k1, 'reserved', -tonumber(held))
+      redis.call('HDEL', k1, 'l:' .. lease)
+      redis.call('ZREM', k2, lease)
+    end
+    if amount ~= 0 and redis.call('EXISTS', k1) == 1 then
+      redis.call('HINCRBY', k1, 'spent', amount)
+    end
+  elseif kind == 'rate' then
+    if amount ~= 0 then
+      redis.call('INCRBY', k2, amount)
+      redis.call('EXPIRE', k2, 130)
+    end
+  else
+    redis.call('ZREM', k1, lease)
+  end
+end
+return 1
+"""
+
+
+def rate_keys(key: str, now: float) -> tuple[str, str, float]:
+    minute = int(now // 60)
+    return f"{key}:{minute - 1}", f"{key}:{minute}", (now % 60) / 60
+
+
+class RedisCounters:
+    """Atomic across processes: one EVALSHA per admission, one per settlement."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis
+
+        self.client = aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._admit = self.client.register_script(ADMIT_LUA)
+        self._settle = self.client.register_script(SETTLE_LUA)
+
+    @staticmethod
+    def _keys(entry: Entry, now: float) -> tuple[str, str]:
+        if entry.kind == "budget":
+            return entry.key, entry.key + ":leases"
+        if entry.kind == "rate":
+            prev, curr, _ = rate_keys(entry.key, now)
+            return prev, curr
+        return entry.key, entry.key
+
+    async def admit(self, entries: list[Entry], *, lease: str, lease_ttl: float) -> Verdict:
+        now = time.time()
+        keys: list[str] = []
+        args: list = [now, lease, now + lease_ttl, len(entries)]
+        for e in entries:
+            keys.extend(self._keys(e, now))
+            frac = rate_keys(e.key, now)[2] if e.kind == "rate" else 0
+            seed = "" if e.seed is None else e.seed
+            args += [e.kind, e.amount, e.limit, int(e.blocking), e.expire_at, seed, frac]
+        out = await self._admit(keys=keys, args=args)
+        if out[0] == 1:
+            seen = [(int(out[2 + 2 * i]), int(out[3 + 2 * i])) for i in range(len(entries))]
+            return Verdict(ok=True, seen=seen)
+        return Verdict(ok=False, failed=int(out[1]) - 1, seen=[(int(out[2]), int(out[3]))])
+
+    async def settle(self, entries: list[Entry], amounts: list[int], *, lease: str) -> None:
+        now = time.time()
+        keys: list[str] = []
+        args: list = [lease, len(entries)]
+        for e, amount in zip(entries, amounts, strict=True):
+            keys.extend(self._keys(e, now))
+            args += [e.kind, amount]
+        await self._settle(keys=keys, args=args)
+
+    async def spent(self, key: str) -> int | None:
+        value = await self.client.hget(key, "spent")
+        return None if value is None else int(value)
+
+    async def reset_spent(self, key: str, value: int) -> None:
+        await self.client.hset(key, "spent", value)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+@dataclass
+class _Window:
+    spent: int = 0
+    reserved: int = 0
+    leases: dict[str, tuple[int, float]] = field(default_factory=dict)  # lease -> (amount, expiry)
+
+
+class LocalCounters:
+    """The same semantics in process, for the embedded single-process mode. The event loop runs
+    one admission at a time, so check-and-take needs no further lock."""
+
+    def __init__(self) -> None:
+        self.windows: dict[str, _Window] = {}
+        self.buckets: dict[str, int] = {}
+        self.inflight: dict[str, dict[str, float]] = {}
+
+    def _window(self, entry: Entry, now: float) -> _Window:
+        window = self.windows.get(entry.key)
+        if window is None:
+            window = self.windows[entry.key] = _Window(spent=entry.seed or 0)
+        for lease, (amount, expiry) in list(window.leases.items()):
+            if expiry <= now:
+                window.reserved -= amount
+                del window.leases[lease]
+        return window
+
+    async def admit(self, entries: list[Entry], *, lease: str, lease_ttl: float) -> Verdict:
+        now = time.time()
+        seen: list[tuple[int, int]] = []
+        for i, e in enumerate(entries):
+            if e.kind == "budget":
+                w = self._window(e, now)
+                used, held = w.spent, w.reserved
+                if e.blocking and used + held + e.amount > e.limit:
+                    return Verdict(ok=False, failed=i, seen=[(used, held)])
+            elif e.kind == "rate":
+                prev, curr, frac = rate_keys(e.key, now)
+                used, held = (
+                    int(self.buckets.get(prev, 0) * (1 - frac) + self.buckets.get(curr, 0)),
+                    0,
+                )
+                if used + e.amount > e.limit:
+                    return Verdict(ok=False, failed=i, seen=[(used, 0)])
+            else:
+                flights = self.inflight.setdefault(e.key, {})
+                for lease_id, expiry in list(flights.items()):
+                    if expiry <= now:
+                        del flights[lease_id]
+                used, held = len(flights), 0
+                if used + 1 > e.limit:
+                    return Verdict(ok=False, failed=i, seen=[(used, 0)])
+            seen.append((used, held))
+        for e in entries:
+            if e.kind == "budget":
+                w = self.windows[e.key]
+                w.reserved += e.amount
+                w.leases[lease] = (e.amount, now + lease_ttl)
+            elif e.kind == "rate":
+                _, curr, _ = rate_keys(e.key, now)
+                self.buckets[curr] = self.buckets.get(curr, 0) + e.amount
+            else:
+                self.inflight[e.key][lease] = now + lease_ttl
+        self._trim(now)
+        return Verdict(ok=True, seen=seen)
+
+    async def settle(self, entries: list[Entry], amounts: list[int], *, lease: str) -> None:
+        now = time.time()
+        for e, amount in zip(entries, amounts, strict=True):
+            if e.kind == "budget":
+                w = self.windows.get(e.key)
+                if w is None:
+                    continue
+                held = w.leases.pop(lease, None)
+                if held is not None:
+                    w.reserved -= held[0]
+                w.spent += amount
+            elif e.kind == "rate":
+                if amount:
+                    _, curr, _ = rate_keys(e.key, now)
+                    self.buckets[curr] = self.buckets.get(curr, 0) + amount
+            else:
+                self.inflight.get(e.key, {}).pop(lease, None)
+
+    async def spent(self, key: str) -> int | None:
+        window = self.windows.get(key)
+        return None if window is None else window.spent
+
+    async def reset_spent(self, key: str, value: int) -> None:
+        if key in self.windows:
+            self.windows[key].spent = value
+
+    def _trim(self, now: float) -> None:
+        if len(self.buckets) > 10_000:
+            oldest = int(now // 60) - 2
+            for name in [k for k in self.buckets if int(k.rsplit(":", 1)[1]) < oldest]:
+                del self.buckets[name]
+
+    async def close(self) -> None:
+        return None
