@@ -37,6 +37,11 @@ def _configure() -> None:
                 "schedule": settings.ROLLUP_INTERVAL_SECONDS,
                 "options": {"expires": settings.ROLLUP_INTERVAL_SECONDS * 2},
             },
+            "counters-reconcile": {
+                "task": "gateway.tasks.counters_reconcile_task",
+                "schedule": settings.FINOPS_RECONCILE_INTERVAL_SECONDS,
+                "options": {"expires": settings.FINOPS_RECONCILE_INTERVAL_SECONDS * 2},
+            },
             "budget-check": {
                 "task": "reports.tasks.budget_check_task",
                 "schedule": settings.BUDGET_CHECK_INTERVAL_SECONDS,

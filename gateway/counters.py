@@ -196,8 +196,9 @@ class RedisCounters:
         value = await self.client.hget(key, "spent")
         return None if value is None else int(value)
 
-    async def reset_spent(self, key: str, value: int) -> None:
-        await self.client.hset(key, "spent", value)
+    async def adjust(self, key: str, delta: int) -> None:
+        if await self.client.exists(key):
+            await self.client.hincrby(key, "spent", delta)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -290,9 +291,9 @@ class LocalCounters:
         window = self.windows.get(key)
         return None if window is None else window.spent
 
-    async def reset_spent(self, key: str, value: int) -> None:
+    async def adjust(self, key: str, delta: int) -> None:
         if key in self.windows:
-            self.windows[key].spent = value
+            self.windows[key].spent += delta
 
     def _trim(self, now: float) -> None:
         if len(self.buckets) > 10_000:

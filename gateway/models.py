@@ -293,3 +293,21 @@ class ConfigStamp(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}@{self.version}"
+
+
+class CounterDrift(models.Model):
+    """A correction the reconciliation made: a budget counter that disagreed with the ledger."""
+
+    budget_id = models.BigIntegerField()
+    window = models.CharField(max_length=32)
+    counter_nano = models.BigIntegerField(help_text="Spent per the counter before correction.")
+    ledger_nano = models.BigIntegerField(help_text="Spent per the ledger.")
+    corrected_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-corrected_at"]
+
+    def __str__(self) -> str:
+        return (
+            f"budget {self.budget_id} {self.window}: {self.counter_nano - self.ledger_nano:+d} nUSD"
+        )

@@ -32,6 +32,7 @@ class Runtime:
         self.db = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-db")
         self._stamps: dict[str, int] | None = None
         self._poller: asyncio.Task | None = None
+        self._reconciler: asyncio.Task | None = None
         self._loading: dict[int, asyncio.Future] = {}
         self.started = False
         self.stopping = False
@@ -61,6 +62,9 @@ class Runtime:
         self.ledger.start()
         self._stamps = await self._read_stamps()
         self._poller = asyncio.create_task(self._poll_stamps(), name="gateway-stamp-poller")
+        if not settings.REDIS_URL:
+            # in-process counters: only this process can reconcile them
+            self._reconciler = asyncio.create_task(self._reconcile_loop(), name="gateway-reconcile")
         self.started = True
         # Everything loaded so far (Django, models, encodings) lives for the whole process: keep
         # it out of the collector's generations so a full collection does not stall the loop.
@@ -72,8 +76,9 @@ class Runtime:
         if not self.started:
             return
         self.stopping = True
-        if self._poller:
-            self._poller.cancel()
+        for task in (self._poller, self._reconciler):
+            if task is not None:
+                task.cancel()
         if self.session:
             await self.session.close()
         if self.admitter is not None:
@@ -106,6 +111,20 @@ class Runtime:
                 "(uvicorn --workers 1) may serve the gateway, or budgets and limits would not "
                 "hold; set REDIS_URL to run several"
             ) from None
+
+    async def _reconcile_loop(self) -> None:
+        from gateway.reconcile import counters_reconcile
+
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(settings.FINOPS_RECONCILE_INTERVAL_SECONDS)
+            try:
+                await counters_reconcile(
+                    self.admitter.counters,
+                    run_sync=lambda fn, *a: loop.run_in_executor(self.db, _fresh, fn, *a),
+                )
+            except Exception:  # noqa: BLE001 - try again next interval
+                log.exception("counter reconciliation failed")
 
     async def _seed(self, budget, start, end):
         loop = asyncio.get_running_loop()
@@ -162,6 +181,13 @@ class Runtime:
             if stamps.get("config") != old.get("config"):
                 self.configs.clear()
             self._stamps = stamps
+
+
+def _fresh(fn, *args):
+    from django.db import close_old_connections
+
+    close_old_connections()
+    return fn(*args)
 
 
 def _stamps_read_fresh(reader):
