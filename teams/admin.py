@@ -326,11 +326,29 @@ class OrganizationAdmin(ScopedAdmin):
         obj.delete()
 
 
+def _limit_field(label: str, help_text: str) -> forms.IntegerField:
+    # PositiveIntegerField accepts 0, which the gateway would read as "no limit": say so instead.
+    return forms.IntegerField(
+        label=label, min_value=1, required=False, help_text=f"{help_text} Empty: no limit."
+    )
+
+
+class TeamForm(forms.ModelForm):
+    rpm_limit = _limit_field("RPM limit", "Requests per minute, all of the team's keys together.")
+    tpm_limit = _limit_field("TPM limit", "Tokens per minute, all of the team's keys together.")
+    max_parallel = _limit_field("Max parallel", "Calls in flight, all of the team's keys together.")
+
+    class Meta:
+        model = Team
+        fields = ("org", "slug", "name", "rpm_limit", "tpm_limit", "max_parallel")
+
+
 @admin.register(Team)
 class TeamAdmin(ScopedAdmin):
     subject = Subject.TEAM
     audit_name = "team"
-    list_display = ("slug", "name", "org", "created_at")
+    form = TeamForm
+    list_display = ("slug", "name", "org", "rpm_limit", "tpm_limit", "max_parallel", "created_at")
     list_filter = (("org", admin.RelatedOnlyFieldListFilter),)
     search_fields = ("slug", "name", "org__slug")
     prepopulated_fields = {"slug": ("name",)}
@@ -732,6 +750,7 @@ class BudgetForm(forms.ModelForm):
             "limit_usd",
             "action",
             "downgrade_to",
+            "fail_open",
             "alert_thresholds",
             "recipients",
         )
@@ -759,8 +778,23 @@ class BudgetAdmin(ScopedAdmin):
     subject = Subject.BUDGET
     audit_name = "budget"
     form = BudgetForm
-    list_display = ("__str__", "org", "scope", "period", "limit_usd", "action", "updated_at")
-    list_filter = ("scope", "period", "action", ("org", admin.RelatedOnlyFieldListFilter))
+    list_display = (
+        "__str__",
+        "org",
+        "scope",
+        "period",
+        "limit_usd",
+        "action",
+        "fail_open",
+        "updated_at",
+    )
+    list_filter = (
+        "scope",
+        "period",
+        "action",
+        "fail_open",
+        ("org", admin.RelatedOnlyFieldListFilter),
+    )
     search_fields = ("team__slug", "feature__slug", "key__name")
 
     def scoped_queryset(self, request):

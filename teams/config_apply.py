@@ -75,6 +75,8 @@ PRICE_FIELDS = (
     "cache_write_usd_per_mtok",
 )
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LIMIT_MAX = 2_147_483_647  # Team.*_limit / max_parallel (PositiveIntegerField)
+TEAM_LIMITS = ("rpm_limit", "tpm_limit", "max_parallel")
 
 
 class ConfigError(Exception):
@@ -142,6 +144,8 @@ class TeamSpec:
     label: str
     leads: list[str]
     features: list[FeatureSpec]
+    # only the limits the file names: a left-out limit is kept, ``null`` removes it
+    limits: dict[str, int | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -155,6 +159,7 @@ class BudgetSpec:
     downgrade_to: str | None
     alert_thresholds: list[int]
     recipients: list[str]
+    fail_open: bool = False
     path: str = field(default="", compare=False)
 
     @property
@@ -322,6 +327,22 @@ class _Checker:
             return None
         return value
 
+    def positive_integer(self, value: Any, path: str) -> int | None:
+        """A limit: a whole number from 1 (0 would read as "no limit" in the gateway)."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.err(path, "must be a positive integer")
+            return None
+        if value > LIMIT_MAX:
+            self.err(path, f"must be at most {LIMIT_MAX}")
+            return None
+        return value
+
+    def boolean(self, value: Any, path: str) -> bool | None:
+        if not isinstance(value, bool):  # "yes" / 1 are not guessed at
+            self.err(path, "must be true or false")
+            return None
+        return value
+
     def money(self, value: Any, path: str, *, places: int, digits: int) -> Decimal | None:
         """Money is a quoted decimal string: a YAML float has already lost exactness."""
         if isinstance(value, bool) or value is None:
@@ -365,7 +386,7 @@ _MODEL_OPTIONAL = (
     "cached_input_usd_per_mtok",
     "cache_write_usd_per_mtok",
 )
-_BUDGET_OPTIONAL = ("action", "alert_at", "notify", "downgrade_to")
+_BUDGET_OPTIONAL = ("action", "alert_at", "notify", "downgrade_to", "fail_open")
 _TOP_OPTIONAL = ("timezone", "providers", "models", "budgets", "groups", "routers", "teams")
 
 
@@ -456,6 +477,9 @@ def _check_budget(
         c.err(_join(path, "downgrade_to"), "required when the action is downgrade")
     if action not in (None, BudgetAction.DOWNGRADE) and data.get("downgrade_to") is not None:
         c.err(_join(path, "downgrade_to"), "only used when the action is downgrade")
+    fail_open = False  # fail closed, unless the file says otherwise
+    if data.get("fail_open") is not None:
+        fail_open = c.boolean(data["fail_open"], _join(path, "fail_open"))
     thresholds: list[int] | None = default_thresholds()
     if "alert_at" in data:
         thresholds = []
@@ -479,7 +503,7 @@ def _check_budget(
             recipients = None
         elif recipients is not None and address not in recipients:
             recipients.append(address)
-    if None in (period, limit, action, thresholds, recipients):
+    if None in (period, limit, action, thresholds, recipients, fail_open):
         return None
     return BudgetSpec(
         scope=scope,
@@ -491,6 +515,7 @@ def _check_budget(
         downgrade_to=downgrade_to,
         alert_thresholds=sorted(set(thresholds)),
         recipients=recipients,
+        fail_open=fail_open,
         path=path,
     )
 
@@ -594,11 +619,23 @@ def _check_router(c: _Checker, raw: Any, path: str) -> RouterSpec | None:
 
 
 def _check_team(c: _Checker, raw: Any, path: str, budgets: list[BudgetSpec]) -> TeamSpec | None:
-    data = c.mapping(raw, path, required=("name",), optional=("leads", "features", "budgets"))
+    data = c.mapping(
+        raw, path, required=("name",), optional=("leads", "features", "budgets", *TEAM_LIMITS)
+    )
     if data is None:
         return None
     slug = c.slug(data.get("name"), _join(path, "name"))
     label = data["name"].strip() if slug else ""
+    limits: dict[str, int | None] = {}
+    for key in TEAM_LIMITS:
+        if key not in data:
+            continue
+        value = data[key]
+        if value is not None:
+            value = c.positive_integer(value, _join(path, key))
+            if value is None:
+                continue
+        limits[key] = value
     leads: list[str] = []
     for i, item in enumerate(c.items(data.get("leads"), _join(path, "leads"))):
         where = _join(_join(path, "leads"), i)
@@ -640,7 +677,7 @@ def _check_team(c: _Checker, raw: Any, path: str, budgets: list[BudgetSpec]) -> 
     )
     if slug is None:
         return None
-    return TeamSpec(slug=slug, label=label, leads=leads, features=features)
+    return TeamSpec(slug=slug, label=label, leads=leads, features=features, limits=limits)
 
 
 def _unique(c: _Checker, items: list, attr: str, section: str, what: str) -> list:
@@ -1088,23 +1125,32 @@ class _Planner:
             current = existing.get(ts.slug)
             label = f"team {ts.slug}"
             if current is None:
-                self._add("create", label, {"name": (None, ts.label)}, self._create_team, ts)
-            elif ts.label != ts.slug and current.name != ts.label:
-                self._add(
-                    "update",
-                    label,
-                    {"name": (current.name, ts.label)},
-                    services.team_update,
-                    team=current,
-                    actor=self.actor,
-                    name=ts.label,
-                )
+                wanted = {"name": ts.label, **ts.limits}
+                self._add("create", label, _created(wanted), self._create_team, ts)
+            else:
+                wanted = dict(ts.limits)
+                if ts.label != ts.slug:  # a display name was written, not just the slug
+                    wanted["name"] = ts.label
+                before = {k: getattr(current, k) for k in ("name", *TEAM_LIMITS)}
+                fields = _diff(before, wanted)
+                if fields:
+                    self._add(
+                        "update",
+                        label,
+                        fields,
+                        services.team_update,
+                        team=current,
+                        actor=self.actor,
+                        **self._changed(fields),
+                    )
             self._plan_leads(ts, current)
             for fs in ts.features:
                 self._plan_feature(ts, fs, features.get((ts.slug, fs.slug)))
 
     def _create_team(self, ts: TeamSpec) -> None:
-        services.team_create(actor=self.actor, org=self.org, slug=ts.slug, name=ts.label)
+        services.team_create(
+            actor=self.actor, org=self.org, slug=ts.slug, name=ts.label, **ts.limits
+        )
 
     def _plan_leads(self, ts: TeamSpec, team: Team | None) -> None:
         User = get_user_model()
@@ -1194,18 +1240,23 @@ class _Planner:
                 "limit_usd": bs.limit_usd,
                 "action": bs.action,
                 "downgrade_to": bs.downgrade_to,
+                "fail_open": bs.fail_open,
                 "alert_thresholds": bs.alert_thresholds,
                 "recipients": bs.recipients,
             }
             current = existing.get(bs.ident)
             label = self._budget_label(bs.ident)
             if current is None:
-                self._add("create", label, _created(wanted), self._create_budget, bs)
+                fields = _created(wanted)
+                if not bs.fail_open:
+                    del fields["fail_open"]  # the default; only a fail-open budget says so
+                self._add("create", label, fields, self._create_budget, bs)
                 continue
             before = {
                 "limit_usd": current.limit_usd,
                 "action": current.action,
                 "downgrade_to": current.downgrade_to.name if current.downgrade_to_id else None,
+                "fail_open": current.fail_open,
                 "alert_thresholds": sorted(current.alert_thresholds or []),
                 "recipients": list(current.recipients or []),
             }
@@ -1218,6 +1269,7 @@ class _Planner:
             "limit_usd": bs.limit_usd,
             "action": bs.action,
             "downgrade_to": self._model(bs.downgrade_to),
+            "fail_open": bs.fail_open,
             "alert_thresholds": bs.alert_thresholds,
             "recipients": bs.recipients,
         }

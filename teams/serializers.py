@@ -36,6 +36,18 @@ from teams.models import (
 )
 
 ORG_HELP = "Organisation slug; may be left out by users who belong to exactly one organisation."
+# PositiveIntegerField's range on every backend; a larger limit would fail in the database.
+LIMIT_MAX = 2_147_483_647
+FAIL_OPEN_HELP = (
+    "When the shared counters (Redis) are unreachable, let calls through instead of refusing "
+    "them. Only block budgets refuse calls; alert and downgrade budgets never do."
+)
+
+
+def _limit_field(help_text: str) -> serializers.IntegerField:
+    return serializers.IntegerField(
+        min_value=1, max_value=LIMIT_MAX, required=False, allow_null=True, help_text=help_text
+    )
 
 
 def validate_model_ref(value: str) -> None:
@@ -116,11 +128,28 @@ class TeamSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Team
-        fields = ["id", "org", "slug", "name", "created_at"]
+        fields = [
+            "id",
+            "org",
+            "slug",
+            "name",
+            "rpm_limit",
+            "tpm_limit",
+            "max_parallel",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
-class TeamCreateSerializer(ScopedInputSerializer):
+class _TeamLimitsSerializer(ScopedInputSerializer):
+    """Team-wide rate limits over all of the team's keys (null: no team limit)."""
+
+    rpm_limit = _limit_field("Requests per minute, all of the team's keys together.")
+    tpm_limit = _limit_field("Tokens per minute, all of the team's keys together.")
+    max_parallel = _limit_field("Calls in flight at once, all of the team's keys together.")
+
+
+class TeamCreateSerializer(_TeamLimitsSerializer):
     org = serializers.SlugField(required=False, help_text=ORG_HELP)
     slug = serializers.SlugField(max_length=64)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
@@ -130,7 +159,7 @@ class TeamCreateSerializer(ScopedInputSerializer):
         return attrs
 
 
-class TeamUpdateSerializer(ScopedInputSerializer):
+class TeamUpdateSerializer(_TeamLimitsSerializer):
     name = serializers.CharField(max_length=200)
 
 
@@ -366,6 +395,7 @@ class BudgetSerializer(serializers.ModelSerializer):
             "limit_usd",
             "action",
             "downgrade_to",
+            "fail_open",
             "alert_thresholds",
             "recipients",
             "created_at",
@@ -383,6 +413,7 @@ class _BudgetFieldsSerializer(ScopedInputSerializer):
     downgrade_to = serializers.CharField(
         max_length=128, required=False, allow_null=True, help_text="Model name, for downgrade."
     )
+    fail_open = serializers.BooleanField(default=False, help_text=FAIL_OPEN_HELP)
     alert_thresholds = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=1000), required=False
     )

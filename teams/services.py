@@ -280,13 +280,14 @@ ROLE_ORDER = [Role.ADMIN, Role.FINANCE, Role.LEAD, Role.MEMBER]
 # settings only, never a secret.
 
 ORG_EDITABLE = ("name", "timezone")
-TEAM_EDITABLE = ("name",)
+TEAM_EDITABLE = ("name", "rpm_limit", "tpm_limit", "max_parallel")
 FEATURE_EDITABLE = ("name", "claimed")
 BUDGET_EDITABLE = (
     "period",
     "limit_usd",
     "action",
     "downgrade_to",
+    "fail_open",
     "alert_thresholds",
     "recipients",
 )
@@ -322,13 +323,36 @@ def org_update(*, org: Organization, actor, **changes) -> Organization:
 
 
 def team_snapshot(team: Team) -> dict:
-    return {"slug": team.slug, "name": team.name}
+    return {
+        "slug": team.slug,
+        "name": team.name,
+        "rpm_limit": team.rpm_limit,
+        "tpm_limit": team.tpm_limit,
+        "max_parallel": team.max_parallel,
+    }
 
 
-def team_create(*, actor, org: Organization, slug: str, name: str = "") -> Team:
+def team_create(
+    *,
+    actor,
+    org: Organization,
+    slug: str,
+    name: str = "",
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    max_parallel: int | None = None,
+) -> Team:
+    """Create a team; its limits (None: none) cap all of its keys together, in the gateway."""
     if Team.objects.filter(org=org, slug=slug).exists():
         raise ValidationError({"slug": f"{org.slug} already has a team {slug!r}"})
-    team = Team(org=org, slug=slug, name=name or slug)
+    team = Team(
+        org=org,
+        slug=slug,
+        name=name or slug,
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
+        max_parallel=max_parallel,
+    )
     team.full_clean()
     with transaction.atomic():
         team.save()
@@ -489,6 +513,7 @@ def budget_snapshot(budget: Budget) -> dict:
         "limit_usd": str(budget.limit_usd),
         "action": budget.action,
         "downgrade_to": budget.downgrade_to.name if budget.downgrade_to_id else None,
+        "fail_open": budget.fail_open,
         "alert_thresholds": list(budget.alert_thresholds or []),
         "recipients": list(budget.recipients or []),
     }
@@ -506,6 +531,7 @@ def budget_create(
     key: VirtualKey | None = None,
     action: str = BudgetAction.BLOCK,
     downgrade_to=None,
+    fail_open: bool = False,
     alert_thresholds: list[int] | None = None,
     recipients: list[str] | None = None,
 ) -> Budget:
@@ -537,6 +563,7 @@ def budget_create(
         limit_usd=limit_usd,
         action=action,
         downgrade_to=downgrade_to,
+        fail_open=fail_open,
         alert_thresholds=(
             list(alert_thresholds) if alert_thresholds is not None else default_thresholds()
         ),

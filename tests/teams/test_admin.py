@@ -301,6 +301,31 @@ class ControlPlaneAdminTests(AdminTestCase):
         self.assertEqual(entry.actor, self.admin_a)
         self.assertEqual((entry.before["name"], entry.after["name"]), ("Search", "Search & Rank"))
 
+    def test_team_limits_are_edited_in_the_admin_and_audited(self):
+        self.client.force_login(self.admin_a)
+        url = _url(Team, "change", self.team_a.pk)
+        data = {"name": "Search", "rpm_limit": "600", "tpm_limit": "", "max_parallel": "4"}
+        self.assertEqual(self.client.post(url, data).status_code, 302)
+        self.team_a.refresh_from_db()
+        self.assertEqual(
+            (self.team_a.rpm_limit, self.team_a.tpm_limit, self.team_a.max_parallel),
+            (600, None, 4),
+        )
+        entry = AuditEntry.objects.get(action="team.updated")
+        self.assertEqual((entry.before["rpm_limit"], entry.after["rpm_limit"]), (None, 600))
+        listing = self.client.get(_url(Team))
+        self.assertContains(listing, "600")
+
+    def test_a_zero_or_negative_team_limit_is_a_form_error(self):
+        self.client.force_login(self.admin_a)
+        url = _url(Team, "change", self.team_a.pk)
+        response = self.client.post(url, {"name": "Search", "rpm_limit": "0", "max_parallel": "-1"})
+        self.assertEqual(response.status_code, 200)
+        errors = response.context["adminform"].form.errors
+        self.assertEqual(set(errors), {"rpm_limit", "max_parallel"})
+        self.team_a.refresh_from_db()
+        self.assertIsNone(self.team_a.rpm_limit)
+
     def test_a_lead_cannot_change_teams_or_budgets(self):
         self.client.force_login(self.lead_a)
         self.assertEqual(
@@ -325,15 +350,18 @@ class ControlPlaneAdminTests(AdminTestCase):
             "downgrade_to": "",
             "alert_thresholds": "80, 100",
             "recipients": "fin@acme.test",
+            "fail_open": "on",
         }
         response = self.client.post(_url(Budget, "change", self.budget_a.pk), data)
         self.assertEqual(response.status_code, 302)
         self.budget_a.refresh_from_db()
         self.assertEqual(self.budget_a.limit_usd, Decimal("250.50"))
+        self.assertTrue(self.budget_a.fail_open)
         self.assertEqual(self.budget_a.alert_thresholds, [80, 100])
         self.assertEqual(self.budget_a.recipients, ["fin@acme.test"])
         entry = AuditEntry.objects.get(action="budget.updated")
         self.assertEqual(Decimal(entry.before["limit_usd"]), Decimal("100"))
+        self.assertEqual((entry.before["fail_open"], entry.after["fail_open"]), (False, True))
 
     def test_adding_a_feature_budget_fills_in_its_team(self):
         self.client.force_login(self.admin_a)

@@ -40,6 +40,58 @@ class BudgetTests(APITestCase):
         entry = AuditEntry.objects.get(action="budget.created")
         self.assertEqual((entry.actor, entry.after["limit_usd"]), (self.finance_a, "20.123456"))
 
+    def test_fail_open_round_trips_and_its_change_is_audited(self):
+        created = self.post(
+            self.finance_a,
+            "/budgets/",
+            {
+                "scope": "team",
+                "team": "search",
+                "period": "week",
+                "limit_usd": "50",
+                "fail_open": True,
+            },
+        )
+        self.assertEqual(created.status_code, 201, created.content)
+        self.assertIs(created.json()["fail_open"], True)
+        budget = Budget.objects.get(pk=created.json()["id"])
+        self.assertTrue(budget.fail_open)
+        self.assertIs(AuditEntry.objects.get(action="budget.created").after["fail_open"], True)
+        closed = self.patch(self.finance_a, f"/budgets/{budget.pk}/", {"fail_open": False})
+        self.assertEqual(closed.status_code, 200, closed.content)
+        self.assertIs(closed.json()["fail_open"], False)
+        entry = AuditEntry.objects.get(action="budget.updated")
+        self.assertEqual((entry.before["fail_open"], entry.after["fail_open"]), (True, False))
+        # a partial update of another field leaves fail_open as it is (no default applied)
+        self.patch(self.finance_a, f"/budgets/{budget.pk}/", {"fail_open": True})
+        self.patch(self.finance_a, f"/budgets/{budget.pk}/", {"limit_usd": "60"})
+        self.assertIs(self.get(self.lead_a, f"/budgets/{budget.pk}/").json()["fail_open"], True)
+
+    def test_budgets_fail_closed_unless_told_otherwise(self):
+        response = self.post(
+            self.finance_a,
+            "/budgets/",
+            {"scope": "team", "team": "search", "period": "day", "limit_usd": "5"},
+        )
+        self.assertEqual(response.status_code, 201, response.content)
+        self.assertIs(response.json()["fail_open"], False)
+        self.assertFalse(Budget.objects.get(pk=response.json()["id"]).fail_open)
+
+    def test_fail_open_must_be_a_boolean(self):
+        response = self.patch(
+            self.finance_a, f"/budgets/{self.team_budget.pk}/", {"fail_open": "sometimes"}
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(set(response.json()), {"fail_open"})
+        self.team_budget.refresh_from_db()
+        self.assertFalse(self.team_budget.fail_open)
+
+    def test_lead_cannot_make_its_teams_budget_fail_open(self):
+        response = self.patch(self.lead_a, f"/budgets/{self.team_budget.pk}/", {"fail_open": True})
+        self.assertEqual(response.status_code, 403)
+        self.team_budget.refresh_from_db()
+        self.assertFalse(self.team_budget.fail_open)
+
     def test_finance_raises_a_budget_and_the_change_is_audited_with_before_and_after(self):
         response = self.patch(
             self.finance_a, f"/budgets/{self.team_budget.pk}/", {"limit_usd": "250.50"}

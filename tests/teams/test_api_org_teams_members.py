@@ -68,6 +68,63 @@ class TeamTests(APITestCase):
         for user in (self.lead_a, self.finance_a, self.member_a):
             self.assertEqual(self.post(user, "/teams/", {"slug": "x"}).status_code, 403)
 
+    def test_admin_sets_and_clears_team_limits_and_the_change_is_audited(self):
+        created = self.post(
+            self.admin_a, "/teams/", {"slug": "billing", "rpm_limit": 600, "max_parallel": 8}
+        )
+        self.assertEqual(created.status_code, 201, created.content)
+        body = created.json()
+        self.assertEqual(
+            (body["rpm_limit"], body["tpm_limit"], body["max_parallel"]), (600, None, 8)
+        )
+        created_entry = AuditEntry.objects.get(action="team.created")
+        self.assertEqual(created_entry.after["rpm_limit"], 600)
+        changed = self.patch(
+            self.admin_a, f"/teams/{body['id']}/", {"tpm_limit": 200000, "rpm_limit": None}
+        )
+        self.assertEqual(changed.status_code, 200, changed.content)
+        self.assertEqual((changed.json()["rpm_limit"], changed.json()["tpm_limit"]), (None, 200000))
+        self.assertEqual(changed.json()["name"], "billing")  # a partial update keeps the rest
+        team = Team.objects.get(pk=body["id"])
+        self.assertEqual((team.rpm_limit, team.tpm_limit, team.max_parallel), (None, 200000, 8))
+        entry = AuditEntry.objects.get(action="team.updated")
+        self.assertEqual((entry.before["rpm_limit"], entry.after["rpm_limit"]), (600, None))
+        self.assertEqual((entry.before["tpm_limit"], entry.after["tpm_limit"]), (None, 200000))
+        self.assertEqual(entry.after["max_parallel"], 8)
+        listed = {row["id"]: row for row in self.rows(self.admin_a, "/teams/")}
+        self.assertEqual(listed[team.pk]["tpm_limit"], 200000)
+
+    def test_team_limits_must_be_positive_integers(self):
+        for value in (0, -5, "many", 2**31):
+            with self.subTest(value=value):
+                response = self.patch(
+                    self.admin_a,
+                    f"/teams/{self.team_a.pk}/",
+                    {"rpm_limit": value, "tpm_limit": value, "max_parallel": value},
+                )
+                self.assertEqual(response.status_code, 400)
+                self.assertEqual(set(response.json()), {"rpm_limit", "tpm_limit", "max_parallel"})
+        created = self.post(self.admin_a, "/teams/", {"slug": "x", "max_parallel": 0})
+        self.assertEqual(created.status_code, 400)
+        self.assertIn("max_parallel", created.json())
+        self.assertFalse(Team.objects.filter(slug="x").exists())
+        self.team_a.refresh_from_db()
+        self.assertEqual(
+            (self.team_a.rpm_limit, self.team_a.tpm_limit, self.team_a.max_parallel),
+            (None, None, None),
+        )
+        self.assertFalse(AuditEntry.objects.filter(object_type="team").exists())
+
+    def test_only_the_org_admin_changes_team_limits(self):
+        # a lead must not lift the cap of its own team; finance manages budgets, not limits
+        for user in (self.lead_a, self.finance_a, self.member_a):
+            with self.subTest(user=user.username):
+                response = self.patch(user, f"/teams/{self.team_a.pk}/", {"rpm_limit": 10**6})
+                self.assertEqual(response.status_code, 403)
+        self.team_a.refresh_from_db()
+        self.assertIsNone(self.team_a.rpm_limit)
+        self.assertEqual(self.rows(self.lead_a, "/teams/")[0]["rpm_limit"], None)
+
     def test_lead_sees_own_team_only(self):
         self.assertEqual(self.ids(self.lead_a, "/teams/"), {self.team_a.pk})
         self.assertEqual(self.get(self.lead_a, f"/teams/{self.team_a2.pk}/").status_code, 404)

@@ -45,8 +45,11 @@ class CrossTenantTests(APITestCase):
             [self.admin_a, self.lead_a],
             ("get", f"/teams/{self.team_b.pk}/"),
             ("patch", f"/teams/{self.team_b.pk}/", {"name": "x"}),
+            ("patch", f"/teams/{self.team_b.pk}/", {"rpm_limit": 1}),
             ("delete", f"/teams/{self.team_b.pk}/"),
         )
+        self.team_b.refresh_from_db()
+        self.assertIsNone(self.team_b.rpm_limit)
 
     def test_admin_cannot_create_team_in_other_org(self):
         response = self.post(self.admin_a, "/teams/", {"org": "globex", "slug": "intruders"})
@@ -114,8 +117,11 @@ class CrossTenantTests(APITestCase):
             [self.admin_a, self.finance_a, self.lead_a],
             ("get", f"/budgets/{self.budget_b.pk}/"),
             ("patch", f"/budgets/{self.budget_b.pk}/", {"limit_usd": "1"}),
+            ("patch", f"/budgets/{self.budget_b.pk}/", {"fail_open": True}),
             ("delete", f"/budgets/{self.budget_b.pk}/"),
         )
+        self.budget_b.refresh_from_db()
+        self.assertFalse(self.budget_b.fail_open)
 
     def test_finance_cannot_create_budget_on_other_orgs_team(self):
         response = self.post(

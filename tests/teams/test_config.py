@@ -267,6 +267,75 @@ class ApplyTests(ConfigTestCase):
         self.assertEqual((entry.actor, entry.actor_label), (user, "deployer@acme.test"))
 
 
+LIMITS_EXAMPLE = """
+organization: acme
+budgets:
+  - {period: month, limit_usd: "1000", fail_open: true}
+teams:
+  - name: search
+    rpm_limit: 600
+    tpm_limit: 200000
+    max_parallel: 8
+    features: [{name: rerank, budgets: [{period: day, limit_usd: "5", fail_open: true}]}]
+    budgets: [{period: month, limit_usd: "100", action: alert, fail_open: false}]
+"""
+
+
+class LimitsAndFailOpenTests(ConfigTestCase):
+    def test_team_limits_and_fail_open_are_applied_and_audited(self):
+        out = self.apply(LIMITS_EXAMPLE)
+        self.assertIn("create team search (name=search, rpm_limit=600, tpm_limit=200000", out)
+        self.assertIn(
+            "create month budget of org (limit_usd=1000.00, action=block, fail_open=True", out
+        )
+        team = Team.objects.get(slug="search")
+        self.assertEqual((team.rpm_limit, team.tpm_limit, team.max_parallel), (600, 200000, 8))
+        self.assertEqual(AuditEntry.objects.get(action="team.created").after["max_parallel"], 8)
+        self.assertTrue(Budget.objects.get(scope="org").fail_open)
+        self.assertTrue(Budget.objects.get(scope="feature").fail_open)
+        self.assertFalse(Budget.objects.get(scope="team").fail_open)
+
+    def test_reapplying_limits_and_fail_open_changes_nothing(self):
+        self.apply(LIMITS_EXAMPLE)
+        before = _counts()
+        self.assertEqual(self.apply(LIMITS_EXAMPLE).strip(), "acme: no changes")
+        self.assertEqual(_counts(), before)
+
+    def test_dry_run_prints_limit_and_fail_open_changes_and_writes_nothing(self):
+        self.apply(LIMITS_EXAMPLE)
+        changed = LIMITS_EXAMPLE.replace("rpm_limit: 600", "rpm_limit: 900").replace(
+            '"1000", fail_open: true', '"1000", fail_open: false'
+        )
+        before = _counts()
+        out = self.apply(changed, "--dry-run")
+        self.assertIn("update team search: rpm_limit: 600 -> 900", out)
+        self.assertIn("update month budget of org: fail_open: True -> False", out)
+        self.assertEqual(_counts(), before)
+        self.assertEqual(Team.objects.get(slug="search").rpm_limit, 600)
+        self.assertTrue(Budget.objects.get(scope="org").fail_open)
+        self.apply(changed)
+        self.assertEqual(Team.objects.get(slug="search").rpm_limit, 900)
+        self.assertFalse(Budget.objects.get(scope="org").fail_open)
+        entry = AuditEntry.objects.get(action="budget.updated")
+        self.assertEqual((entry.before["fail_open"], entry.after["fail_open"]), (True, False))
+        entry = AuditEntry.objects.get(action="team.updated")
+        self.assertEqual((entry.before["rpm_limit"], entry.after["rpm_limit"]), (600, 900))
+
+    def test_a_left_out_limit_is_kept_and_null_removes_it(self):
+        self.apply(LIMITS_EXAMPLE)
+        out = self.apply("organization: acme\nteams: [{name: search, tpm_limit: null}]\n")
+        self.assertIn("update team search: tpm_limit: 200000 -> -", out)
+        team = Team.objects.get(slug="search")
+        self.assertEqual((team.rpm_limit, team.tpm_limit, team.max_parallel), (600, None, 8))
+
+    def test_a_left_out_fail_open_goes_back_to_fail_closed(self):
+        # a budget is described whole by the file, like its action and alert_at
+        self.apply(LIMITS_EXAMPLE)
+        out = self.apply(LIMITS_EXAMPLE.replace('"1000", fail_open: true', '"1000"'))
+        self.assertIn("update month budget of org: fail_open: True -> False", out)
+        self.assertFalse(Budget.objects.get(scope="org").fail_open)
+
+
 class PruneTests(ConfigTestCase):
     def setUp(self):
         super().setUp()
@@ -422,6 +491,46 @@ class ErrorTests(ConfigTestCase):
         (
             "organization: acme\nteams: [{name: x, budgets: [{period: month, limit_usd: '1.1234567'}]}]\n",
             "teams[0].budgets[0].limit_usd: at most 6 decimal places",
+        ),
+        (
+            "organization: acme\nteams: [{name: x, rpm_limit: -1}]\n",
+            "teams[0].rpm_limit: must be a positive integer",
+        ),
+        (
+            "organization: acme\nteams: [{name: x, tpm_limit: 0}]\n",
+            "teams[0].tpm_limit: must be a positive integer",
+        ),
+        (
+            "organization: acme\nteams: [{name: x, max_parallel: '8'}]\n",
+            "teams[0].max_parallel: must be a positive integer",
+        ),
+        (
+            "organization: acme\nteams: [{name: x, rpm_limit: 2.5}]\n",
+            "teams[0].rpm_limit: must be a positive integer",
+        ),
+        (
+            "organization: acme\nteams: [{name: x, rpm_limit: true}]\n",
+            "teams[0].rpm_limit: must be a positive integer",
+        ),
+        (
+            "organization: acme\nteams: [{name: x, rpm_limit: 2147483648}]\n",
+            "teams[0].rpm_limit: must be at most 2147483647",
+        ),
+        (
+            "organization: acme\nbudgets: [{period: day, limit_usd: '5', fail_open: 'yes'}]\n",
+            "budgets[0].fail_open: must be true or false",
+        ),
+        (
+            "organization: acme\nbudgets: [{period: day, limit_usd: '5', fail_open: 1}]\n",
+            "budgets[0].fail_open: must be true or false",
+        ),
+        (
+            "organization: acme\nteams: [{name: x, budgets: [{period: day, limit_usd: '5', fail_open: maybe}]}]\n",
+            "teams[0].budgets[0].fail_open: must be true or false",
+        ),
+        (
+            "organization: acme\nteams: [{name: x, features: [{name: y, budgets: [{period: day, limit_usd: '5', fail_open: 0}]}]}]\n",
+            "teams[0].features[0].budgets[0].fail_open: must be true or false",
         ),
     ]
 
