@@ -128,9 +128,26 @@ class LedgerWriter:
         self.replayed = 0
         self._spool_pending = True  # files a crashed process left are looked for at start
         self._last_replay = 0.0
+        # write-ahead log: every event is appended (page cache, no fsync) before it is queued,
+        # so a SIGKILLed process leaves its unwritten events for the next start to replay
+        self._wal_fd: int | None = None
+        self._wal_path: Path | None = None
+        self._wal_seq = 0
+        self._wal_token = uuid.uuid4().hex[:8]  # pids repeat across restarts (containers)
+        self._wal_retired: list[tuple[int, Path]] = []
+        self._wal_rotated = 0.0
+        self._wal_failed = False
 
     # --- request side (event loop): never blocks -------------------------------------------
     def submit(self, event: dict) -> None:
+        fd = self._wal_fd
+        if fd is not None:
+            try:
+                os.write(fd, _encode(event) + b"\n")
+            except OSError as exc:
+                if not self._wal_failed:
+                    self._wal_failed = True
+                    log.error("ledger write-ahead log failed (%s); continuing without it", exc)
         self._queue.put(event)
 
     def key_used(self, key_id: int, when: datetime) -> None:
@@ -142,15 +159,47 @@ class LedgerWriter:
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         if self._thread is None:
+            self._spool_dir.mkdir(parents=True, exist_ok=True)
+            self._wal_open()
             self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Drain everything queued, then stop."""
+        """Drain everything queued, then stop; the write-ahead log goes once all is written."""
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(timeout)
+            drained = not self._thread.is_alive()
             self._thread = None
+            fd, path = self._wal_fd, self._wal_path
+            self._wal_fd = None
+            segments = [*self._wal_retired, (fd, path)] if fd is not None else self._wal_retired
+            self._wal_retired = []
+            for old_fd, old_path in segments:
+                os.close(old_fd)
+                if drained:
+                    old_path.unlink(missing_ok=True)
+
+    # --- write-ahead log (segments rotated by the writer thread) ----------------------------
+    def _wal_open(self) -> None:
+        self._wal_seq += 1
+        path = self._spool_dir / f"wal-{os.getpid()}-{self._wal_token}-{self._wal_seq}.wal"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._wal_fd, self._wal_path = fd, path
+        self._wal_rotated = time.monotonic()
+
+    def _wal_rotate(self) -> None:
+        """After a batch is safely written: start a new segment and delete the one retired at
+        the previous rotation — every event in it was queued before then, so it is written.
+        Its descriptor is closed only now, too, so the event loop never writes to a reused one."""
+        if self._wal_fd is None or time.monotonic() - self._wal_rotated < 1.0:
+            return
+        old = (self._wal_fd, self._wal_path)
+        self._wal_open()
+        for fd, path in self._wal_retired:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+        self._wal_retired = [old]
 
     # --- writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -213,7 +262,9 @@ class LedgerWriter:
             )
             self._spool_append(batch)
             connection.close()
+            self._wal_rotate()
             return
+        self._wal_rotate()
         if self._spool_pending:
             self._replay_spools()
 
@@ -235,6 +286,12 @@ class LedgerWriter:
         if not self._spool_dir.exists():
             self._spool_pending = False
             return
+        for segment in self._spool_dir.glob("wal-*.wal"):
+            # the write-ahead log of a process that died: replay it like a spool file
+            _, pid, token, _ = segment.name.split("-", 3)
+            ours = int(pid) == os.getpid() and token == self._wal_token
+            if not ours and (int(pid) == os.getpid() or not _alive(int(pid))):
+                segment.rename(segment.with_suffix(".jsonl"))
         for orphan in self._spool_dir.glob("*.replay-*"):
             # a process that died while replaying left its claim: hand the file back
             if not _alive(int(orphan.suffix.rsplit("-", 1)[1])):

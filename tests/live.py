@@ -106,10 +106,10 @@ def start_simulator(tmp: Path, *args: str) -> Server:
     return server
 
 
-def start_app(tmp: Path, *, database_url: str, **env: str) -> Server:
+def start_app(tmp: Path, *, database_url: str, var_dir: Path | None = None, **env: str) -> Server:
     port = free_port()
     log_path = tmp / f"app-{port}.log"
-    var_dir = tmp / f"var-{port}"
+    var_dir = var_dir or tmp / f"var-{port}"
     var_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(  # noqa: S603
         [

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 
 from gateway.models import UsageEvent
-from tests.live import start_app, live_database_url
+from tests.live import live_database_url, start_app
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.live
@@ -67,6 +67,36 @@ def test_sigterm_under_load_loses_no_call_a_client_saw_succeed(live, live_tmp):
     assert len(seen) >= 100
     missing = set(seen) - _ledger_ids(live, seen)
     assert not missing, f"{len(missing)} of {len(seen)} successful calls missing from the ledger"
+
+
+def test_sigkill_under_load_loses_no_call_a_client_saw_succeed(live, live_tmp):
+    """Events are appended to a write-ahead log before they are queued; the next start replays
+    what a killed process had not written."""
+    with live.blocker.unblock():
+        database_url = live_database_url()
+    app = start_app(live_tmp, database_url=database_url, FINOPS_LEDGER_FLUSH_SECONDS="2")
+    stop, seen = threading.Event(), []
+    hammer = threading.Thread(target=_hammer, args=(app.url, live.key_secret, stop, seen))
+    hammer.start()
+    deadline = time.monotonic() + 20
+    while len(seen) < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    app.stop(signal.SIGKILL)
+    stop.set()
+    hammer.join(30)
+    assert len(seen) >= 100
+    lost_before_restart = set(seen) - _ledger_ids(live, seen)
+    assert lost_before_restart, "a 2 s flush interval should leave events unwritten at the kill"
+    restarted = start_app(live_tmp, database_url=database_url, var_dir=app.extra["var_dir"])
+    try:
+        deadline = time.monotonic() + 15
+        while set(seen) - _ledger_ids(live, seen) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not set(seen) - _ledger_ids(live, seen)
+        with live.blocker.unblock():
+            assert UsageEvent.objects.filter(request_id__in=seen).count() == len(seen)
+    finally:
+        restarted.stop()
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs a networked database")
