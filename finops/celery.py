@@ -51,13 +51,14 @@ def _configure() -> None:
     }
     if settings.CELERY_EMBEDDED_BROKER:
         folder = settings.CELERY_BROKER_DIR
-        for sub in ("out", "processed"):
+        for sub in ("out", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         conf.update(
             broker_transport_options={
                 "data_folder_in": str(folder / "out"),
                 "data_folder_out": str(folder / "out"),
                 "data_folder_processed": str(folder / "processed"),
+                "control_folder": str(folder / "control"),
                 "store_processed": False,
             },
             worker_enable_remote_control=False,
