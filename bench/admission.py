@@ -143,7 +143,9 @@ def main() -> None:
         os.sched_setaffinity(0, {1})
         if os.environ.get("REDIS_URL"):
             # the gateway stays alone on core 0: move the local Redis server next to the generator
-            for pid in subprocess.run(["pidof", "redis-server"], capture_output=True, text=True).stdout.split():
+            for pid in subprocess.run(
+                ["pidof", "redis-server"], capture_output=True, text=True
+            ).stdout.split():
                 subprocess.run(["taskset", "-a", "-p", "-c", "1", pid], capture_output=True)
         url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
         body = json.dumps(BODY).encode()

@@ -41,8 +41,12 @@ class Team(models.Model):
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
     slug = models.SlugField(max_length=64)
     name = models.CharField(max_length=200)
-    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests/minute, all keys.")
-    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens/minute, all keys.")
+    rpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests/minute, all keys."
+    )
+    tpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Tokens/minute, all keys."
+    )
     max_parallel = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=dj_tz.now, editable=False)
 

@@ -62,7 +62,7 @@ def live(django_db_setup, django_db_blocker, simulator, sim_farm, live_tmp):
     provider points at the simulator, and a key for it. Removed again at session end."""
     from django.db import connection
 
-    from tests.live import start_app, live_database_url
+    from tests.live import live_database_url, start_app
     from tests.live_world import LiveWorld
 
     with django_db_blocker.unblock():

@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('gateway', '0002_initial'),
+        ("gateway", "0002_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='usageevent',
-            name='budget_action',
-            field=models.CharField(blank=True, help_text="'downgrade' when a budget sent the call elsewhere.", max_length=16),
+            model_name="usageevent",
+            name="budget_action",
+            field=models.CharField(
+                blank=True,
+                help_text="'downgrade' when a budget sent the call elsewhere.",
+                max_length=16,
+            ),
         ),
     ]

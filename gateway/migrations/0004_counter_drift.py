@@ -5,24 +5,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('gateway', '0003_usage_budget_action'),
+        ("gateway", "0003_usage_budget_action"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CounterDrift',
+            name="CounterDrift",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('budget_id', models.BigIntegerField()),
-                ('window', models.CharField(max_length=32)),
-                ('counter_nano', models.BigIntegerField(help_text='Spent per the counter before correction.')),
-                ('ledger_nano', models.BigIntegerField(help_text='Spent per the ledger.')),
-                ('corrected_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("budget_id", models.BigIntegerField()),
+                ("window", models.CharField(max_length=32)),
+                (
+                    "counter_nano",
+                    models.BigIntegerField(help_text="Spent per the counter before correction."),
+                ),
+                ("ledger_nano", models.BigIntegerField(help_text="Spent per the ledger.")),
+                ("corrected_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['-corrected_at'],
+                "ordering": ["-corrected_at"],
             },
         ),
     ]

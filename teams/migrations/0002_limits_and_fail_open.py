@@ -4,30 +4,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('teams', '0001_initial'),
+        ("teams", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='budget',
-            name='fail_open',
-            field=models.BooleanField(default=False, help_text='When the shared counters (Redis) are unreachable, let calls through instead of refusing them. Only block budgets refuse calls; alert and downgrade budgets never do.'),
+            model_name="budget",
+            name="fail_open",
+            field=models.BooleanField(
+                default=False,
+                help_text="When the shared counters (Redis) are unreachable, let calls through instead of refusing them. Only block budgets refuse calls; alert and downgrade budgets never do.",
+            ),
         ),
         migrations.AddField(
-            model_name='team',
-            name='max_parallel',
+            model_name="team",
+            name="max_parallel",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='team',
-            name='rpm_limit',
-            field=models.PositiveIntegerField(blank=True, help_text='Requests/minute, all keys.', null=True),
+            model_name="team",
+            name="rpm_limit",
+            field=models.PositiveIntegerField(
+                blank=True, help_text="Requests/minute, all keys.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='team',
-            name='tpm_limit',
-            field=models.PositiveIntegerField(blank=True, help_text='Tokens/minute, all keys.', null=True),
+            model_name="team",
+            name="tpm_limit",
+            field=models.PositiveIntegerField(
+                blank=True, help_text="Tokens/minute, all keys.", null=True
+            ),
         ),
     ]

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from teams.services import key_mint, key_revoke, key_update
-from tests.live import start_app, live_database_url
+from tests.live import live_database_url, start_app
 
 pytestmark = pytest.mark.live
 
