@@ -23,7 +23,16 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_overhead import BODY, ROOT, free_port, open_loop, pct, wait_http, wait_idle  # noqa: E402
+from gateway_overhead import (  # noqa: E402
+    BODY,
+    ROOT,
+    free_port,
+    open_loop,
+    pct,
+    spawn_gateway,
+    spawn_simulator,
+    wait_idle,
+)
 
 
 def build(var_dir: Path, sim_url: str) -> tuple[str, str]:
@@ -92,54 +101,12 @@ def main() -> None:
     sim_port, gw_port = free_port(), free_port()
     procs = []
     try:
-        sim = subprocess.Popen(
-            [
-                "taskset",
-                "-c",
-                "1",
-                sys.executable,
-                "manage.py",
-                "simulate_upstream",
-                "--port",
-                str(sim_port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        sim = spawn_simulator(env, sim_port)
         procs.append(sim)
         sim_url = f"http://127.0.0.1:{sim_port}"
-        wait_http(f"{sim_url}/_sim/health")
         off, on = build(tmp, sim_url)
-        gw = subprocess.Popen(
-            [
-                "taskset",
-                "-c",
-                "0",
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "finops.asgi:application",
-                "--port",
-                str(gw_port),
-                "--workers",
-                "1",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        gw = spawn_gateway(env, gw_port)
         procs.append(gw)
-        wait_http(f"http://127.0.0.1:{gw_port}/healthz")
         os.sched_setaffinity(0, {1})
         if os.environ.get("REDIS_URL"):
             # the gateway stays alone on core 0: move the local Redis server next to the generator

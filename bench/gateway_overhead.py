@@ -57,6 +57,45 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def spawn_simulator(env: dict, port: int, *extra: str, core: str | None = "1") -> subprocess.Popen:
+    """The upstream simulator, pinned next to the load generator."""
+    pin = ["taskset", "-c", core] if core else []
+    cmd = [*pin, sys.executable, "manage.py", "simulate_upstream", "--port", str(port), *extra]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )  # noqa: S603
+    wait_http(f"http://127.0.0.1:{port}/_sim/health")
+    return proc
+
+
+def spawn_gateway(env: dict, port: int, *, core: str | None = "0") -> subprocess.Popen:
+    """One uvicorn worker serving the whole app, alone on its core."""
+    pin = ["taskset", "-c", core] if core else []
+    cmd = [
+        *pin,
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "finops.asgi:application",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )  # noqa: S603
+    wait_http(f"http://127.0.0.1:{port}/healthz")
+    return proc
+
+
 def cpu_ticks(pid: int) -> int:
     """utime+stime of a process and its children, in clock ticks (from /proc)."""
     total = 0
@@ -267,58 +306,12 @@ def main() -> None:
     sim_port, gw_port = free_port(), free_port()
     procs: list[subprocess.Popen] = []
     try:
-        sim = subprocess.Popen(  # noqa: S603
-            [
-                "taskset",
-                "-c",
-                "1",
-                sys.executable,
-                "manage.py",
-                "simulate_upstream",
-                "--port",
-                str(sim_port),
-                "--chunk-delay-ms",
-                "10",
-                "--chunks",
-                "20",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        sim = spawn_simulator(env, sim_port, "--chunk-delay-ms", "10", "--chunks", "20")
         procs.append(sim)
         sim_url = f"http://127.0.0.1:{sim_port}"
-        wait_http(f"{sim_url}/_sim/health")
         secret = build_world(tmp, sim_url)
-        gw = subprocess.Popen(  # noqa: S603
-            [
-                "taskset",
-                "-c",
-                "0",
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "finops.asgi:application",
-                "--port",
-                str(gw_port),
-                "--workers",
-                "1",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        gw = spawn_gateway(env, gw_port)
         procs.append(gw)
-        wait_http(f"http://127.0.0.1:{gw_port}/healthz")
         # the generator shares core 1 with the simulator
         os.sched_setaffinity(0, {1})
 
