@@ -56,6 +56,12 @@ def window_of(period: str, when: datetime, tz) -> tuple[str, datetime, datetime]
     return f"{period}:{start.isoformat()}", start_at, end_at
 
 
+def budget_key(budget: BudgetRecord, window: str) -> str:
+    """The counters' key of one budget window (ids repeat when a database is recreated; the
+    creation time keeps a new budget from inheriting an old counter in a long-lived Redis)."""
+    return f"finops:budget:{budget.id}.{budget.created}:{window}"
+
+
 def budgets_for(config: OrgConfig, record: KeyRecord, feature: str) -> list[BudgetRecord]:
     """Budgets that apply to a call, most specific first (key, feature, team, org)."""
     out = []
@@ -195,7 +201,7 @@ class Admitter:
         amount = to_nano(cost, ROUND_CEILING)
         for b in budgets:
             label, start, end = window_of(b.period, started, tz)
-            key = f"finops:budget:{b.id}:{label}"
+            key = budget_key(b, label)
             seed = None
             if key not in self._seeded:
                 seed = to_nano(await self._seeder(b, start, end))

@@ -137,6 +137,8 @@ class ModelRecord:
     max_output_tokens: int | None
     provider: ProviderRecord
     prices: tuple[Price, ...]  # newest first
+    context_window: int | None = None
+    uid: str = ""  # "<pk>.<created µs>": the routing state's key (see gateway.balancer)
 
 
 @dataclass(slots=True)
@@ -160,6 +162,7 @@ class RouterRecord:
 class BudgetRecord:
     id: int
     org_id: int
+    created: int  # epoch microseconds: with the id, a key no other database's budget shares
     scope: str  # org | team | feature | key
     team_id: int | None
     feature: str  # feature slug (feature budgets)
@@ -220,6 +223,8 @@ def org_config_load(org_id: int) -> OrgConfig:
             upstream_model=m.upstream_model or m.name,
             mode=m.mode,
             max_output_tokens=m.max_output_tokens,
+            context_window=m.context_window,
+            uid=f"{m.pk}.{int(m.created_at.timestamp() * 1_000_000)}",
             provider=providers[p.pk],
             prices=tuple(
                 Price.per_mtok(
@@ -261,6 +266,7 @@ def org_config_load(org_id: int) -> OrgConfig:
         BudgetRecord(
             id=b.pk,
             org_id=b.org_id,
+            created=int(b.created_at.timestamp() * 1_000_000),
             scope=b.scope,
             team_id=b.team_id or (b.feature.team_id if b.feature_id else None),
             feature=b.feature.slug if b.feature_id else "",

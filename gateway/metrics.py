@@ -23,6 +23,18 @@ LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
+RETRIES = Counter(
+    "finops_gateway_retries_total", "Retries of an upstream attempt on the same model.", ["model"]
+)
+COOLDOWNS = Counter(
+    "finops_gateway_cooldowns_total", "Cooldowns started (failures in a row).", ["model"]
+)
+SKIPS = Counter(
+    "finops_gateway_routing_skips_total",
+    "Models passed over while routing a call, by reason (cooldown, context_window).",
+    ["model", "reason"],
+)
+
 
 def observe(event: dict) -> None:
     model = event["model"] or "-"

@@ -1,8 +1,21 @@
-"""Forwarding one call: try its deployments in order, meter every attempt, answer the client.
+"""Forwarding one call: work through its deployments, retry what a second try may fix, meter
+every attempt, answer the client.
 
-A deployment that times out, cannot be reached, or answers 408/409/429/5xx is an attempt that
-failed: the next one is tried. Any other upstream 4xx is the client's mistake and is returned
-as is (in OpenAI's error shape). Every attempt becomes one ledger event sharing the request id.
+Per deployment (``gateway.balancer`` holds the policy and the state):
+
+- an attempt that times out, cannot connect, loses its connection, gets an unreadable answer or
+  answers 408/409/429/5xx is retried on the same deployment up to ``FINOPS_RETRIES`` times,
+  after an exponential backoff with jitter, or after the upstream's ``Retry-After`` when it
+  sends one (a longer wait than ``FINOPS_RETRY_AFTER_MAX_SECONDS`` moves on at once); then the
+  next deployment is tried (a group's other members, then its fallbacks);
+- 401/403 (the gateway's own provider credential) move on without a retry; any other upstream
+  4xx is the caller's mistake and is returned as is, in OpenAI's error shape;
+- a deployment whose context window cannot hold the prompt is skipped, and so is one cooling
+  down while another remains; if all are cooling down, the least recently failed is tried.
+
+A stream that fails before its first byte counts as a failed attempt like any other; after it,
+the client gets an error event and the partial attempt is metered. Every attempt becomes one
+ledger event sharing the request id; ``x-finops-attempts`` counts them.
 """
 
 from __future__ import annotations
@@ -19,13 +32,20 @@ import aiohttp
 import orjson
 from django.conf import settings
 
-from gateway import metering, metrics
+from gateway import metering, metrics, tokens
+from gateway.balancer import (
+    Deployment,
+    backoff_delay,
+    balancer,
+    retries_per_deployment,
+    retry_after_seconds,
+)
 from gateway.cache import KeyRecord, ModelRecord
 from gateway.errors import GatewayError
 from gateway.http import JSON_HEADERS, SSE_HEADERS, send_bytes
 from gateway.pricing import Usage, decimal_str
 from gateway.providers import adapter_for
-from gateway.providers.base import UsageChunk
+from gateway.providers.base import CHAT, UsageChunk
 from gateway.resolve import Plan
 from gateway.runtime import runtime
 
@@ -34,6 +54,8 @@ log = logging.getLogger("gateway.proxy")
 # Upstream statuses that are the caller's mistake: returned as they are, no failover. Anything
 # else (401/403 = the gateway's provider credential, 408, 429, 5xx …) fails over to the next.
 CLIENT_ERRORS = frozenset({400, 404, 413, 415, 422})
+# Upstream statuses worth a second try on the same deployment (besides every 5xx).
+RETRY_STATUSES = frozenset({408, 409, 429})
 _COST_MARK = b'"__finops_cost__"'
 
 
@@ -90,13 +112,50 @@ def _upstream_body(call: Call, model: ModelRecord, *, stream: bool) -> dict:
 
 
 class _Failure(Exception):
-    """An attempt that failed in a way the next deployment may fix."""
+    """An attempt that failed in a way a retry or the next deployment may fix."""
 
-    def __init__(self, status: int | None, code: str, message: str) -> None:
+    def __init__(
+        self,
+        status: int | None,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+        observed: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.observed = observed  # seconds, counted as a latency sample (timeouts)
+
+
+def _http_failure(model: ModelRecord, status: int, message: str, headers) -> _Failure:
+    return _Failure(
+        status,
+        "upstream_error",
+        f"The upstream '{model.name}' returned {status}: {message}",
+        retryable=status in RETRY_STATUSES or status >= 500,
+        retry_after=retry_after_seconds(headers),
+    )
+
+
+def _transport_failure(model: ModelRecord, exc: BaseException, t: float) -> _Failure:
+    if isinstance(exc, TimeoutError):
+        return _Failure(
+            None,
+            "upstream_timeout",
+            f"The upstream '{model.name}' timed out.",
+            observed=time.perf_counter() - t,
+        )
+    return _Failure(
+        None,
+        "upstream_connection_error",
+        f"The upstream '{model.name}' could not be reached ({type(exc).__name__}).",
+    )
 
 
 def _record(
@@ -131,120 +190,248 @@ def _client_error(status: int, message: str, code: str | None, headers: list) ->
     return GatewayError(status, code or "upstream_rejected", message, headers=headers)
 
 
-async def proxy_json(call: Call, send) -> None:
+# --- the route: which deployments, in which order ------------------------------------------
+
+
+def _needed_tokens(
+    call: Call, model: ModelRecord, memo: dict[str, tuple[int, int]]
+) -> tuple[int, int]:
+    """(prompt tokens, output tokens asked for) as the model's context window sees them.
+
+    A family tiktoken knows is counted exactly; others with an OpenAI encoding, a fair
+    estimate (the byte length, the budgets' upper bound, would refuse prompts that fit).
+    """
+    name = model.upstream_model
+    family = name if tokens.count_text("", model=name)[1] else "gpt-4o"
+    found = memo.get(family)
+    if found is None:
+        body = call.body
+        prompt = tokens.count_messages(body.get("messages"), model=family)
+        if body.get("tools"):
+            prompt += tokens.count_text(orjson.dumps(body["tools"]).decode(), model=family)[0]
+        output = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+        found = memo[family] = (prompt, output)
+    return found
+
+
+def _fitting(call: Call, models: list[ModelRecord]) -> list[ModelRecord]:
+    """The deployments whose context window holds the request; a 400 when none does."""
+    memo: dict[str, tuple[int, int]] = {}
+    fits = []
+    for model in models:
+        if model.context_window is None:
+            fits.append(model)
+            continue
+        prompt, output = _needed_tokens(call, model, memo)
+        if prompt + output <= model.context_window:
+            fits.append(model)
+            continue
+        metrics.SKIPS.labels(model.name, "context_window").inc()
+        log.info(
+            "skipping %s: about %d tokens requested, context window %d",
+            model.name,
+            prompt + output,
+            model.context_window,
+        )
+    if fits:
+        return fits
+    largest = max(models, key=lambda m: m.context_window or 0)
+    prompt, output = _needed_tokens(call, largest, memo)
+    raise GatewayError(
+        400,
+        "invalid_value",
+        f"This model's maximum context length is {largest.context_window} tokens. However, "
+        f"you requested about {prompt + output} tokens ({prompt} in the messages, {output} in "
+        "the completion). Please reduce the length of the messages or completion.",
+        param="messages",
+    )
+
+
+class _Route:
+    """A call's deployments in order, skipping cooled-down ones while another remains."""
+
+    __slots__ = ("models", "next_index", "cooling", "tried")
+
+    def __init__(self, call: Call) -> None:
+        models = call.plan.deployments
+        if call.api == CHAT and any(m.context_window for m in models):
+            models = _fitting(call, models)
+        self.models = models
+        self.next_index = 0
+        self.cooling: list[ModelRecord] = []
+        self.tried = False
+
+    async def next(self) -> ModelRecord | None:
+        while self.next_index < len(self.models):
+            model = self.models[self.next_index]
+            self.next_index += 1
+            if not balancer.get(model).needs_admission() or await balancer.admit(model):
+                self.tried = True
+                return model
+            metrics.SKIPS.labels(model.name, "cooldown").inc()
+            self.cooling.append(model)
+        if not self.tried and self.cooling:
+            # every deployment is cooling down: never refuse for that alone
+            self.tried = True
+            return balancer.least_recently_failed(self.cooling)
+        return None
+
+    def more_usable(self) -> bool:
+        return any(balancer.usable(m) for m in self.models[self.next_index :])
+
+
+async def _serve(call: Call, attempt) -> None:
+    """Run ``attempt(model, number, deployment)`` down the route until one serves the call.
+
+    An attempt returns once the client has its answer, raises ``_Failure`` for what a retry or
+    another deployment may fix, and ``GatewayError`` for what goes back to the client as is.
+    It reports success to the balancer itself (a stream does so at its first byte).
+    """
+    route = _Route(call)
+    retries = retries_per_deployment()
     attempts = 0
     failure: _Failure | None = None
-    for model in call.plan.deployments:
-        attempts += 1
-        started = _now()
-        t = time.perf_counter()
-        adapter = adapter_for(model.provider.kind)
-        if adapter is None:
-            failure = _Failure(
-                None,
-                "provider_unsupported",
-                f"provider kind '{model.provider.kind}' is not supported",
-            )
-            _record(call, model, attempts, started, t, status="error", error_code=failure.code)
-            continue
-        request = adapter.build_request(
-            model=model, api=call.api, body=_upstream_body(call, model, stream=False), stream=False
-        )
-        try:
-            async with runtime.session.post(
-                request.url,
-                data=request.body,
-                headers=request.headers,
-                timeout=aiohttp.ClientTimeout(
-                    total=settings.FINOPS_UPSTREAM_TIMEOUT,
-                    sock_connect=settings.FINOPS_UPSTREAM_CONNECT_TIMEOUT,
-                ),
-            ) as response:
-                data = await response.read()
-                status = response.status
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            failure = _Failure(None, "upstream_timeout", f"The upstream '{model.name}' timed out.")
-        except aiohttp.ClientError as exc:
-            failure = _Failure(
-                None,
-                "upstream_error",
-                f"The upstream '{model.name}' could not be reached ({type(exc).__name__}).",
-            )
-        else:
-            if status == 200:
-                try:
-                    parsed = adapter.parse_response(api=call.api, data=data)
-                except (orjson.JSONDecodeError, ValueError, AttributeError):
-                    failure = _Failure(
-                        status,
-                        "upstream_error",
-                        f"The upstream '{model.name}' sent an invalid response.",
-                    )
-                else:
-                    usage = parsed.usage or metering.estimate_usage(
-                        api=call.api,
-                        body=call.body,
-                        model=model,
-                        completion_text=_response_text(parsed.body),
-                    )
-                    cost = metering.price_usage(model, usage, call.started)
-                    call.spent += cost.total
-                    call.served = model
-                    _record(
-                        call,
-                        model,
-                        attempts,
-                        started,
-                        t,
-                        status="ok",
-                        http_status=200,
-                        usage=usage,
-                        cost=cost,
-                    )
-                    await send_bytes(
-                        send,
-                        200,
-                        parsed.body,
-                        [
-                            *JSON_HEADERS,
-                            *_headers(call, model, attempts, call.spent),
-                            *call.extra_headers,
-                        ],
-                    )
-                    return
-            else:
-                message, code = adapter.parse_error(status=status, data=data)
-                if status not in CLIENT_ERRORS:
-                    failure = _Failure(
-                        status,
-                        "upstream_error",
-                        f"The upstream '{model.name}' returned {status}: {message}",
-                    )
-                else:
-                    _record(
-                        call,
-                        model,
-                        attempts,
-                        started,
-                        t,
-                        status="error",
-                        http_status=status,
-                        error_code=str(code or f"http_{status}")[:64],
-                    )
-                    raise _client_error(
-                        status, message, code, _headers(call, model, attempts, call.spent)
-                    )
-        _record(
-            call,
-            model,
-            attempts,
-            started,
-            t,
-            status="error",
-            http_status=failure.status,
-            error_code=failure.code,
-        )
+    while (model := await route.next()) is not None:
+        retry = 0
+        while True:
+            attempts += 1
+            dep = balancer.begin(model)
+            try:
+                await attempt(model, attempts, dep)
+                return
+            except _Failure as exc:
+                failure = exc
+                balancer.failed(dep, exc.observed)
+            finally:
+                balancer.end(dep)
+            if not failure.retryable or retry >= retries:
+                break
+            delay = backoff_delay(retry + 1, failure.retry_after, rng=balancer.rng)
+            if delay is None:  # the upstream asks for a longer wait than we give it
+                break
+            if not balancer.usable(model) and route.more_usable():
+                break  # it just started cooling down: the next deployment rather than a retry
+            retry += 1
+            metrics.RETRIES.labels(model.name).inc()
+            await asyncio.sleep(delay)
     raise _final_error(failure, _headers(call, None, attempts, call.spent))
+
+
+# --- JSON ----------------------------------------------------------------------------------
+
+
+async def proxy_json(call: Call, send) -> None:
+    async def attempt(model: ModelRecord, number: int, dep: Deployment) -> None:
+        await _json_attempt(call, send, model, number, dep)
+
+    await _serve(call, attempt)
+
+
+async def _json_attempt(
+    call: Call, send, model: ModelRecord, attempt: int, dep: Deployment
+) -> None:
+    started = _now()
+    t = time.perf_counter()
+    adapter = adapter_for(model.provider.kind)
+    if adapter is None:
+        failure = _Failure(
+            None,
+            "provider_unsupported",
+            f"provider kind '{model.provider.kind}' is not supported",
+            retryable=False,
+        )
+        _record(call, model, attempt, started, t, status="error", error_code=failure.code)
+        raise failure
+    request = adapter.build_request(
+        model=model, api=call.api, body=_upstream_body(call, model, stream=False), stream=False
+    )
+    try:
+        async with runtime.session.post(
+            request.url,
+            data=request.body,
+            headers=request.headers,
+            timeout=aiohttp.ClientTimeout(
+                total=settings.FINOPS_UPSTREAM_TIMEOUT,
+                sock_connect=settings.FINOPS_UPSTREAM_CONNECT_TIMEOUT,
+            ),
+        ) as response:
+            data = await response.read()
+            status = response.status
+            headers = response.headers
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        failure = _transport_failure(model, exc, t)
+    else:
+        if status == 200:
+            try:
+                parsed = adapter.parse_response(api=call.api, data=data)
+            except (orjson.JSONDecodeError, ValueError, AttributeError, TypeError):
+                failure = _Failure(
+                    status,
+                    "upstream_invalid_response",
+                    f"The upstream '{model.name}' sent an invalid response.",
+                )
+            else:
+                balancer.succeeded(dep, time.perf_counter() - t)
+                usage = parsed.usage or metering.estimate_usage(
+                    api=call.api,
+                    body=call.body,
+                    model=model,
+                    completion_text=_response_text(parsed.body),
+                )
+                cost = metering.price_usage(model, usage, call.started)
+                call.spent += cost.total
+                call.served = model
+                _record(
+                    call,
+                    model,
+                    attempt,
+                    started,
+                    t,
+                    status="ok",
+                    http_status=200,
+                    usage=usage,
+                    cost=cost,
+                )
+                await send_bytes(
+                    send,
+                    200,
+                    parsed.body,
+                    [
+                        *JSON_HEADERS,
+                        *_headers(call, model, attempt, call.spent),
+                        *call.extra_headers,
+                    ],
+                )
+                return
+        else:
+            message, code = adapter.parse_error(status=status, data=data)
+            if status in CLIENT_ERRORS:
+                balancer.succeeded(dep)  # it answered: the request was at fault, not the upstream
+                _record(
+                    call,
+                    model,
+                    attempt,
+                    started,
+                    t,
+                    status="error",
+                    http_status=status,
+                    error_code=str(code or f"http_{status}")[:64],
+                )
+                raise _client_error(
+                    status, message, code, _headers(call, model, attempt, call.spent)
+                )
+            failure = _http_failure(model, status, message, headers)
+    _record(
+        call,
+        model,
+        attempt,
+        started,
+        t,
+        status="error",
+        http_status=failure.status,
+        error_code=failure.code,
+    )
+    raise failure
 
 
 def _response_text(body: bytes) -> str:
@@ -273,107 +460,146 @@ async def _watch_disconnect(receive, response: aiohttp.ClientResponse, flag: lis
             return
 
 
+# --- streams -------------------------------------------------------------------------------
+
+
 async def proxy_stream(call: Call, send, receive) -> None:
     wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
-    attempts = 0
-    failure: _Failure | None = None
-    for model in call.plan.deployments:
-        attempts += 1
-        started = _now()
-        t = time.perf_counter()
-        adapter = adapter_for(model.provider.kind)
-        if adapter is None:
-            failure = _Failure(
-                None,
-                "provider_unsupported",
-                f"provider kind '{model.provider.kind}' is not supported",
-            )
-            _record(
-                call,
-                model,
-                attempts,
-                started,
-                t,
-                status="error",
-                error_code=failure.code,
-                streamed=True,
-            )
-            continue
-        request = adapter.build_request(
-            model=model, api=call.api, body=_upstream_body(call, model, stream=True), stream=True
+
+    async def attempt(model: ModelRecord, number: int, dep: Deployment) -> None:
+        await _stream_attempt(call, send, receive, wants_usage, model, number, dep)
+
+    await _serve(call, attempt)
+
+
+async def _first_line(response: aiohttp.ClientResponse) -> bytes:
+    """The stream's first non-blank line; b"" when it ends before sending one."""
+    while True:
+        line = await response.content.readline()
+        if not line or line.strip():
+            return line
+
+
+async def _stream_attempt(
+    call: Call, send, receive, wants_usage: bool, model: ModelRecord, attempt: int, dep
+) -> None:
+    started = _now()
+    t = time.perf_counter()
+    adapter = adapter_for(model.provider.kind)
+    if adapter is None:
+        failure = _Failure(
+            None,
+            "provider_unsupported",
+            f"provider kind '{model.provider.kind}' is not supported",
+            retryable=False,
         )
-        try:
-            response = await runtime.session.post(
-                request.url, data=request.body, headers=request.headers
-            )
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            failure = _Failure(None, "upstream_timeout", f"The upstream '{model.name}' timed out.")
-        except aiohttp.ClientError as exc:
-            failure = _Failure(
-                None,
-                "upstream_error",
-                f"The upstream '{model.name}' could not be reached ({type(exc).__name__}).",
-            )
-        else:
-            if response.status == 200:
-                await _relay(
-                    call,
-                    send,
-                    receive,
-                    response,
-                    adapter,
-                    model,
-                    attempts,
-                    started,
-                    t,
-                    wants_usage,
+        _record(
+            call, model, attempt, started, t, status="error", error_code=failure.code, streamed=True
+        )
+        raise failure
+    request = adapter.build_request(
+        model=model, api=call.api, body=_upstream_body(call, model, stream=True), stream=True
+    )
+    response: aiohttp.ClientResponse | None = None
+    first = b""
+    try:
+        response = await runtime.session.post(
+            request.url, data=request.body, headers=request.headers
+        )
+        if response.status == 200:
+            # nothing goes to the client before the upstream's first line: until then a
+            # failure can still be retried or fall back
+            first = await _first_line(response)
+            if not first:
+                response.release()
+                failure = _Failure(
+                    200,
+                    "upstream_empty_stream",
+                    f"The upstream '{model.name}' ended the stream before sending anything.",
                 )
-                return
+        else:
+            status = response.status
             data = await response.read()
             response.release()
-            message, code = adapter.parse_error(status=response.status, data=data)
-            if response.status in CLIENT_ERRORS:
+            message, code = adapter.parse_error(status=status, data=data)
+            if status in CLIENT_ERRORS:
+                balancer.succeeded(dep)
                 _record(
                     call,
                     model,
-                    attempts,
+                    attempt,
                     started,
                     t,
                     status="error",
-                    http_status=response.status,
-                    error_code=str(code or f"http_{response.status}")[:64],
+                    http_status=status,
+                    error_code=str(code or f"http_{status}")[:64],
                     streamed=True,
                 )
                 raise _client_error(
-                    response.status, message, code, _headers(call, model, attempts, call.spent)
+                    status, message, code, _headers(call, model, attempt, call.spent)
                 )
-            failure = _Failure(
-                response.status,
-                "upstream_error",
-                f"The upstream '{model.name}' returned {response.status}: {message}",
-            )
-        _record(
+            failure = _http_failure(model, status, message, response.headers)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        if response is not None:
+            response.close()
+        first = b""
+        failure = _transport_failure(model, exc, t)
+        if response is not None:
+            failure.status = response.status
+    if first:
+        first_byte = _now()
+        balancer.succeeded(dep, time.perf_counter() - t)
+        healthy = await _relay(
             call,
+            send,
+            receive,
+            response,
+            adapter,
             model,
-            attempts,
+            attempt,
             started,
             t,
-            status="error",
-            http_status=failure.status,
-            error_code=failure.code,
-            streamed=True,
+            wants_usage,
+            first,
+            first_byte,
         )
-    raise _final_error(failure, _headers(call, None, attempts, call.spent))
+        if not healthy:
+            balancer.failed(dep)
+        return
+    _record(
+        call,
+        model,
+        attempt,
+        started,
+        t,
+        status="error",
+        http_status=failure.status,
+        error_code=failure.code,
+        streamed=True,
+    )
+    raise failure
 
 
 async def _relay(
-    call, send, receive, response, adapter, model, attempts, started, t, wants_usage
-) -> None:
-    """Forward an upstream stream chunk by chunk; meter it even if the client leaves early."""
+    call,
+    send,
+    receive,
+    response,
+    adapter,
+    model,
+    attempts,
+    started,
+    t,
+    wants_usage,
+    first: bytes,
+    first_byte: datetime,
+) -> bool:
+    """Forward an upstream stream chunk by chunk; meter it even if the client leaves early.
+
+    Returns False when the upstream broke the stream (the client got an error event)."""
     parser = adapter.stream_parser(api=call.api, model=model)
     gone: list = []
     watcher = asyncio.create_task(_watch_disconnect(receive, response, gone))
-    first_byte: datetime | None = None
     usage_chunk: UsageChunk | None = None
     status, error_code = "ok", ""
     try:
@@ -388,9 +614,12 @@ async def _relay(
                 ],
             }
         )
+        for out in parser.feed(first):
+            if isinstance(out, UsageChunk):
+                usage_chunk = out
+            else:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
         async for line in response.content:
-            if first_byte is None:
-                first_byte = _now()
             for out in parser.feed(line):
                 if isinstance(out, UsageChunk):
                     usage_chunk = out
@@ -434,7 +663,7 @@ async def _relay(
         streamed=True,
     )
     if gone:
-        return
+        return True
     tail: list[bytes] = []
     if status == "error" and error_code != "upstream_stream_error":
         error = {
@@ -454,6 +683,7 @@ async def _relay(
     tail.append(b"data: [DONE]\n\n")
     with contextlib.suppress(OSError):
         await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
+    return status != "error"
 
 
 def _synthetic_usage_chunk(call: Call, model: ModelRecord, usage: Usage) -> dict:

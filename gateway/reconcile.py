@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import close_old_connections
 
-from gateway.admission import ledger_spent, to_nano, window_of
+from gateway.admission import budget_key, ledger_spent, to_nano, window_of
 from gateway.cache import org_config_load
 
 log = logging.getLogger("gateway.reconcile")
@@ -32,7 +32,7 @@ def _current_windows() -> list[tuple]:
         config = org_config_load(org.pk)
         for budget in config.budgets:
             label, start, end = window_of(budget.period, now, org.tz)
-            out.append((budget, label, f"finops:budget:{budget.id}:{label}", start, end))
+            out.append((budget, label, budget_key(budget, label), start, end))
     return out
 
 

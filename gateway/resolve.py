@@ -1,21 +1,20 @@
 """Model name -> the ordered list of deployments to try (the first that answers wins).
 
-A configured model is tried alone; a group picks a member by its strategy, then the other
-members, then its fallbacks; ``router:NAME`` (or a router's bare name) goes to its strong model
-with the weak one as fallback until the cost router makes the per-prompt decision.
+A configured model is tried alone; a group orders its members by its strategy (weighted,
+round_robin, least_busy, latency, cost: see ``gateway.balancer``), then its fallbacks;
+``router:NAME`` (or a router's bare name) goes to its strong model with the weak one as
+fallback until the cost router makes the per-prompt decision. Skipping cooled-down models and
+models whose context window is too small happens while the call runs (``gateway.proxy``).
 """
 
 from __future__ import annotations
 
-import itertools
-import random
 from dataclasses import dataclass, field
 
-from gateway.cache import GroupRecord, ModelRecord, OrgConfig
+from gateway.balancer import balancer
+from gateway.cache import ModelRecord, OrgConfig
 from gateway.errors import GatewayError, invalid
 from gateway.providers.base import EMBEDDINGS
-
-_round_robin: dict[str, itertools.count] = {}
 
 
 @dataclass(slots=True)
@@ -27,22 +26,6 @@ class Plan:
     router_threshold: float | None = None
     router_score: float | None = None
     extra: dict = field(default_factory=dict)
-
-
-def _group_order(group: GroupRecord) -> list[ModelRecord]:
-    members = [m for m, _ in group.members]
-    if not members:
-        return list(group.fallbacks)
-    if group.strategy == "round_robin":
-        counter = _round_robin.setdefault(group.name, itertools.count())
-        start = next(counter) % len(members)
-        ordered = members[start:] + members[:start]
-    else:  # weighted (other strategies fall back to weights until routing learns them)
-        weights = [w for _, w in group.members]
-        first = random.choices(members, weights=weights, k=1)[0]
-        ordered = [first] + [m for m in members if m is not first]
-    seen = {id(m) for m in ordered}
-    return ordered + [m for m in group.fallbacks if id(m) not in seen]
 
 
 def resolve(config: OrgConfig, requested: str, *, api: str) -> Plan:
@@ -72,7 +55,7 @@ def resolve(config: OrgConfig, requested: str, *, api: str) -> Plan:
                 f"The model '{name}' does not exist or you do not have access to it.",
                 param="model",
             )
-        plan = Plan(deployments=_group_order(group))
+        plan = Plan(deployments=balancer.group_order(config.org_id, group))
         if not plan.deployments:
             raise GatewayError(
                 404, "model_not_found", f"The group '{name}' has no models.", param="model"

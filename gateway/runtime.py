@@ -15,6 +15,7 @@ import aiohttp
 from django.conf import settings
 
 from gateway.admission import Admitter, ledger_spent
+from gateway.balancer import balancer
 from gateway.cache import KeyCache, KeyRecord, OrgConfig, key_record_load, org_config_load
 from gateway.counters import LocalCounters, RedisCounters
 from gateway.ledger import LedgerWriter
@@ -62,6 +63,7 @@ class Runtime:
         self.ledger.start()
         self._stamps = await self._read_stamps()
         self._poller = asyncio.create_task(self._poll_stamps(), name="gateway-stamp-poller")
+        await balancer.start(settings.REDIS_URL)
         if not settings.REDIS_URL:
             # in-process counters: only this process can reconcile them
             self._reconciler = asyncio.create_task(self._reconcile_loop(), name="gateway-reconcile")
@@ -79,6 +81,7 @@ class Runtime:
         for task in (self._poller, self._reconciler):
             if task is not None:
                 task.cancel()
+        await balancer.stop()
         if self.session:
             await self.session.close()
         if self.admitter is not None:

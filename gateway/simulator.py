@@ -32,6 +32,14 @@ Per-request headers (all optional): ``x-sim-status`` (answer that error status),
 ``cache_creation_input_tokens``; ``input_tokens`` is the prompt minus both, at least 0, since
 Anthropic's ``input_tokens`` excludes cache reads and writes).
 
+Faults a whole simulator can be started with (the gateway forwards no client header, so tests
+of its retries and fallbacks need faults chosen without one): ``--status`` (every answer that
+error; a 429 carries ``Retry-After: --retry-after``, 1 s by default), ``--fail-rate`` (a share of
+500s), ``--reset-rate`` (a share of requests whose connection is dropped without an answer),
+``--malformed-rate`` (a share of non-streaming answers that are a 200 with a body that is not
+JSON), ``--cut-stream-after N`` (every stream loses its connection after N content chunks).
+With none of them set, serving a request does no extra work.
+
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``, except on
 ``/v1/messages``, which answers Anthropic's ``{"type": "error", "error": {"type", "message"}}``
 as the real API does. A request without ``Authorization``, ``x-api-key`` or ``api-key`` gets 401.
@@ -48,7 +56,7 @@ import math
 import random
 import time
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from urllib.parse import parse_qs
 
@@ -92,6 +100,7 @@ _COMPLETION_DETAILS = {
     "rejected_prediction_tokens": 0,
 }
 _JSON = [(b"content-type", b"application/json")]
+_MALFORMED = b'{"id": "chatcmpl-sim", "object": "chat.completion", "choices": [{"index": 0, "mess'
 _SSE = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -123,6 +132,10 @@ class SimConfig:
     status: int | None = None
     api_key: str | None = None  # None: any non-empty key is accepted
     seed: int | None = None
+    reset_rate: float = 0.0  # share of requests whose connection is dropped, no answer
+    malformed_rate: float = 0.0  # share of non-streaming answers that are 200 + invalid JSON
+    cut_stream_after: int | None = None  # streams lose their connection after N content chunks
+    retry_after: float = 1.0  # seconds, sent as Retry-After with every 429
 
     def __post_init__(self) -> None:
         if not 0 <= self.latency_ms <= MAX_DELAY_MS:
@@ -135,6 +148,15 @@ class SimConfig:
             raise ValueError("fail_rate must be within 0..1")
         if self.status is not None and not 400 <= self.status <= 599:
             raise ValueError("status must be an HTTP error status (400..599)")
+        for name in ("reset_rate", "malformed_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within 0..1")
+        if self.reset_rate + self.malformed_rate > 1.0:
+            raise ValueError("reset_rate + malformed_rate must be at most 1")
+        if self.cut_stream_after is not None and not 0 <= self.cut_stream_after <= MAX_CHUNKS:
+            raise ValueError(f"cut_stream_after must be within 0..{MAX_CHUNKS}")
+        if not 0 <= self.retry_after <= 86_400:
+            raise ValueError("retry_after must be within 0..86400 seconds")
 
 
 class SimError(Exception):
@@ -162,6 +184,7 @@ class _Options:
     cached_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    malformed: bool = False  # set by --malformed-rate, never by a header
 
 
 def _int_header(name: str, raw: bytes, low: int, high: int) -> int:
@@ -523,6 +546,11 @@ class Simulator:
         self._prompt_cache: set[bytes] = set()  # Anthropic cache_control prefixes seen
         self._embedding_answers: dict[bytes, bytes] = {}
         self._expected_key = self.config.api_key.encode() if self.config.api_key else None
+        self._faults = bool(self.config.reset_rate or self.config.malformed_rate)
+        retry_after = self.config.retry_after
+        self._retry_after = (
+            b"%d" % retry_after if retry_after == int(retry_after) else repr(retry_after).encode()
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -561,6 +589,13 @@ class Simulator:
                 raise SimError(status, f"Simulated upstream error (status {status})", code)
             if self.config.fail_rate and self._rng.random() < self.config.fail_rate:
                 raise SimError(500, "Simulated upstream failure (fail-rate)")
+            if self._faults:
+                roll = self._rng.random()
+                if roll < self.config.reset_rate:
+                    await _drop(send)
+                    return
+                if roll < self.config.reset_rate + self.config.malformed_rate:
+                    opts = replace(opts, malformed=True)
             if endpoint == "chat":
                 await self._chat(body, opts, deployment, receive, send)
             elif endpoint == "embeddings":
@@ -618,7 +653,7 @@ class Simulator:
             body = _openai_error(exc.status, exc.message, exc.code, exc.param)
         headers = _JSON
         if exc.status == 429:
-            headers = [*_JSON, (b"retry-after", b"1")]
+            headers = [*_JSON, (b"retry-after", self._retry_after)]
         await _send(send, exc.status, body, headers)
 
     async def _lifespan(self, receive, send) -> None:
@@ -714,6 +749,9 @@ class Simulator:
                 usage if plan.include_usage else None, plan.include_usage,
             )  # fmt: skip
             return
+        if opts.malformed:
+            await _send(send, 200, _MALFORMED)
+            return
         await _send(
             send, 200, orjson.dumps(_chat_body(rid, created, plan.model, completion, finish, usage))
         )
@@ -749,9 +787,13 @@ class Simulator:
             base["usage"] = usage
             tail.append(_sse(base))
         tail.append(b"data: [DONE]\n\n")
-        await _stream(send, receive, first, pieces, b"".join(tail), delay)
+        cut = self.config.cut_stream_after
+        await _stream(send, receive, first, pieces, b"".join(tail), delay, cut=cut)
 
     async def _embeddings(self, body: bytes, opts: _Options, deployment, send) -> None:
+        if opts.malformed:
+            await _send(send, 200, _MALFORMED)
+            return
         cacheable = opts is _NO_OPTIONS and deployment is None and len(body) <= MAX_CACHED_BODY
         payload = self._embedding_answers.get(body) if cacheable else None
         if payload is None:
@@ -874,6 +916,9 @@ class Simulator:
         if req.get("stream") is True:
             await self._messages_stream(send, receive, opts, message, completion, usage)
             return
+        if opts.malformed:
+            await _send(send, 200, _MALFORMED)
+            return
         if usage is not None:
             message["usage"] = usage
         await _send(send, 200, orjson.dumps(message), [*_JSON, (b"request-id", mid.encode())])
@@ -932,7 +977,9 @@ class Simulator:
             )
         )
         headers = [*_SSE, (b"request-id", message["id"].encode())]
-        await _stream(send, receive, first, pieces, tail, delay, headers)
+        await _stream(
+            send, receive, first, pieces, tail, delay, headers, cut=self.config.cut_stream_after
+        )
 
     async def _tool_use_stream(self, send, receive, delay, start, block, message, usage) -> None:
         arguments = orjson.dumps(block["input"]).decode()
@@ -975,7 +1022,9 @@ class Simulator:
             )
         )
         headers = [*_SSE, (b"request-id", message["id"].encode())]
-        await _stream(send, receive, first, pieces, tail, delay, headers)
+        await _stream(
+            send, receive, first, pieces, tail, delay, headers, cut=self.config.cut_stream_after
+        )
 
 
 def _embedding_inputs(value) -> list:
@@ -1014,14 +1063,26 @@ def _model_object(model_id: str) -> dict:
 _MODELS_BODY = orjson.dumps({"object": "list", "data": [_model_object(m) for m in MODEL_IDS]})
 
 
-async def _stream(send, receive, first: bytes, pieces, tail: bytes, delay_ms: float, headers=_SSE):
+async def _stream(
+    send, receive, first: bytes, pieces, tail: bytes, delay_ms: float, headers=_SSE, cut=None
+):
     """First event at once, then the pieces ``delay_ms`` apart, then the tail.
 
     With a delay, a watcher on ``receive`` notices a client that went away, so an abandoned
-    stream stops at the next piece instead of running to its end."""
+    stream stops at the next piece instead of running to its end. With ``cut``, the connection
+    is dropped after that many pieces instead (no tail, no end of the chunked body)."""
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": first, "more_body": True})
+    if cut is not None:
+        pieces, tail = pieces[:cut], None
     if not delay_ms:
+        if tail is None:
+            if pieces:
+                await send(
+                    {"type": "http.response.body", "body": b"".join(pieces), "more_body": True}
+                )
+            await _drop(send)
+            return
         await send({"type": "http.response.body", "body": b"".join([*pieces, tail])})
         return
     watcher = asyncio.ensure_future(receive())
@@ -1032,10 +1093,25 @@ async def _stream(send, receive, first: bytes, pieces, tail: bytes, delay_ms: fl
             if watcher.done():
                 return
             await send({"type": "http.response.body", "body": piece, "more_body": True})
+        if tail is None:
+            await _drop(send)
+            return
         await send({"type": "http.response.body", "body": tail})
     finally:
         if not watcher.done():
             watcher.cancel()
+
+
+async def _drop(send) -> None:
+    """Drop the connection without (finishing) an answer, as a crashed upstream would.
+
+    ASGI has no message for that: the server's transport is reached through ``send`` (uvicorn
+    passes a bound method of its request cycle); anywhere else the request fails loudly."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None:
+        raise ConnectionResetError("simulated connection reset")
+    transport.abort()
+    await asyncio.sleep(0)  # let the server notice before the app returns, so it sends nothing
 
 
 # --- running ---------------------------------------------------------------------------------
@@ -1059,7 +1135,35 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--api-key", default=None, help="accept only this key (default: any non-empty key)"
     )
-    parser.add_argument("--seed", type=int, default=None, help="seed for --fail-rate")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed for --fail-rate and the other rates"
+    )
+    parser.add_argument(
+        "--reset-rate",
+        type=float,
+        default=0.0,
+        help="probability of dropping the connection without an answer",
+    )
+    parser.add_argument(
+        "--malformed-rate",
+        type=float,
+        default=0.0,
+        help="probability of a 200 whose body is not valid JSON (non-streaming answers)",
+    )
+    parser.add_argument(
+        "--cut-stream-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="drop every stream's connection after N content chunks",
+    )
+    parser.add_argument(
+        "--retry-after",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="the Retry-After (seconds) sent with 429 answers (default 1)",
+    )
     parser.add_argument("--log-level", default="warning")
 
 
@@ -1072,6 +1176,10 @@ def config_from_options(options: dict) -> SimConfig:
         status=options["status"],
         api_key=options["api_key"],
         seed=options["seed"],
+        reset_rate=options.get("reset_rate", 0.0),
+        malformed_rate=options.get("malformed_rate", 0.0),
+        cut_stream_after=options.get("cut_stream_after"),
+        retry_after=options.get("retry_after", 1.0),
     )
 
 

@@ -9,7 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from gateway.admission import to_nano, window_of
+from gateway.admission import budget_key, to_nano, window_of
+from gateway.cache import org_config_load
 from gateway.counters import Entry, LocalCounters
 from gateway.models import CounterDrift, UsageEvent
 from gateway.reconcile import counters_reconcile
@@ -34,11 +35,11 @@ def _event(org, team, cost: str) -> UsageEvent:
 def test_drift_is_corrected_to_the_ledger_and_recorded():
     org = f.make_org()
     team = f.make_team(org)
-    budget = f.make_budget(org, scope="team", team=team, period="month", limit="10")
+    f.make_budget(org, scope="team", team=team, period="month", limit="10")
     _event(org, team, "0.25")
     _event(org, team, "0.50")
     label, _, _ = window_of("month", datetime.now(UTC), org.tz)
-    key = f"finops:budget:{budget.pk}:{label}"
+    key = budget_key(org_config_load(org.pk).budgets[0], label)
     counters = LocalCounters()
 
     async def scenario():

@@ -19,7 +19,7 @@ import openai
 import orjson
 import pytest
 
-from gateway.simulator import DEFAULT_EMBEDDING_DIMS, generated_text
+from gateway.simulator import DEFAULT_EMBEDDING_DIMS, SimConfig, generated_text
 from tests.openai_schema import assert_valid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -498,6 +498,57 @@ def test_flags_set_stream_shape(start_sim):
     chunks, _ = openai_chunks(response.content)
     assert len(chunks) == 1 + 3 + 1
     assert time.monotonic() - start >= 0.09
+
+
+def test_retry_after_flag_sets_the_429_header(start_sim):
+    server = start_sim("--status", "429", "--retry-after", "2.5")
+    response = server.post("/v1/chat/completions", {"model": "m", "messages": MESSAGES})
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "2.5"
+
+
+def test_reset_rate_drops_the_connection_without_an_answer(start_sim):
+    server = start_sim("--reset-rate", "1")
+    with pytest.raises(httpx.RemoteProtocolError):
+        server.post("/v1/chat/completions", {"model": "m", "messages": MESSAGES})
+    assert httpx.get(f"{server.url}/_sim/health").status_code == 200  # control stays up
+    assert "ASGI callable" not in server.log.read_text()  # dropped cleanly, nothing logged
+
+
+def test_malformed_rate_and_cut_streams(start_sim):
+    server = start_sim("--malformed-rate", "1", "--cut-stream-after", "2", "--chunks", "5")
+    for path, body in (
+        ("/v1/chat/completions", {"model": "m", "messages": MESSAGES}),
+        ("/v1/embeddings", {"model": "e", "input": "x"}),
+    ):
+        response = server.post(path, body)
+        assert response.status_code == 200
+        with pytest.raises(orjson.JSONDecodeError):
+            orjson.loads(response.content)
+    # streams are not malformed but lose their connection after two content chunks
+    received = []
+    with (
+        pytest.raises(httpx.RemoteProtocolError),  # the cut comes mid-iteration
+        httpx.stream(
+            "POST",
+            f"{server.url}/v1/chat/completions",
+            json={"model": "m", "messages": MESSAGES, "stream": True},
+            headers={"authorization": "Bearer k"},
+        ) as response,
+    ):
+        received.extend(line for line in response.iter_lines() if line)
+    chunks = [orjson.loads(line[6:]) for line in received]
+    assert len(chunks) == 1 + 2 and "[DONE]" not in received
+    assert "ASGI callable" not in server.log.read_text()
+
+
+def test_bad_fault_rates_fail_loudly():
+    with pytest.raises(ValueError, match="reset_rate"):
+        SimConfig(reset_rate=1.5)
+    with pytest.raises(ValueError, match="at most 1"):
+        SimConfig(reset_rate=0.6, malformed_rate=0.6)
+    with pytest.raises(ValueError, match="cut_stream_after"):
+        SimConfig(cut_stream_after=-1)
 
 
 def test_bad_flags_fail_loudly(tmp_path):
