@@ -1,3 +1,14 @@
-from django.urls import path  # noqa: F401
+"""Reporting routes under /api/v1/."""
 
-urlpatterns: list = []
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from reports import apis
+
+router = SimpleRouter()
+router.register("alerts", apis.BudgetAlertViewSet, basename="budget-alert")
+
+urlpatterns = [
+    path("spend/", apis.SpendView.as_view(), name="spend"),
+    *router.urls,
+]

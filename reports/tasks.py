@@ -1,33 +1,21 @@
-"""Periodic reporting tasks. Thin: each calls a service and returns.
+"""Periodic reporting tasks (scheduled in ``finops/celery.py``). Thin: each calls a service.
 
-The rollup and budget-evaluation services arrive with the reporting issue; until then the tasks
-run and report that there is nothing to do, so the schedule is exercised end to end.
+Both are idempotent: the rollup recomputes whole buckets under the watermark's row lock (a
+second worker skips), and alerts are recorded once by key and sent once by a conditional claim.
 """
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
 
-log = logging.getLogger(__name__)
+from reports.services import budget_alerts_evaluate, usage_rollup
 
 
-@shared_task(name="reports.tasks.rollup_task", ignore_result=True)
+@shared_task(name="reports.tasks.rollup_task", ignore_result=True, soft_time_limit=240)
 def rollup_task() -> str:
-    try:
-        from reports.services import usage_rollup
-    except ImportError:
-        log.debug("rollup: not available yet")
-        return "skipped"
     return str(usage_rollup(periodic=True))
 
 
-@shared_task(name="reports.tasks.budget_check_task", ignore_result=True)
+@shared_task(name="reports.tasks.budget_check_task", ignore_result=True, soft_time_limit=240)
 def budget_check_task() -> str:
-    try:
-        from reports.services import budget_alerts_evaluate
-    except ImportError:
-        log.debug("budget check: not available yet")
-        return "skipped"
     return str(budget_alerts_evaluate())

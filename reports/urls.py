@@ -1,3 +1,11 @@
-from django.urls import path  # noqa: F401
+"""Reporting pages."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from reports import views
+
+app_name = "reports"
+
+urlpatterns = [
+    path("reports/alerts/<int:pk>/", views.alert_detail, name="alert-detail"),
+]

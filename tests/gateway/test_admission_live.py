@@ -253,3 +253,18 @@ def _ledger_rows(live, ids):
         return list(
             UsageEvent.objects.filter(request_id__in=ids).values_list("request_id", flat=True)
         )
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="limits shared across processes need Redis")
+def test_rate_limit_holds_for_the_sum_of_two_processes(live, live_tmp, capped):
+    team, _ = capped
+    with live.blocker.unblock():
+        minted = key_mint(team=team, name="rpm-10", rpm_limit=10)
+        database_url = live_database_url()
+    second = start_app(live_tmp, database_url=database_url)
+    try:
+        urls = [live.app.url, second.url]
+        codes = [call(urls[i % 2], minted.secret).status_code for i in range(20)]
+        assert codes.count(200) == 10 and codes.count(429) == 10
+    finally:
+        second.stop()
