@@ -10,12 +10,14 @@ Entries (one per budget window or limit):
 - ``budget``: hash {spent, reserved, l:<lease>=amount} + zset of lease expiries. Reservations
   are leases: an expired lease (a crashed process) is released by the next call that looks.
   A cold window is seeded from the ledger (``seed``) so a restart never forgets spend.
-- ``rate``: two fixed one-minute buckets weighted into a sliding window (requests or tokens).
+- ``rate``: two fixed one-minute buckets weighted into a sliding window (requests or tokens),
+  rounded up so that the limit is never exceeded at a minute boundary.
 - ``parallel``: a zset of in-flight leases with expiries.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -76,7 +78,7 @@ for i = 1, n do
     local frac = tonumber(ARGV[a + 7])
     local prev = tonumber(redis.call('GET', k1) or '0')
     local curr = tonumber(redis.call('GET', k2) or '0')
-    used = math.floor(prev * (1 - frac) + curr)
+    used = math.ceil(prev * (1 - frac) + curr)
     if used + amount > limit then return {0, i, used, 0} end
   else
     redis.call('ZREMRANGEBYSCORE', k1, '-inf', now)
@@ -242,7 +244,7 @@ class LocalCounters:
             elif e.kind == "rate":
                 prev, curr, frac = rate_keys(e.key, now)
                 used, held = (
-                    int(self.buckets.get(prev, 0) * (1 - frac) + self.buckets.get(curr, 0)),
+                    math.ceil(self.buckets.get(prev, 0) * (1 - frac) + self.buckets.get(curr, 0)),
                     0,
                 )
                 if used + e.amount > e.limit:
