@@ -6,8 +6,6 @@ Both are filled lazily off the event loop and dropped whole when a config stamp 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import time
 import zoneinfo
@@ -19,6 +17,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from gateway.pricing import Price
+from teams.services import key_secret_digest
 
 
 @dataclass(slots=True)
@@ -46,12 +45,6 @@ class KeyRecord:
         if self.valid_until is not None and self.valid_until <= now:
             return "key_expired"
         return ""
-
-
-def _digest(secret: str) -> str:
-    return hmac.new(
-        settings.FINOPS_KEY_PEPPER.encode(), secret.encode(), hashlib.sha256
-    ).hexdigest()
 
 
 def key_record_load(secret: str) -> KeyRecord | None:
@@ -96,7 +89,7 @@ class KeyCache:
 
     def get(self, secret: str) -> tuple[str, KeyRecord | None, bool]:
         """(digest, record, known_bad). A miss is (digest, None, False)."""
-        digest = _digest(secret)
+        digest = key_secret_digest(secret=secret)
         record = self._good.get(digest)
         if record is not None:
             return digest, record, False
