@@ -37,6 +37,11 @@ def _configure() -> None:
                 "schedule": settings.ROLLUP_INTERVAL_SECONDS,
                 "options": {"expires": settings.ROLLUP_INTERVAL_SECONDS * 2},
             },
+            "evaluation-pairs-purge": {
+                "task": "evaluation.tasks.pairs_purge_task",
+                "schedule": 3600.0,
+                "options": {"expires": 7200.0},
+            },
             "counters-reconcile": {
                 "task": "gateway.tasks.counters_reconcile_task",
                 "schedule": settings.FINOPS_RECONCILE_INTERVAL_SECONDS,

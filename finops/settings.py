@@ -7,7 +7,9 @@ Bad values raise ``ImproperlyConfigured`` naming the variable.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -81,6 +83,7 @@ INSTALLED_APPS = [
     "teams",
     "gateway",
     "reports",
+    "evaluation",
 ]
 
 MIDDLEWARE = [
@@ -143,6 +146,17 @@ else:
     _db.setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- metrics --------------------------------------------------------------------------------
+# Prometheus multiprocess mode: every process of one server (uvicorn's workers share a parent)
+# writes its samples under one directory, and any worker's /metrics answers for all of them.
+# Set before prometheus_client is first imported (it reads the variable at import).
+FINOPS_METRICS_DIR = Path(
+    os.environ.get("PROMETHEUS_MULTIPROC_DIR") or VAR_DIR / "metrics" / f"run-{os.getppid()}"
+)
+FINOPS_METRICS_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(FINOPS_METRICS_DIR)
+FINOPS_METRICS_TOKEN = _typed("FINOPS_METRICS_TOKEN", str, "")  # set: /metrics needs Bearer
+
 # --- redis, cache ---------------------------------------------------------------------------
 REDIS_URL = _typed("REDIS_URL", str, "") or None
 if REDIS_URL and urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
@@ -182,6 +196,11 @@ DEFAULT_FROM_EMAIL = _typed("DEFAULT_FROM_EMAIL", str, "finops@localhost")
 
 # --- gateway --------------------------------------------------------------------------------
 # Hosts a provider's base_url may point at ("*" = any). Bounds SSRF through provider config.
+# Sign-in throttling (teams.login_throttle): failures per address+username and per address.
+FINOPS_LOGIN_FAILURES_PER_USER = _typed("FINOPS_LOGIN_FAILURES_PER_USER", int, 5)
+FINOPS_LOGIN_FAILURES_PER_ADDRESS = _typed("FINOPS_LOGIN_FAILURES_PER_ADDRESS", int, 50)
+FINOPS_LOGIN_WINDOW_SECONDS = _typed("FINOPS_LOGIN_WINDOW_SECONDS", int, 900)
+FINOPS_TRUSTED_PROXY_HOPS = _typed("FINOPS_TRUSTED_PROXY_HOPS", int, 0)
 FINOPS_PROVIDER_HOSTS = _typed("FINOPS_PROVIDER_HOSTS", list, ["*"])
 FINOPS_MAX_REQUEST_BYTES = _typed("FINOPS_MAX_REQUEST_BYTES", int, 4 * 1024 * 1024)
 FINOPS_UPSTREAM_TIMEOUT = _typed("FINOPS_UPSTREAM_TIMEOUT", float, 600.0)
@@ -202,6 +221,26 @@ FINOPS_COOLDOWN_FAILURES = _typed("FINOPS_COOLDOWN_FAILURES", int, 3)
 FINOPS_COOLDOWN_SECONDS = _typed("FINOPS_COOLDOWN_SECONDS", float, 30.0)
 FINOPS_ROUTING_SYNC_SECONDS = _typed("FINOPS_ROUTING_SYNC_SECONDS", float, 0.5)
 FINOPS_ROUTING_REDIS_TIMEOUT = _typed("FINOPS_ROUTING_REDIS_TIMEOUT", float, 0.2)
+# Payload logging (gateway.payload_log): request and response bodies at DEBUG, off by default;
+# matches of FINOPS_REDACT_PATTERNS (a JSON list of regexes: they contain commas) are masked.
+FINOPS_LOG_PAYLOADS = _typed("FINOPS_LOG_PAYLOADS", bool, False)
+FINOPS_REDACT_PATTERNS = _typed(
+    "FINOPS_REDACT_PATTERNS",
+    json.loads,
+    [
+        r"sk-[A-Za-z0-9_-]{8,}",  # API keys (ours and the providers')
+        r"[Bb]earer\s+[A-Za-z0-9._~+/=-]{8,}",
+        r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",  # e-mail addresses
+        r"\b(?:\d[ -]?){12,18}\d\b",  # card-like numbers
+    ],
+)
+try:
+    for _pattern in FINOPS_REDACT_PATTERNS:
+        re.compile(_pattern)
+except (TypeError, re.error) as _exc:
+    raise ImproperlyConfigured(
+        f"FINOPS_REDACT_PATTERNS: expected a JSON list of regular expressions ({_exc})"
+    ) from _exc
 for _name, _value in (
     ("FINOPS_RETRIES", FINOPS_RETRIES),
     ("FINOPS_COOLDOWN_FAILURES", FINOPS_COOLDOWN_FAILURES),
@@ -263,17 +302,20 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 STATIC_ROOT = VAR_DIR / "staticfiles"
 
+if _typed("FINOPS_LOG_FORMAT", str, "plain") not in ("plain", "json"):
+    raise ImproperlyConfigured("FINOPS_LOG_FORMAT: expected 'plain' or 'json'")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "finops.logging.RequestIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "finops.logging.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": _typed("FINOPS_LOG_FORMAT", str, "plain"),
             "filters": ["request_id"],
         }
     },

@@ -334,7 +334,16 @@ class ModelGroupAdmin(ScopedAdmin):
 class RouterForm(NameFreeForm):
     class Meta:
         model = Router
-        fields = ("org", "name", "strong", "weak", "scorer", "threshold")
+        fields = (
+            "org",
+            "name",
+            "strong",
+            "weak",
+            "scorer",
+            "threshold",
+            "store_prompts",
+            "prompt_retention",
+        )
 
     def clean(self):
         data = super().clean()

@@ -15,7 +15,7 @@ import orjson
 from django.conf import settings
 
 from finops.logging import request_id_var
-from gateway import attribution
+from gateway import attribution, metrics, payload_log
 from gateway.errors import GatewayError, invalid
 from gateway.http import header, read_body, send_error, send_json
 from gateway.providers.base import CHAT, EMBEDDINGS
@@ -24,6 +24,7 @@ from gateway.resolve import resolve
 from gateway.runtime import runtime
 
 log = logging.getLogger("gateway")
+DEFAULT_MODEL = "default"  # the model name that asks for the feature's or key's default
 
 
 def _now() -> datetime:
@@ -51,6 +52,15 @@ class GatewayApp:
         request_id = uuid.uuid4().hex
         token = request_id_var.set(request_id)
         rid = [(b"x-request-id", request_id.encode())]
+        status = [0]
+        t0 = time.perf_counter()
+        downstream = send
+
+        async def send(message):  # noqa: F811 - the same send, noting the response status
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await downstream(message)
+
         try:
             if not runtime.started:  # served without lifespan (e.g. a test client): start lazily
                 await runtime.start()
@@ -78,6 +88,7 @@ class GatewayApp:
                 send, GatewayError(500, "internal_error", "internal gateway error"), rid
             )
         finally:
+            metrics.request_done(scope["path"], status[0], time.perf_counter() - t0)
             request_id_var.reset(token)
 
     async def _authenticate(self, scope):
@@ -106,7 +117,17 @@ class GatewayApp:
         body_bytes = await read_body(receive, settings.FINOPS_MAX_REQUEST_BYTES)
         record = await self._authenticate(scope)
         body = _parse_body(body_bytes, api)
-        requested = body["model"]
+        send = payload_log.wrap(send, body_bytes)  # itself unless FINOPS_LOG_PAYLOADS
+        requested = body.get("model")
+        labels = None
+        if requested is None or requested == DEFAULT_MODEL:
+            # the feature's default model (else the key's): the feature is needed first
+            labels = attribution.labels(scope, body, record, runtime.ledger)
+            default = record.feature_models.get(labels.feature) or record.default_model
+            if default:
+                requested = default
+            elif requested is None:  # (a model named "default" is still called by its name)
+                raise invalid("missing_field", "You must provide a model parameter.", "model")
         if record.allowed_models and requested not in record.allowed_models:
             raise GatewayError(
                 403,
@@ -115,8 +136,12 @@ class GatewayApp:
                 param="model",
             )
         config = await runtime.org_config(record.org_id)
-        plan = resolve(config, requested, api=api)
-        labels = attribution.labels(scope, body, record, runtime.ledger)
+        messages = body.get("messages") if api == CHAT else None
+        plan = resolve(config, requested, api=api, fallbacks=record.fallbacks, messages=messages)
+        if plan.router and messages is not None:
+            _router_prompt_keep(config, plan, messages)
+        if labels is None:
+            labels = attribution.labels(scope, body, record, runtime.ledger)
         stream = api == CHAT and body.get("stream") is True
         call = Call(
             request_id=request_id,
@@ -182,6 +207,20 @@ class GatewayApp:
         await send_json(send, 200, {"object": "list", "data": data}, rid)
 
 
+def _router_prompt_keep(config, plan, messages) -> None:
+    """Hand the prompt to the ledger thread for the router's sample (it clips and writes it)."""
+    router = config.routers.get(plan.router)
+    if router is not None and router.store_prompts and router.prompt_retention:
+        runtime.ledger.router_prompt(
+            router.id,
+            router.prompt_retention,
+            messages,
+            plan.router_scorer,
+            plan.router_score,
+            _now(),
+        )
+
+
 def _method(actual: str, expected: str) -> None:
     if actual != expected:
         raise GatewayError(
@@ -201,10 +240,8 @@ def _parse_body(raw: bytes, api: str) -> dict:
         raise invalid("invalid_json", f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise invalid("invalid_json", "The request body must be a JSON object.")
-    model = body.get("model")
-    if model is None:
-        raise invalid("missing_field", "You must provide a model parameter.", "model")
-    if not isinstance(model, str) or not model.strip():
+    model = body.get("model")  # left out: the feature's or key's default model, if any
+    if model is not None and (not isinstance(model, str) or not model.strip()):
         raise invalid("invalid_value", "'model' must be a non-empty string.", "model")
     if api == CHAT:
         messages = body.get("messages")

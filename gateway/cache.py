@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from gateway.pricing import Price
+from gateway.routing.scorers import scorer_build
 from teams.services import key_secret_digest
 
 
@@ -31,6 +32,7 @@ class KeyRecord:
     team_slug: str
     default_feature: str
     allowed_models: frozenset[str]
+    fallbacks: tuple[str, ...]
     rpm_limit: int | None
     tpm_limit: int | None
     max_parallel: int | None
@@ -38,6 +40,9 @@ class KeyRecord:
     revoked: bool
     features: set[str] = field(default_factory=set)  # the team's known feature slugs
     new_features_left: int = 0
+    # for calls that name no model (or "default"): the feature's default, else the key's
+    default_model: str = ""
+    feature_models: dict[str, str] = field(default_factory=dict)
 
     def error_at(self, now: datetime) -> str:
         if self.revoked:
@@ -58,7 +63,9 @@ def key_record_load(secret: str) -> KeyRecord | None:
         return None
     key = row.key
     ends = [t for t in (key.expires_at, row.valid_until) if t is not None]
-    features = set(Feature.objects.filter(team_id=key.team_id).values_list("slug", flat=True))
+    team_features = Feature.objects.filter(team_id=key.team_id).values_list("slug", "default_model")
+    features = {slug for slug, _ in team_features}
+    feature_models = {slug: model for slug, model in team_features if model}
     created = Feature.objects.filter(created_by_key_id=key.pk).count()
     return KeyRecord(
         key_id=key.pk,
@@ -70,6 +77,7 @@ def key_record_load(secret: str) -> KeyRecord | None:
         team_slug=key.team.slug,
         default_feature=key.default_feature.slug if key.default_feature_id else "",
         allowed_models=frozenset(key.allowed_models or ()),
+        fallbacks=tuple(key.fallbacks or ()),
         rpm_limit=key.rpm_limit,
         tpm_limit=key.tpm_limit,
         max_parallel=key.max_parallel,
@@ -77,6 +85,8 @@ def key_record_load(secret: str) -> KeyRecord | None:
         revoked=key.revoked_at is not None,
         features=features,
         new_features_left=max(0, settings.FINOPS_NEW_FEATURES_PER_KEY - created),
+        default_model=key.default_model,
+        feature_models=feature_models,
     )
 
 
@@ -147,8 +157,12 @@ class RouterRecord:
     name: str
     strong: ModelRecord
     weak: ModelRecord
-    scorer: str
+    scorer: str  # as configured; ``impl.kind`` is the one that scores (see gateway.routing)
     threshold: float
+    id: int = 0
+    impl: object = None  # the scorer: ``score(messages) -> float``
+    store_prompts: bool = False
+    prompt_retention: int = 0
 
 
 @dataclass(slots=True)
@@ -187,6 +201,22 @@ class OrgConfig:
     routers: dict[str, RouterRecord]
     budgets: list[BudgetRecord] = field(default_factory=list)
     team_limits: dict[int, TeamLimits] = field(default_factory=dict)
+
+
+def router_models_load(org_id: int) -> dict:
+    """Blocking: router id -> the active trained ``LinearModel`` of the org's routers."""
+    import logging
+
+    from gateway.models import RouterModel
+    from gateway.routing.linear import LinearModel
+
+    found = {}
+    for row in RouterModel.objects.filter(router__org_id=org_id, active=True):
+        try:
+            found[row.router_id] = LinearModel.from_bytes(row.weights, row.params)
+        except Exception:  # noqa: BLE001 - an unreadable model must not take the gateway down
+            logging.getLogger(__name__).exception("router model %s cannot be loaded", row.pk)
+    return found
 
 
 def org_config_load(org_id: int) -> OrgConfig:
@@ -244,6 +274,7 @@ def org_config_load(org_id: int) -> OrgConfig:
             name=g.name, strategy=g.strategy, members=members, fallbacks=fallbacks
         )
     routers: dict[str, RouterRecord] = {}
+    trained = router_models_load(org_id)
     for r in Router.objects.filter(org_id=org_id).select_related("strong", "weak"):
         if r.strong.name in models and r.weak.name in models:
             routers[r.name] = RouterRecord(
@@ -252,6 +283,10 @@ def org_config_load(org_id: int) -> OrgConfig:
                 weak=models[r.weak.name],
                 scorer=r.scorer,
                 threshold=r.threshold,
+                id=r.pk,
+                impl=scorer_build(r.scorer, model=trained.get(r.pk)),
+                store_prompts=r.store_prompts,
+                prompt_retention=r.prompt_retention,
             )
     from teams.models import Budget, Team
 

@@ -157,7 +157,13 @@ class RedisCounters:
     def __init__(self, url: str) -> None:
         import redis.asyncio as aioredis
 
-        self.client = aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        # A blocking pool: redis-py's default pool raises MaxConnectionsError at once past 100
+        # commands in flight (a burst after the loop stalls), which would refuse calls with
+        # budget_unavailable while Redis is fine; here a burst waits for a free connection.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=256, timeout=0.5, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+        self.client = aioredis.Redis.from_pool(pool)
         self._admit = self.client.register_script(ADMIT_LUA)
         self._settle = self.client.register_script(SETTLE_LUA)
 

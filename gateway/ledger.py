@@ -24,9 +24,13 @@ import orjson
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
+from gateway import metrics
+
 log = logging.getLogger(__name__)
 
 _STOP = object()
+_PROMPTS_PENDING_MAX = 2000
+_PROMPTS_PER_FLUSH = 50  # per router per side-effect flush (every 2 s): at most 25 a second
 _DECIMAL_FIELDS = ("input_cost", "cached_input_cost", "cache_write_cost", "output_cost", "cost")
 _TIME_FIELDS = ("started_at", "first_byte_at", "ended_at")
 
@@ -122,6 +126,9 @@ class LedgerWriter:
         self._spool = self._spool_dir / f"ledger-{os.getpid()}.jsonl"
         self._last_used: dict[int, datetime] = {}
         self._new_features: set[tuple[int, str, int]] = set()
+        self._prompts: list[tuple] = []  # routers' prompt samples waiting to be written
+        self._retention: dict[int, int] = {}  # router id -> prompts kept
+        self._prompts_taken: dict[int, int] = {}  # router id -> prompts taken since the flush
         self._last_side_flush = 0.0
         self.written = 0
         self.spooled = 0
@@ -155,6 +162,12 @@ class LedgerWriter:
 
     def feature_named(self, team_id: int, slug: str, key_id: int) -> None:
         self._queue.put(("feature", team_id, slug, key_id))
+
+    def router_prompt(
+        self, router_id: int, retention: int, messages, scorer: str, score, when: datetime
+    ) -> None:
+        """A prompt for the router's sample: a best-effort side effect, never spooled."""
+        self._queue.put(("prompt", router_id, retention, messages, scorer, score, when))
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -249,9 +262,18 @@ class LedgerWriter:
                 self._last_used[key_id] = when
         elif item[0] == "feature":
             self._new_features.add(item[1:])
+        elif item[0] == "prompt":
+            # a sample: at most _PROMPTS_PER_FLUSH per router per flush (busy traffic is
+            # sampled, the write stays small), the rest dropped rather than queued
+            router_id = item[1]
+            taken = self._prompts_taken.get(router_id, 0)
+            if taken < _PROMPTS_PER_FLUSH and len(self._prompts) < _PROMPTS_PENDING_MAX:
+                self._prompts_taken[router_id] = taken + 1
+                self._prompts.append(item[1:])
 
     def _write(self, batch: list[dict]) -> None:
 
+        metrics.LEDGER_QUEUE.set(self._queue.qsize())
         try:
             close_old_connections()
             _insert(batch)
@@ -276,6 +298,7 @@ class LedgerWriter:
             fh.flush()
             os.fsync(fh.fileno())
         self.spooled += len(batch)
+        metrics.LEDGER_SPOOLED.inc(len(batch))
         self._spool_pending = True
 
     def _replay_spools(self) -> None:
@@ -324,6 +347,8 @@ class LedgerWriter:
         if not force and now - self._last_side_flush < 2.0:
             return
         self._last_side_flush = now
+        if self._prompts:
+            self._prompts_write()
         if not self._last_used and not self._new_features:
             return
         from teams.models import Feature, VirtualKey
@@ -345,4 +370,48 @@ class LedgerWriter:
             self._new_features.clear()
         except Exception as exc:  # noqa: BLE001 - retried on the next flush
             log.warning("could not write key usage or new features (%s)", type(exc).__name__)
+            connection.close()
+
+    def _prompts_write(self) -> None:
+        """Write the routers' prompt samples, then delete what is beyond each one's retention."""
+        from gateway.models import RouterPrompt
+        from gateway.routing.features import messages_clip
+
+        pending, self._prompts = self._prompts, []
+        self._prompts_taken.clear()
+        try:
+            close_old_connections()
+            rows = []
+            for router_id, retention, messages, scorer, score, when in pending:
+                self._retention[router_id] = retention
+                rows.append(
+                    RouterPrompt(
+                        router_id=router_id,
+                        created_at=when,
+                        messages=messages_clip(messages),
+                        scorer=scorer,
+                        score=score,
+                    )
+                )
+            RouterPrompt.objects.bulk_create(rows, ignore_conflicts=True)
+            for router_id in {row.router_id for row in rows}:
+                keep = self._retention[router_id]
+                cutoff = (
+                    RouterPrompt.objects.filter(router_id=router_id)
+                    .order_by("-id")
+                    .values_list("id", flat=True)[keep : keep + 1]
+                )
+                cutoff = list(cutoff)
+                if cutoff:
+                    # plain SQL: the ORM's delete would load every row (prompts are large)
+                    # to send delete signals nobody needs for a sample
+                    qn = connection.ops.quote_name
+                    with connection.cursor() as cursor:
+                        cursor.execute(
+                            f"DELETE FROM {qn(RouterPrompt._meta.db_table)} "  # noqa: S608
+                            "WHERE router_id = %s AND id <= %s",
+                            [router_id, cutoff[0]],
+                        )
+        except Exception as exc:  # noqa: BLE001 - a sample: lose it rather than retry forever
+            log.warning("could not write router prompts (%s)", type(exc).__name__)
             connection.close()

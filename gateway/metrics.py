@@ -7,7 +7,7 @@ ledger remains the exact record.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 ATTEMPTS = Counter(
     "finops_gateway_attempts_total",
@@ -46,3 +46,138 @@ def observe(event: dict) -> None:
     if event["completion_tokens"]:
         TOKENS.labels(model, "completion").inc(event["completion_tokens"])
     LATENCY.labels(model).observe(event["latency_ms"] / 1000)
+
+
+# --- per request, process state, scrape-time figures -----------------------------------------
+
+_PATHS = {"/v1/chat/completions": "chat.completions", "/v1/embeddings": "embeddings"}
+REQUESTS = Counter(
+    "finops_gateway_requests_total",
+    "Gateway requests by API and HTTP status (0: the client went away before an answer).",
+    ["api", "code"],
+)
+REQUEST_SECONDS = Histogram(
+    "finops_gateway_request_seconds",
+    "Gateway request duration, admission and every attempt included (streams: to the end).",
+    ["api"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+LEDGER_QUEUE = Gauge(
+    "finops_ledger_buffer_events",
+    "Ledger events waiting in gateway processes' buffers for their batch insert.",
+    multiprocess_mode="livesum",
+)
+LEDGER_SPOOLED = Counter(
+    "finops_ledger_spooled_events_total",
+    "Ledger events written to the local spool because the database was unreachable.",
+)
+
+
+def request_done(path: str, status: int, seconds: float) -> None:
+    api = _PATHS.get(path, "other")
+    REQUESTS.labels(api, str(status)).inc()
+    if api != "other":
+        REQUEST_SECONDS.labels(api).observe(seconds)
+
+
+class ScrapeCollector:
+    """Figures read when scraped, from shared state rather than one process's memory: budget
+    utilisation from the rollups, the spool files on disk, the cooldowns this process sees (in
+    Redis-shared routing state, every process sees the same ones)."""
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        spool = GaugeMetricFamily(
+            "finops_ledger_spool_bytes",
+            "Bytes of ledger events spooled on disk, waiting for the database.",
+        )
+        spool.add_metric([], float(_spool_bytes()))
+        yield spool
+        cooling = GaugeMetricFamily(
+            "finops_gateway_models_cooling",
+            "Deployments in cooldown (1) as this process sees them.",
+            labels=["model"],
+        )
+        for name in _cooling_models():
+            cooling.add_metric([name], 1.0)
+        yield cooling
+        budgets = GaugeMetricFamily(
+            "finops_budget_utilisation_ratio",
+            "Spend in the budget's current window / its limit, from the rollups.",
+            labels=["org", "budget", "scope", "period", "action"],
+        )
+        for labels, ratio in _budget_ratios():
+            budgets.add_metric(labels, ratio)
+        yield budgets
+
+
+def _spool_bytes() -> int:
+    from django.conf import settings
+
+    spool_dir = settings.FINOPS_SPOOL_DIR
+    if not spool_dir.exists():
+        return 0
+    return sum(p.stat().st_size for p in spool_dir.glob("*.jsonl") if p.is_file())
+
+
+def _cooling_models() -> list[str]:
+    from gateway.balancer import CLOSED, balancer
+
+    now = balancer.clock()
+    return sorted(
+        {d.name for d in list(balancer.deployments.values()) if d.health.state(now) != CLOSED}
+    )
+
+
+def _budget_ratios():
+    from reports.services.alerts import budget_spent
+    from teams.models import Budget
+
+    for budget in Budget.objects.select_related("org", "team", "feature", "key")[:1000]:
+        if not budget.limit_usd:
+            continue
+        spent = budget_spent(budget).spent
+        labels = [budget.org.slug, str(budget.pk), budget.scope, budget.period, budget.action]
+        yield labels, float(spent / budget.limit_usd)
+
+
+def registry():
+    """All processes' samples (multiprocess mode) plus the scrape-time figures."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    reg = CollectorRegistry()
+    multiprocess.MultiProcessCollector(reg)
+    reg.register(ScrapeCollector())
+    return reg
+
+
+def stale_cleanup(directory) -> None:
+    """At start: forget the live gauges of this server's dead processes, and drop the metric
+    directories of servers that are gone (a directory is named after its server's pid)."""
+    import shutil
+    from pathlib import Path
+
+    from prometheus_client import multiprocess
+
+    directory = Path(directory)
+    for path in directory.glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid), str(directory))
+    for sibling in directory.parent.glob("run-*"):
+        pid = sibling.name.removeprefix("run-")
+        if sibling != directory and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -204,6 +204,37 @@ class Router(models.Model):
     weak = models.ForeignKey(LLMModel, on_delete=models.PROTECT, related_name="+")
     scorer = models.CharField(max_length=16, choices=Scorer.choices, default=Scorer.HEURISTIC)
     threshold = models.FloatField(default=0.5)
+    store_prompts = models.BooleanField(
+        default=True,
+        help_text="Keep a sample of recent prompts (for calibration and training).",
+    )
+    prompt_retention = models.PositiveIntegerField(
+        default=5000, help_text="How many of the newest prompts are kept."
+    )
+    # shadow evaluation (the evaluation app): mirror a share of calls to the other model
+    shadow_rate = models.FloatField(
+        default=0.0,
+        help_text="Share of calls (0..1) also sent to the model the router did not choose, in "
+        "the background; metered as evaluation spend.",
+    )
+    pair_sample_rate = models.FloatField(
+        default=1.0,
+        help_text="Share of shadowed calls whose prompt and both answers are stored (redacted).",
+    )
+    pair_retention_days = models.PositiveIntegerField(
+        default=30, help_text="Stored pairs are deleted after this many days."
+    )
+    judge_model = models.ForeignKey(
+        LLMModel,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Model that grades stored pairs (LLM-as-judge); metered as evaluation.",
+    )
+    judge_rubric = models.TextField(
+        blank=True, help_text="What the judge is told a good answer is; empty: the default."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -215,8 +246,57 @@ class Router(models.Model):
         return f"router:{self.name}"
 
     def clean(self) -> None:
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValidationError({"threshold": "between 0 and 1"})
+        for name in ("threshold", "shadow_rate", "pair_sample_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValidationError({name: "between 0 and 1"})
+
+
+class RouterModel(models.Model):
+    """A trained scorer of a router (``learned``: logistic regression on hashed n-grams).
+
+    ``weights`` holds only the non-zero weights (``LinearModel.to_bytes``), ``params`` what
+    else describes the model; at most one per router is active, and gateways score with it.
+    """
+
+    router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="trained_models")
+    kind = models.CharField(max_length=16, choices=Scorer.choices, default=Scorer.LEARNED)
+    params = models.JSONField(default=dict)
+    weights = models.BinaryField()
+    evaluation = models.JSONField(default=dict, blank=True)
+    active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["router"],
+                condition=models.Q(active=True),
+                name="one_active_model_per_router",
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = "active" if self.active else "inactive"
+        return f"{self.router} {self.kind} model #{self.pk} ({state})"
+
+
+class RouterPrompt(models.Model):
+    """A recent prompt sent through a router, kept (up to ``Router.prompt_retention``) to
+    calibrate its threshold and to train its scorer. Written by the ledger thread."""
+
+    router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="prompts")
+    created_at = models.DateTimeField(default=timezone.now)
+    messages = models.JSONField()
+    scorer = models.CharField(max_length=16, blank=True)
+    score = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["router", "-id"], name="router_prompt_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.router} prompt #{self.pk}"
 
 
 COST_FIELD = dict(max_digits=24, decimal_places=12, default=Decimal("0"))
@@ -267,6 +347,8 @@ class UsageEvent(models.Model):
     router_threshold = models.FloatField(null=True, blank=True)
     router_decision = models.CharField(max_length=16, blank=True)
     shadow = models.BooleanField(default=False)
+    experiment = models.CharField(max_length=128, blank=True, help_text="A/B experiment name.")
+    experiment_arm = models.CharField(max_length=16, blank=True, help_text="control | candidate")
     budget_action = models.CharField(
         max_length=16, blank=True, help_text="'downgrade' when a budget sent the call elsewhere."
     )

@@ -95,6 +95,8 @@ def _headers(call: Call, model: ModelRecord | None, attempts: int, cost: Decimal
     ]
     if model is not None:
         headers.append((b"x-finops-model", model.name.encode()))
+    if call.plan.router_decision:
+        headers.append((b"x-finops-router-decision", call.plan.router_decision.encode()))
     if cost is not None:
         headers.append((b"x-finops-cost", decimal_str(cost).encode()))
     return headers

@@ -1,10 +1,12 @@
 """Model name -> the ordered list of deployments to try (the first that answers wins).
 
 A configured model is tried alone; a group orders its members by its strategy (weighted,
-round_robin, least_busy, latency, cost: see ``gateway.balancer``), then its fallbacks;
-``router:NAME`` (or a router's bare name) goes to its strong model with the weak one as
-fallback until the cost router makes the per-prompt decision. Skipping cooled-down models and
-models whose context window is too small happens while the call runs (``gateway.proxy``).
+round_robin, least_busy, latency, cost: see ``gateway.balancer``), then its fallbacks; the
+key's default fallback chain comes last, after whatever the name resolved to.
+``router:NAME`` (or a router's bare name) scores the prompt (``gateway.routing``): the strong
+model first when score >= threshold, else the weak one, the other as fallback. Skipping
+cooled-down models and models whose context window is too small happens while the call runs
+(``gateway.proxy``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.balancer import balancer
-from gateway.cache import ModelRecord, OrgConfig
+from gateway.cache import ModelRecord, OrgConfig, RouterRecord
 from gateway.errors import GatewayError, invalid
 from gateway.providers.base import EMBEDDINGS
+from gateway.routing.scorers import decide, scorer_build
 
 
 @dataclass(slots=True)
@@ -28,7 +31,21 @@ class Plan:
     extra: dict = field(default_factory=dict)
 
 
-def resolve(config: OrgConfig, requested: str, *, api: str) -> Plan:
+def resolve(config: OrgConfig, requested: str, *, api: str, fallbacks=(), messages=None) -> Plan:
+    """The plan for ``requested``, with the key's default ``fallbacks`` (model names) appended
+    after everything the name itself resolves to; names no longer configured are skipped."""
+    plan = _resolve_name(config, requested, api=api, messages=messages)
+    if fallbacks and api != EMBEDDINGS:
+        tried = {m.name for m in plan.deployments}
+        for name in fallbacks:
+            model = config.models.get(name)
+            if model is not None and model.mode != "embedding" and name not in tried:
+                plan.deployments.append(model)
+                tried.add(name)
+    return plan
+
+
+def _resolve_name(config: OrgConfig, requested: str, *, api: str, messages=None) -> Plan:
     name = requested.strip()
     if name.startswith("router:") or name in config.routers:
         router = config.routers.get(name.removeprefix("router:"))
@@ -36,13 +53,7 @@ def resolve(config: OrgConfig, requested: str, *, api: str) -> Plan:
             raise GatewayError(
                 404, "model_not_found", f"The router '{name}' does not exist.", param="model"
             )
-        return Plan(
-            deployments=[router.strong, router.weak],
-            router=router.name,
-            router_scorer=router.scorer,
-            router_threshold=router.threshold,
-            router_decision="strong",
-        )
+        return _route(router, messages)
     model = config.models.get(name)
     if model is not None:
         plan = Plan(deployments=[model])
@@ -69,3 +80,19 @@ def resolve(config: OrgConfig, requested: str, *, api: str) -> Plan:
             "model",
         )
     return plan
+
+
+def _route(router: RouterRecord, messages) -> Plan:
+    """The router's per-prompt decision: the chosen model first, the other as its fallback."""
+    decision = decide(router.impl or scorer_build(router.scorer), messages or (), router.threshold)
+    first, second = (
+        (router.strong, router.weak) if decision.strong else (router.weak, router.strong)
+    )
+    return Plan(
+        deployments=[first, second],
+        router=router.name,
+        router_scorer=decision.scorer,
+        router_threshold=router.threshold,
+        router_score=decision.score,
+        router_decision=decision.label,
+    )

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 from django.conf import settings
 
+from gateway import metrics
 from gateway.admission import Admitter, ledger_spent
 from gateway.balancer import balancer
 from gateway.cache import KeyCache, KeyRecord, OrgConfig, key_record_load, org_config_load
@@ -59,6 +60,7 @@ class Runtime:
             skip_auto_headers=("User-Agent",),
         )
         self._claim_single_process()
+        metrics.stale_cleanup(settings.FINOPS_METRICS_DIR)
         self.admitter = Admitter(self._counters(), self._seed)
         self.ledger.start()
         self._stamps = await self._read_stamps()

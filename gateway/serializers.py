@@ -297,6 +297,8 @@ class RouterSerializer(serializers.ModelSerializer):
             "weak",
             "scorer",
             "threshold",
+            "store_prompts",
+            "prompt_retention",
             "created_at",
             "updated_at",
         ]
@@ -309,6 +311,12 @@ class _RouterFieldsSerializer(_CatalogInput):
     scorer = serializers.ChoiceField(choices=Scorer.choices, default=Scorer.HEURISTIC)
     threshold = serializers.FloatField(
         min_value=0.0, max_value=1.0, default=0.5, help_text="Score >= threshold picks strong."
+    )
+    store_prompts = serializers.BooleanField(
+        default=True, help_text="Keep a sample of recent prompts for calibration and training."
+    )
+    prompt_retention = serializers.IntegerField(
+        min_value=0, max_value=1_000_000, default=5000, help_text="Prompts kept (the newest)."
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ _CONFIG_MODELS = (
     gm.GroupMember,
     gm.GroupFallback,
     gm.Router,
+    gm.RouterModel,
     tm.Budget,
     tm.Team,
     tm.Organization,

@@ -12,3 +12,7 @@ urlpatterns = [
     path("spend/", apis.SpendView.as_view(), name="spend"),
     *router.urls,
 ]
+
+urlpatterns += [
+    path("exports/focus/", apis.FocusExportView.as_view(), name="export-focus"),
+]

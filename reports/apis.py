@@ -6,14 +6,21 @@ requesting user, so a lead sees its teams, finance and admins their organisation
 
 from __future__ import annotations
 
+import json
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from reports import selectors
 from reports import serializers as s
 from teams.apis import ScopedAPIMixin, ScopedViewSet
 from teams.permissions import Subject
+from teams.selectors import org_list_for_user
 
 
 class SpendView(ScopedAPIMixin, GenericAPIView):
@@ -67,6 +74,59 @@ class BudgetAlertViewSet(ScopedViewSet):
         queryset = super().get_queryset()
         for param in ("kind", "status", "budget"):
             value = self.request.query_params.get(param)
+            if param == "budget" and value and not (value.isascii() and value.isdigit()):
+                raise ValidationError({"budget": ["A budget id (an integer) is required."]})
             if value:
                 queryset = queryset.filter(**{param: value})
         return queryset
+
+
+# --- FOCUS export --------------------------------------------------------------------------------
+
+
+class FocusCSVRenderer(BaseRenderer):
+    """Lets clients ask for ``text/csv``; errors still go out as DRF's JSON body."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode() if data is not None else b""
+
+
+class FocusExportView(ScopedAPIMixin, GenericAPIView):
+    """Spend as a FOCUS 1.2 dataset (CSV, streamed): one row per UTC day, team, feature,
+    endpoint, model and token direction, from the hour rollups over the UTC days
+    ``start..end`` (inclusive). Costs at the ledger's full precision; production spend only
+    unless `include_evaluation=1`. Columns: docs/reports.md, "FOCUS export"."""
+
+    selector = selectors.hourly_spend_list_for_user
+    subject = Subject.BUDGET  # read-only: the subject's manage rule is never consulted
+    filter_backends: list = []
+    renderer_classes = [JSONRenderer, FocusCSVRenderer]
+    serializer_class = s.FocusQuerySerializer
+
+    @extend_schema(
+        parameters=[s.FocusQuerySerializer],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def get(self, request, *args, **kwargs):
+        from reports.services.focus import focus_csv, focus_rows
+
+        params = s.FocusQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        query = params.query()
+        queryset = self.get_queryset()
+        if params.validated_data.get("org"):
+            queryset = queryset.filter(
+                org_id__in=org_list_for_user(request.user)
+                .filter(slug=params.validated_data["org"])
+                .values("id")
+            )
+        response = StreamingHttpResponse(
+            focus_csv(focus_rows(queryset, query)), content_type="text/csv; charset=utf-8"
+        )
+        name = f"focus-{query.start:%Y%m%d}-{query.end:%Y%m%d}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response

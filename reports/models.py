@@ -71,33 +71,8 @@ COST_FIELDS = (
 MEASURE_FIELDS = COUNT_FIELDS + COST_FIELDS
 
 
-class SpendRollup(models.Model):
-    """Spend of one time bucket and one combination of dimensions.
-
-    Production traffic and evaluation (shadow) traffic are kept apart: every production column
-    counts non-shadow attempts only, the ``eval_*`` columns count shadow attempts.
-
-    - ``requests``: first attempts (``attempt == 1``), so a retried or fallen-back call counts
-      once, under the model of its first attempt; ``attempts`` counts every upstream attempt.
-    - ``successes`` / ``failures``: attempts with status ``ok`` / anything else.
-    - ``cost``: every production attempt's cost (failed ones included, as the provider bills
-      them); ``failed_cost`` is the part of it spent on attempts that did not succeed.
-    - latency: over successful production attempts; ``lat_i`` counts those whose latency is at
-      most ``LATENCY_BOUNDS_MS[i]`` (and above the previous bound).
-
-    One row per bucket and combination of dimensions: the rollup rebuilds a bucket with a single
-    ``GROUP BY`` under the watermark's lock, so no unique index is needed to keep it so (a
-    nine-column one doubled the time of a million-row rollup on PostgreSQL).
-    """
-
-    org_id = models.BigIntegerField()
-    team_id = models.BigIntegerField(default=NO_ID)
-    key_id = models.BigIntegerField(default=NO_ID)
-    feature = models.CharField(max_length=64, default=NO_NAME, blank=True)
-    endpoint = models.CharField(max_length=200, default=NO_NAME, blank=True)
-    end_user = models.CharField(max_length=200, default=NO_NAME, blank=True)
-    model = models.CharField(max_length=128, default=NO_NAME, blank=True)
-    provider = models.CharField(max_length=64, default=NO_NAME, blank=True)
+class SpendMeasures(models.Model):
+    """The measures of a rollup row (``MEASURE_FIELDS``; see ``SpendRollup``)."""
 
     requests = models.IntegerField(default=0)
     attempts = models.IntegerField(default=0)
@@ -135,6 +110,38 @@ class SpendRollup(models.Model):
         abstract = True
 
 
+class SpendRollup(SpendMeasures):
+    """Spend of one time bucket and one combination of dimensions.
+
+    Production traffic and evaluation (shadow) traffic are kept apart: every production column
+    counts non-shadow attempts only, the ``eval_*`` columns count shadow attempts.
+
+    - ``requests``: first attempts (``attempt == 1``), so a retried or fallen-back call counts
+      once, under the model of its first attempt; ``attempts`` counts every upstream attempt.
+    - ``successes`` / ``failures``: attempts with status ``ok`` / anything else.
+    - ``cost``: every production attempt's cost (failed ones included, as the provider bills
+      them); ``failed_cost`` is the part of it spent on attempts that did not succeed.
+    - latency: over successful production attempts; ``lat_i`` counts those whose latency is at
+      most ``LATENCY_BOUNDS_MS[i]`` (and above the previous bound).
+
+    One row per bucket and combination of dimensions: the rollup rebuilds a bucket with a single
+    ``GROUP BY`` under the watermark's lock, so no unique index is needed to keep it so (a
+    nine-column one doubled the time of a million-row rollup on PostgreSQL).
+    """
+
+    org_id = models.BigIntegerField()
+    team_id = models.BigIntegerField(default=NO_ID)
+    key_id = models.BigIntegerField(default=NO_ID)
+    feature = models.CharField(max_length=64, default=NO_NAME, blank=True)
+    endpoint = models.CharField(max_length=200, default=NO_NAME, blank=True)
+    end_user = models.CharField(max_length=200, default=NO_NAME, blank=True)
+    model = models.CharField(max_length=128, default=NO_NAME, blank=True)
+    provider = models.CharField(max_length=64, default=NO_NAME, blank=True)
+
+    class Meta:
+        abstract = True
+
+
 class HourlySpend(SpendRollup):
     """One UTC hour (``hour`` is its start) by every dimension."""
 
@@ -164,6 +171,48 @@ class DailySpend(SpendRollup):
 
     def __str__(self) -> str:
         return f"{self.day} org {self.org_id} {self.cost}"
+
+
+class Dimension(models.TextChoices):
+    """What a ``DailyDimensionSpend`` row sums over: the team's whole day, or one value of one
+    dimension within the team."""
+
+    TEAM = "team", "Team total"
+    FEATURE = "feature", "Feature"
+    ENDPOINT = "endpoint", "Endpoint"
+    MODEL = "model", "Model"
+    KEY = "key", "Key"
+
+
+class DailyDimensionSpend(SpendMeasures):
+    """One local day of one team (``NO_ID``: org-level spend without a team), summed over every
+    value of one dimension: the team's total (``dimension`` ``team``, ``value`` ``''``), or one
+    feature / endpoint / model / key id (as text) of the team.
+
+    The marginals of ``DailySpend``, which the dashboards read: a team's day is a few dozen
+    rows here instead of the cross product of its dimensions. The rollup rebuilds them from the
+    ``DailySpend`` rows of the same org and days, in the same transaction, so both always agree.
+    """
+
+    org_id = models.BigIntegerField()
+    team_id = models.BigIntegerField(default=NO_ID)
+    day = models.DateField()
+    dimension = models.CharField(max_length=16, choices=Dimension.choices)
+    value = models.CharField(max_length=200, default=NO_NAME, blank=True)
+
+    class Meta:
+        ordering = ["day"]
+        verbose_name = "daily spend by dimension"
+        verbose_name_plural = "daily spend by dimension"
+        indexes = [
+            models.Index(fields=["org_id", "day"], name="daily_dim_org_day"),
+            models.Index(fields=["org_id", "team_id", "day"], name="daily_dim_org_team_day"),
+            # the team totals by day (charts, anomalies, budget burn) without the other rows
+            models.Index(fields=["org_id", "dimension", "day"], name="daily_dim_org_dim_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} org {self.org_id} team {self.team_id} {self.dimension}={self.value}"
 
 
 class RollupState(models.Model):

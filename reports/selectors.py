@@ -20,6 +20,7 @@ from reports.models import (
     LATENCY_BOUNDS_MS,
     LATENCY_FIELDS,
     BudgetAlert,
+    DailyDimensionSpend,
     DailySpend,
     HourlySpend,
 )
@@ -69,6 +70,11 @@ def _spend_filter(access: Access) -> Q:
 
 def daily_spend_list_for_user(user) -> QuerySet[DailySpend]:
     return DailySpend.objects.filter(_spend_filter(access_for_user(user)))
+
+
+def daily_dimension_spend_list_for_user(user) -> QuerySet[DailyDimensionSpend]:
+    """The per-dimension day marginals, scoped exactly as ``daily_spend_list_for_user``."""
+    return DailyDimensionSpend.objects.filter(_spend_filter(access_for_user(user)))
 
 
 def hourly_spend_list_for_user(user) -> QuerySet[HourlySpend]:

@@ -177,3 +177,34 @@ class BudgetAlertSerializer(serializers.ModelSerializer):
             "webhook_sent_at",
         ]
         read_only_fields = fields
+
+
+# --- FOCUS export --------------------------------------------------------------------------------
+
+MAX_FOCUS_DAYS = 366
+
+
+class FocusQuerySerializer(serializers.Serializer):
+    start = serializers.DateField(help_text="First UTC day, inclusive (YYYY-MM-DD).")
+    end = serializers.DateField(help_text="Last UTC day, inclusive (YYYY-MM-DD).")
+    include_evaluation = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Add evaluation (shadow) spend as rows marked `x_Evaluation=true`.",
+    )
+    org = serializers.SlugField(required=False, help_text="Only this organisation (slug).")
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs["start"] > attrs["end"]:
+            raise serializers.ValidationError({"start": "must not be after end"})
+        if (attrs["end"] - attrs["start"]).days + 1 > MAX_FOCUS_DAYS:
+            raise serializers.ValidationError({"end": f"at most {MAX_FOCUS_DAYS} days per export"})
+        return attrs
+
+    def query(self):
+        from reports.services.focus import FocusQuery
+
+        data = self.validated_data
+        return FocusQuery(
+            start=data["start"], end=data["end"], include_evaluation=data["include_evaluation"]
+        )

@@ -534,6 +534,10 @@ class KeyForm(forms.ModelForm):
         label="Allowed models",
         help_text="Comma-separated model, group or router names; empty allows all.",
     )
+    fallbacks = CommaSeparatedField(
+        label="Fallback models",
+        help_text="Comma-separated chat models tried in order when the requested one fails.",
+    )
 
     class Meta:
         model = VirtualKey
@@ -542,6 +546,7 @@ class KeyForm(forms.ModelForm):
             "name",
             "default_feature",
             "allowed_models",
+            "fallbacks",
             "rpm_limit",
             "tpm_limit",
             "max_parallel",
@@ -554,6 +559,13 @@ class KeyForm(forms.ModelForm):
         feature = data.get("default_feature")
         if team is not None and feature is not None and feature.team_id != team.pk:
             self.add_error("default_feature", "belongs to another team")
+        if team is not None and data.get("fallbacks"):
+            try:
+                data["fallbacks"] = services.key_fallbacks_clean(
+                    org=team.org, names=data["fallbacks"]
+                )
+            except ValueError as exc:
+                self.add_error("fallbacks", str(exc))
         return data
 
 
@@ -653,6 +665,7 @@ class VirtualKeyAdmin(ScopedAdmin):
             actor=request.user,
             default_feature=data.get("default_feature"),
             allowed_models=data.get("allowed_models") or [],
+            fallbacks=data.get("fallbacks") or [],
             rpm_limit=data.get("rpm_limit"),
             tpm_limit=data.get("tpm_limit"),
             max_parallel=data.get("max_parallel"),

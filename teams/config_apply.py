@@ -128,7 +128,10 @@ class RouterSpec:
     strong: str
     weak: str
     scorer: str
-    threshold: float
+    # left out: kept as it is (calibrate_router may have set it); 0.5 for a new router
+    threshold: float | None
+    store_prompts: bool | None = None
+    prompt_retention: int | None = None
     path: str = field(default="", compare=False)
 
 
@@ -136,6 +139,7 @@ class RouterSpec:
 class FeatureSpec:
     slug: str
     label: str
+    default_model: str | None = None  # left out: kept as it is
 
 
 @dataclass
@@ -215,7 +219,8 @@ def config_load(*, text: str) -> Any:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        # a reader error (a control character, bad encoding) has no mark: say it is the file
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else "(file): "
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}invalid YAML ({problem})"]) from exc
 
@@ -593,28 +598,45 @@ def _check_group(c: _Checker, raw: Any, path: str) -> GroupSpec | None:
 
 def _check_router(c: _Checker, raw: Any, path: str) -> RouterSpec | None:
     data = c.mapping(
-        raw, path, required=("name", "strong", "weak"), optional=("scorer", "threshold")
+        raw,
+        path,
+        required=("name", "strong", "weak"),
+        optional=("scorer", "threshold", "store_prompts", "prompt_retention"),
     )
     if data is None:
         return None
+    errors = len(c.errors)
     name = c.model_name(data.get("name"), _join(path, "name"))
     strong = c.model_name(data.get("strong"), _join(path, "strong"))
     weak = c.model_name(data.get("weak"), _join(path, "weak"))
     scorer = c.choice(data.get("scorer"), _join(path, "scorer"), Scorer, default=Scorer.HEURISTIC)
-    threshold = data.get("threshold", 0.5)
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+    threshold = data.get("threshold")
+    if threshold is None:
+        pass
+    elif isinstance(threshold, bool) or not isinstance(threshold, int | float):
         c.err(_join(path, "threshold"), "expected a number between 0 and 1")
-        threshold = None
     elif not 0 <= threshold <= 1:
         c.err(_join(path, "threshold"), "must be between 0 and 1")
-        threshold = None
+    store = data.get("store_prompts")
+    if store is not None:
+        store = c.boolean(store, _join(path, "store_prompts"))
+    retention = c.integer(
+        data.get("prompt_retention"), _join(path, "prompt_retention"), maximum=1_000_000
+    )
     if strong is not None and strong == weak:
         c.err(_join(path, "weak"), "the weak model must differ from the strong one")
         return None
-    if None in (name, strong, weak, scorer, threshold):
+    if None in (name, strong, weak, scorer) or len(c.errors) > errors:
         return None
     return RouterSpec(
-        name=name, strong=strong, weak=weak, scorer=scorer, threshold=float(threshold), path=path
+        name=name,
+        strong=strong,
+        weak=weak,
+        scorer=scorer,
+        threshold=None if threshold is None else float(threshold),
+        store_prompts=store,
+        prompt_retention=retention,
+        path=path,
     )
 
 
@@ -654,7 +676,7 @@ def _check_team(c: _Checker, raw: Any, path: str, budgets: list[BudgetSpec]) -> 
         where = _join(_join(path, "features"), i)
         if isinstance(item, str):
             item = {"name": item}
-        entry = c.mapping(item, where, required=("name",), optional=("budgets",))
+        entry = c.mapping(item, where, required=("name",), optional=("budgets", "default_model"))
         if entry is None:
             continue
         feature_slug = c.slug(entry.get("name"), _join(where, "name"))
@@ -663,7 +685,12 @@ def _check_team(c: _Checker, raw: Any, path: str, budgets: list[BudgetSpec]) -> 
         if feature_slug in {f.slug for f in features}:
             c.err(_join(where, "name"), f"feature {feature_slug!r} is listed twice")
             continue
-        features.append(FeatureSpec(slug=feature_slug, label=entry["name"].strip()))
+        default_model = entry.get("default_model")
+        if default_model is not None:
+            default_model = c.text(default_model, _join(where, "default_model"), max_len=200)
+        features.append(
+            FeatureSpec(slug=feature_slug, label=entry["name"].strip(), default_model=default_model)
+        )
         budgets += _check_budgets(
             c,
             entry.get("budgets"),
@@ -844,6 +871,22 @@ class ConfigResult:
 
 def _diff(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     return {k: (current.get(k), v) for k, v in wanted.items() if current.get(k) != v}
+
+
+def _router_values(rs: RouterSpec, current: Router | None) -> dict[str, Any]:
+    """What the file asks of a router; settings it leaves out keep their current value."""
+    values: dict[str, Any] = {"strong": rs.strong, "weak": rs.weak, "scorer": rs.scorer}
+    optional = {
+        "threshold": (rs.threshold, 0.5),
+        "store_prompts": (rs.store_prompts, True),
+        "prompt_retention": (rs.prompt_retention, 5000),
+    }
+    for name, (value, default) in optional.items():
+        if value is not None:
+            values[name] = value
+        elif current is None:
+            values[name] = default
+    return values
 
 
 def _created(wanted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -1077,13 +1120,8 @@ class _Planner:
             r.name: r for r in self._existing(Router.objects.select_related("strong", "weak"))
         }
         for rs in self.spec.routers:
-            wanted = {
-                "strong": rs.strong,
-                "weak": rs.weak,
-                "scorer": rs.scorer,
-                "threshold": rs.threshold,
-            }
             current = existing.get(rs.name)
+            wanted = _router_values(rs, current)
             label = f"router {rs.name}"
             if current is None:
                 self._add("create", label, _created(wanted), self._write_router, None, rs)
@@ -1093,18 +1131,17 @@ class _Planner:
                 "weak": current.weak.name,
                 "scorer": current.scorer,
                 "threshold": current.threshold,
+                "store_prompts": current.store_prompts,
+                "prompt_retention": current.prompt_retention,
             }
             fields = _diff(before, wanted)
             if fields:
                 self._add("update", label, fields, self._write_router, current, rs)
 
     def _write_router(self, router: Router | None, rs: RouterSpec) -> None:
-        values = {
-            "strong": self._model(rs.strong),
-            "weak": self._model(rs.weak),
-            "scorer": rs.scorer,
-            "threshold": rs.threshold,
-        }
+        values = _router_values(rs, router)
+        values["strong"] = self._model(rs.strong)
+        values["weak"] = self._model(rs.weak)
         if router is None:
             catalog.router_create(actor=self.actor, org=self.org, name=rs.name, **values)
         else:
@@ -1188,12 +1225,22 @@ class _Planner:
     def _plan_feature(self, ts: TeamSpec, fs: FeatureSpec, current: Feature | None) -> None:
         label = f"feature {ts.slug}/{fs.slug}"
         if current is None:
-            self._add("create", label, {"name": (None, fs.label)}, self._create_feature, ts, fs)
+            wanted = {"name": fs.label, "default_model": fs.default_model}
+            self._add("create", label, _created(wanted), self._create_feature, ts, fs)
             return
         wanted: dict[str, Any] = {"claimed": True}  # listing a feature claims it
         if fs.label != fs.slug:
             wanted["name"] = fs.label
-        fields = _diff({"claimed": current.claimed, "name": current.name}, wanted)
+        if fs.default_model is not None:
+            wanted["default_model"] = fs.default_model
+        fields = _diff(
+            {
+                "claimed": current.claimed,
+                "name": current.name,
+                "default_model": current.default_model,
+            },
+            wanted,
+        )
         if fields:
             self._add(
                 "update",
@@ -1207,7 +1254,11 @@ class _Planner:
 
     def _create_feature(self, ts: TeamSpec, fs: FeatureSpec) -> None:
         services.feature_create(
-            actor=self.actor, team=self._team(ts.slug), slug=fs.slug, name=fs.label
+            actor=self.actor,
+            team=self._team(ts.slug),
+            slug=fs.slug,
+            name=fs.label,
+            default_model=fs.default_model or "",
         )
 
     # --- budgets --------------------------------------------------------------------------

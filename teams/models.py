@@ -119,6 +119,12 @@ class Feature(models.Model):
     slug = models.SlugField(max_length=64)
     name = models.CharField(max_length=200, blank=True)
     claimed = models.BooleanField(default=True)
+    default_model = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Model, group or router:NAME for calls of this feature that name no model "
+        "(or the model 'default').",
+    )
     created_by_key = models.ForeignKey(
         "VirtualKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -151,6 +157,17 @@ class VirtualKey(models.Model):
         Feature, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     allowed_models = models.JSONField(default=list, blank=True, help_text="Empty means all.")
+    default_model = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Model, group or router:NAME for calls that name no model (or 'default') and "
+        "whose feature has no default model.",
+    )
+    fallbacks = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Models tried, in order, after everything the requested name resolves to failed.",
+    )
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
     max_parallel = models.PositiveIntegerField(null=True, blank=True)

@@ -34,6 +34,7 @@ class Subject(StrEnum):
     PRICE = "model price"
     GROUP = "group"
     ROUTER = "router"
+    PAIR = "evaluation pair"
 
 
 Rule = Callable[[Access, int, "int | None"], bool]
@@ -72,6 +73,7 @@ MANAGE_RULES: dict[Subject, Rule] = {
     Subject.PRICE: _org_admin,
     Subject.GROUP: _org_admin,
     Subject.ROUTER: _org_admin,
+    Subject.PAIR: _team_manager,  # reviewing labels: the org admin or the team's lead
 }
 
 # What the selectors let each role read, per subject (documentation of ``teams.selectors``).
@@ -98,6 +100,7 @@ READ_SCOPES: dict[Subject, dict[str, str]] = {
     Subject.PRICE: {"admin": "all", "finance": "all", "lead": "all", "member": "all"},
     Subject.GROUP: {"admin": "all", "finance": "all", "lead": "all", "member": "all"},
     Subject.ROUTER: {"admin": "all", "finance": "all", "lead": "all", "member": "all"},
+    Subject.PAIR: {"admin": "all", "finance": "all", "lead": "own teams", "member": "own teams"},
 }
 
 
@@ -105,6 +108,8 @@ def scope_of(obj: Any) -> tuple[int, int | None]:
     """The (org id, team id or None) an object belongs to, for the manage rules."""
     if isinstance(obj, Organization):
         return obj.pk, None
+    if type(obj).__name__ == "EvalPair":  # evaluation app: ids, not foreign keys
+        return obj.org_id, obj.team_id
     if isinstance(obj, Team):
         return obj.org_id, obj.pk
     if isinstance(obj, Feature):

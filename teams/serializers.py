@@ -34,6 +34,7 @@ from teams.models import (
     VirtualKey,
     validate_timezone,
 )
+from teams.services import key_fallbacks_clean
 
 ORG_HELP = "Organisation slug; may be left out by users who belong to exactly one organisation."
 # PositiveIntegerField's range on every backend; a larger limit would fail in the database.
@@ -169,7 +170,8 @@ class TeamUpdateSerializer(_TeamLimitsSerializer):
 class MembershipSerializer(serializers.ModelSerializer):
     org = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     user = serializers.CharField(source="user.username", read_only=True)
-    email = serializers.EmailField(source="user.email", read_only=True)
+    # a plain string: a user may have no email address ("")
+    email = serializers.CharField(source="user.email", read_only=True)
     team = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
 
     class Meta:
@@ -226,13 +228,18 @@ class MembershipUpdateSerializer(_RoleTeamMixin, ScopedInputSerializer):
 # --- features -----------------------------------------------------------------------------------
 
 
+DEFAULT_MODEL_HELP = (
+    "Model, group or router:NAME used when a call of this feature names no model (or 'default')."
+)
+
+
 class FeatureSerializer(serializers.ModelSerializer):
     org = serializers.CharField(source="team.org.slug", read_only=True)
     team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta:
         model = Feature
-        fields = ["id", "org", "team", "slug", "name", "claimed", "created_at"]
+        fields = ["id", "org", "team", "slug", "name", "claimed", "default_model", "created_at"]
         read_only_fields = fields
 
 
@@ -242,6 +249,9 @@ class FeatureCreateSerializer(ScopedInputSerializer):
     slug = serializers.SlugField(max_length=64)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     claimed = serializers.BooleanField(default=True)
+    default_model = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, help_text=DEFAULT_MODEL_HELP
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs["org"] = self.resolve_org(attrs.get("org"))
@@ -252,6 +262,9 @@ class FeatureCreateSerializer(ScopedInputSerializer):
 class FeatureUpdateSerializer(ScopedInputSerializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     claimed = serializers.BooleanField(required=False)
+    default_model = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, help_text=DEFAULT_MODEL_HELP
+    )
 
 
 # --- keys ---------------------------------------------------------------------------------------
@@ -282,6 +295,7 @@ class KeySerializer(serializers.ModelSerializer):
             "active",
             "default_feature",
             "allowed_models",
+            "fallbacks",
             "rpm_limit",
             "tpm_limit",
             "max_parallel",
@@ -325,6 +339,12 @@ class _KeyFieldsSerializer(ScopedInputSerializer):
         required=False,
         help_text="Model, group or router names this key may call; empty means all.",
     )
+    fallbacks = serializers.ListField(
+        child=serializers.CharField(max_length=128, validators=[validate_model_ref]),
+        required=False,
+        help_text="Chat models tried in order when everything the requested name resolves to "
+        "has failed (after the group's own fallbacks).",
+    )
     rpm_limit = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     tpm_limit = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     max_parallel = serializers.IntegerField(min_value=1, required=False, allow_null=True)
@@ -337,6 +357,13 @@ class _KeyFieldsSerializer(ScopedInputSerializer):
 
     def validate_allowed_models(self, value: list[str]) -> list[str]:
         return sorted(set(value))
+
+    def _clean_fallbacks(self, attrs: dict[str, Any], org) -> None:
+        if "fallbacks" in attrs:
+            try:
+                attrs["fallbacks"] = key_fallbacks_clean(org=org, names=attrs["fallbacks"])
+            except ValueError as exc:
+                raise serializers.ValidationError({"fallbacks": [str(exc)]}) from exc
 
     def _resolve_feature(self, attrs: dict[str, Any], team: Team) -> None:
         if attrs.get("default_feature"):
@@ -353,12 +380,14 @@ class KeyCreateSerializer(_KeyFieldsSerializer):
         attrs["org"] = self.resolve_org(attrs.get("org"))
         attrs["team"] = self.resolve_team(attrs["org"], attrs["team"])
         self._resolve_feature(attrs, attrs["team"])
+        self._clean_fallbacks(attrs, attrs["org"])
         return attrs
 
 
 class KeyUpdateSerializer(_KeyFieldsSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         self._resolve_feature(attrs, self.instance.team)
+        self._clean_fallbacks(attrs, self.instance.org)
         return attrs
 
 

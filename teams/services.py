@@ -100,6 +100,7 @@ def key_snapshot(key: VirtualKey) -> dict:
         "team": key.team.slug,
         "default_feature": key.default_feature.slug if key.default_feature_id else None,
         "allowed_models": list(key.allowed_models or []),
+        "fallbacks": list(key.fallbacks or []),
         "rpm_limit": key.rpm_limit,
         "tpm_limit": key.tpm_limit,
         "max_parallel": key.max_parallel,
@@ -122,6 +123,7 @@ def key_mint(
     actor=None,
     default_feature: Feature | None = None,
     allowed_models: list[str] | None = None,
+    fallbacks: list[str] | None = None,
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     max_parallel: int | None = None,
@@ -136,6 +138,7 @@ def key_mint(
         name=name,
         default_feature=default_feature,
         allowed_models=sorted(set(allowed_models or [])),
+        fallbacks=key_fallbacks_clean(org=team.org, names=fallbacks or []),
         rpm_limit=rpm_limit,
         tpm_limit=tpm_limit,
         max_parallel=max_parallel,
@@ -145,6 +148,25 @@ def key_mint(
     secret = _new_secret(key=key)
     audit_record(actor=actor, org=team.org, action="key.minted", obj=key, after=key_snapshot(key))
     return MintedKey(key=key, secret=secret)
+
+
+def key_fallbacks_clean(*, org: Organization, names: list[str]) -> list[str]:
+    """A key's default fallback chain: distinct chat models of its org, in the order given.
+
+    Raises ``ValueError`` naming the first name that is not one. Groups and routers are not
+    allowed here: a fallback is the last resort, so it is a concrete deployment.
+    """
+    from gateway.models import LLMModel, ModelMode
+
+    chat = set(LLMModel.objects.filter(org=org, mode=ModelMode.CHAT).values_list("name", flat=True))
+    seen: list[str] = []
+    for name in names:
+        if name not in chat:
+            raise ValueError(f"{name!r} is not a chat model of organisation {org.slug!r}")
+        if name in seen:
+            raise ValueError(f"{name!r} is listed twice")
+        seen.append(name)
+    return seen
 
 
 @transaction.atomic
@@ -188,6 +210,8 @@ def key_rotate(*, key: VirtualKey, actor=None, grace_seconds: int | None = None)
 
 def key_update(*, key: VirtualKey, actor=None, **fields) -> VirtualKey:
     before = key_snapshot(key)
+    if "fallbacks" in fields:
+        fields["fallbacks"] = key_fallbacks_clean(org=key.org, names=fields["fallbacks"] or [])
     for name, value in fields.items():
         setattr(key, name, value)
     key.full_clean()
@@ -281,7 +305,7 @@ ROLE_ORDER = [Role.ADMIN, Role.FINANCE, Role.LEAD, Role.MEMBER]
 
 ORG_EDITABLE = ("name", "timezone")
 TEAM_EDITABLE = ("name", "rpm_limit", "tpm_limit", "max_parallel")
-FEATURE_EDITABLE = ("name", "claimed")
+FEATURE_EDITABLE = ("name", "claimed", "default_model")
 BUDGET_EDITABLE = (
     "period",
     "limit_usd",
@@ -451,15 +475,18 @@ def feature_snapshot(feature: Feature) -> dict:
         "slug": feature.slug,
         "name": feature.name,
         "claimed": feature.claimed,
+        "default_model": feature.default_model,
     }
 
 
 def feature_create(
-    *, actor, team: Team, slug: str, name: str = "", claimed: bool = True
+    *, actor, team: Team, slug: str, name: str = "", claimed: bool = True, default_model: str = ""
 ) -> Feature:
     if Feature.objects.filter(team=team, slug=slug).exists():
         raise ValidationError({"slug": f"team {team.slug} already has a feature {slug!r}"})
-    feature = Feature(team=team, slug=slug, name=name or slug, claimed=claimed)
+    feature = Feature(
+        team=team, slug=slug, name=name or slug, claimed=claimed, default_model=default_model
+    )
     feature.full_clean()
     with transaction.atomic():
         feature.save()

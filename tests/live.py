@@ -106,7 +106,14 @@ def start_simulator(tmp: Path, *args: str) -> Server:
     return server
 
 
-def start_app(tmp: Path, *, database_url: str, var_dir: Path | None = None, **env: str) -> Server:
+def start_app(
+    tmp: Path,
+    *,
+    database_url: str,
+    var_dir: Path | None = None,
+    workers: int = 1,
+    **env: str,
+) -> Server:
     port = free_port()
     log_path = tmp / f"app-{port}.log"
     var_dir = var_dir or tmp / f"var-{port}"
@@ -122,7 +129,7 @@ def start_app(tmp: Path, *, database_url: str, var_dir: Path | None = None, **en
             "--port",
             str(port),
             "--workers",
-            "1",
+            str(workers),
             "--lifespan",
             "on",
             "--no-access-log",

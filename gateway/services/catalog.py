@@ -43,7 +43,7 @@ MODEL_EDITABLE = (
     "max_output_tokens",
     "active",
 )
-ROUTER_EDITABLE = ("strong", "weak", "scorer", "threshold")
+ROUTER_EDITABLE = ("strong", "weak", "scorer", "threshold", "store_prompts", "prompt_retention")
 
 
 def _apply(obj, changes: dict, editable: tuple[str, ...]) -> None:
@@ -404,6 +404,8 @@ def router_snapshot(router: Router) -> dict:
         "weak": router.weak.name,
         "scorer": router.scorer,
         "threshold": router.threshold,
+        "store_prompts": router.store_prompts,
+        "prompt_retention": router.prompt_retention,
     }
 
 
@@ -424,11 +426,20 @@ def router_create(
     weak: LLMModel,
     scorer: str = "heuristic",
     threshold: float = 0.5,
+    store_prompts: bool = True,
+    prompt_retention: int = 5000,
 ) -> Router:
     """A router sends each prompt to ``strong`` when its score >= threshold, else to ``weak``."""
     _name_free(org=org, name=name)
     router = Router(
-        org=org, name=name, strong=strong, weak=weak, scorer=scorer, threshold=threshold
+        org=org,
+        name=name,
+        strong=strong,
+        weak=weak,
+        scorer=scorer,
+        threshold=threshold,
+        store_prompts=store_prompts,
+        prompt_retention=prompt_retention,
     )
     _router_check(router)
     with transaction.atomic():

@@ -38,6 +38,17 @@ def alert_url(alert: BudgetAlert) -> str:
     return f"{settings.SITE_URL}{reverse('reports:alert-detail', args=[alert.pk])}"
 
 
+def alert_link(alert: BudgetAlert) -> str:
+    """Where an alert's email points: a chargeback alert to its team's statement page, every
+    other alert to its own page."""
+    month = (alert.details or {}).get("month")
+    if alert.kind == "chargeback" and alert.team_id and month:
+        from reports.services.statements import statement_url
+
+        return statement_url(team_id=alert.team_id, month=month)
+    return alert_url(alert)
+
+
 def alert_context(alert: BudgetAlert) -> dict:
     from reports.services.alerts import usd
 
@@ -67,7 +78,8 @@ def alert_context(alert: BudgetAlert) -> dict:
             {**r, "cost_usd": usd(r["cost"])} for r in alert.details.get("by_feature", [])
         ],
         "by_model": [{**r, "cost_usd": usd(r["cost"])} for r in alert.details.get("by_model", [])],
-        "link": alert_url(alert),
+        "link": alert_link(alert),
+        "alert_link": alert_url(alert),
     }
 
 
@@ -163,7 +175,7 @@ def webhook_payload(alert: BudgetAlert) -> dict:
     lines = [f"*{alert.subject}*"]
     for c in alert.contributors[:6]:
         lines.append(f"• {c['dimension']} {c['name']}: {usd(c['cost'])} USD ({c['share']}%)")
-    lines.append(alert_url(alert))
+    lines.append(alert_link(alert))
     return {
         "text": "\n".join(lines),
         "finops": {

@@ -8,7 +8,9 @@ One run:
    inserted at least the safety lag ago (periodic task) or the newest committed row (by hand);
 3. finds the buckets those rows fall in (UTC hours; the org's local days) and recomputes each
    affected bucket *whole* from the ledger: delete its rows, insert the ledger's ``GROUP BY``;
-4. moves the watermark, in the same transaction (a large run on PostgreSQL recomputes its
+4. rebuilds the per-dimension marginals of the recomputed days (``DailyDimensionSpend``, what the
+   dashboards read) from the new day rows, in the same transaction as those;
+5. moves the watermark, in the same transaction (a large run on PostgreSQL recomputes its
    bucket runs on parallel connections, each run atomic, and moves the watermark after all).
 
 Because a bucket is always rebuilt from every ledger row in it, late events (old ``started_at``,
@@ -38,7 +40,10 @@ from reports.models import (
     DIMENSION_FIELDS,
     LATENCY_BOUNDS_MS,
     LATENCY_FIELDS,
+    MEASURE_FIELDS,
+    DailyDimensionSpend,
     DailySpend,
+    Dimension,
     HourlySpend,
     RollupState,
 )
@@ -201,15 +206,63 @@ def _recompute_days(cursor, *, org_id: int, first: date, after: date, tz) -> Non
             _insert_sql(table, "day", "(started_at AT TIME ZONE %s)::date"),
             [tz.key, org_id, _dt(local_midnight(first, tz)), _dt(local_midnight(after, tz))],
         )
-        return
-    day = first
-    while day < after:
-        start, end = local_day_bounds(day, tz)
-        cursor.execute(
-            _insert_sql(table, "day", "%s"),
-            [connection.ops.adapt_datefield_value(day), org_id, _dt(start), _dt(end)],
-        )
-        day += DAY
+    else:
+        day = first
+        while day < after:
+            start, end = local_day_bounds(day, tz)
+            cursor.execute(
+                _insert_sql(table, "day", "%s"),
+                [connection.ops.adapt_datefield_value(day), org_id, _dt(start), _dt(end)],
+            )
+            day += DAY
+    _recompute_day_marginals(cursor, org_id=org_id, first=first, after=after)
+
+
+# The marginals of DailySpend the dashboards read: dimension -> the expression of its value.
+_MARGINALS = {
+    Dimension.TEAM: "''",
+    Dimension.FEATURE: "feature",
+    Dimension.ENDPOINT: "endpoint",
+    Dimension.MODEL: "model",
+    Dimension.KEY: "CAST(key_id AS VARCHAR(20))",
+}
+
+
+def _marginals_sql() -> str:
+    """INSERT … SELECT of the ``DailyDimensionSpend`` rows of one org and day range: per
+    dimension, the ``DailySpend`` rows summed by day, team and the dimension's value (one
+    statement, a ``UNION ALL`` of a ``GROUP BY`` per dimension; the range's day rows are a few
+    thousand per day and on the index, so reading them once per dimension is cheap)."""
+    sums = ", ".join(f"SUM({name})" for name in MEASURE_FIELDS)
+    columns = ["day", "org_id", "team_id", "dimension", "value", *MEASURE_FIELDS]
+    source = _q(DailySpend._meta.db_table)
+    selects = [
+        f"SELECT day, org_id, team_id, '{dimension.value}', {value}, {sums} "  # noqa: S608
+        f"FROM {source} WHERE org_id = %s AND day >= %s AND day < %s "
+        f"GROUP BY day, org_id, team_id{'' if dimension == Dimension.TEAM else ', ' + value}"
+        for dimension, value in _MARGINALS.items()
+    ]
+    # identifiers and dimension names come from code; every value is a parameter
+    return (
+        f"INSERT INTO {_q(DailyDimensionSpend._meta.db_table)} "
+        f"({', '.join(_q(c) for c in columns)}) " + " UNION ALL ".join(selects)
+    )
+
+
+def _recompute_day_marginals(cursor, *, org_id: int, first: date, after: date) -> None:
+    """Rebuild the ``DailyDimensionSpend`` rows of one org's days ``first <= day < after`` from
+    its ``DailySpend`` rows, just rebuilt in the same transaction (so the two always agree)."""
+    bounds = [
+        org_id,
+        connection.ops.adapt_datefield_value(first),
+        connection.ops.adapt_datefield_value(after),
+    ]
+    cursor.execute(
+        f"DELETE FROM {_q(DailyDimensionSpend._meta.db_table)} "  # noqa: S608
+        "WHERE org_id = %s AND day >= %s AND day < %s",
+        bounds,
+    )
+    cursor.execute(_marginals_sql(), bounds * len(_MARGINALS))
 
 
 # --- planning ------------------------------------------------------------------------------------

@@ -371,3 +371,25 @@ def test_unreachable_redis_never_fails_a_call(routing):
             await b.stop()
 
     asyncio.run(scenario())
+
+
+# --- a key's default fallback chain --------------------------------------------------------------
+
+
+def test_a_keys_fallbacks_follow_the_groups_chain_without_repeats_or_unknown_names():
+    from gateway.cache import OrgConfig
+    from gateway.resolve import resolve
+
+    a, b, c, d = (model(n) for n in "abcd")
+    g = group("weighted", [(a, 1)], [b])
+    config = OrgConfig(
+        org_id=1, models={m.name: m for m in (a, b, c, d)}, groups={g.name: g}, routers={}
+    )
+    plan = resolve(config, g.name, api=CHAT, fallbacks=("c", "a", "gone", "d"))
+    assert [m.name for m in plan.deployments] == ["a", "b", "c", "d"]
+    # Resolving again does not carry the chain over: every plan is a fresh list.
+    assert [m.name for m in resolve(config, g.name, api=CHAT).deployments] == ["a", "b"]
+    assert [m.name for m in resolve(config, "c", api=CHAT, fallbacks=("d",)).deployments] == [
+        "c",
+        "d",
+    ]

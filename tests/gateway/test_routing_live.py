@@ -489,3 +489,36 @@ def test_a_cooldown_started_in_one_process_is_honoured_by_another(
         assert models_tried(live, create(live, other, group)) == [backup]
     finally:
         other.stop()
+
+
+# --- a key's default fallback chain --------------------------------------------------------------
+
+
+def test_a_keys_default_fallbacks_come_after_the_requested_models_own_chain(
+    live, providers, gateway
+):
+    from teams.services import key_mint
+
+    failing = deploy(live, providers, "err500")
+    also_failing = deploy(live, providers, "reset")
+    backup = deploy(live, providers, "healthy")
+    group = make_group(live, [failing], [also_failing])
+    with live.blocker.unblock():
+        minted = key_mint(team=live.team, name="with-fallbacks", fallbacks=[backup, failing])
+    wait_visible(live, gateway, group, backup)
+    keyed = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=minted.secret, max_retries=0)
+    raw = keyed.chat.completions.with_raw_response.create(model=group, messages=MESSAGES)
+    rows = exact_events(live, raw.headers["x-request-id"], 5)
+    # The group's member and fallback first (each retried once), then the key's chain; the key's
+    # repeat of a model already tried is not tried again.
+    assert [(r.model, r.status) for r in rows] == [
+        (failing, "error"),
+        (failing, "error"),
+        (also_failing, "error"),
+        (also_failing, "error"),
+        (backup, "ok"),
+    ]
+    assert raw.headers["x-finops-model"] == backup
+    # Without the key's chain the same request fails.
+    with pytest.raises(openai.APIStatusError):
+        create(live, gateway, group)

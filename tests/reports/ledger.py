@@ -43,8 +43,10 @@ def event(
     request_id: str | None = None,
     inserted_at: datetime | None = None,
     save: bool = True,
+    **extra,
 ) -> UsageEvent:
-    """One ledger row; ``cost`` is the sum of its directions, as the gateway writes it."""
+    """One ledger row; ``cost`` is the sum of its directions, as the gateway writes it.
+    ``extra``: any other ``UsageEvent`` field (router, router_score, experiment, ...)."""
     started_at = started_at or timezone.now()
     costs = [
         Decimal(str(c)) for c in (input_cost, cached_input_cost, cache_write_cost, output_cost)
@@ -75,6 +77,7 @@ def event(
         latency_ms=latency_ms,
         shadow=shadow,
         inserted_at=inserted_at or timezone.now(),
+        **extra,
     )
     if save:
         row.save()

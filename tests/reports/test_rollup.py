@@ -18,12 +18,61 @@ from django.utils import timezone
 
 from gateway.ledger import _insert
 from gateway.models import UsageEvent
-from reports.models import LATENCY_FIELDS, DailySpend, HourlySpend, RollupState
+from reports.models import (
+    COST_FIELDS,
+    LATENCY_FIELDS,
+    MEASURE_FIELDS,
+    DailyDimensionSpend,
+    DailySpend,
+    Dimension,
+    HourlySpend,
+    RollupState,
+)
 from reports.selectors import latency_quantile
 from reports.services import spend_reconcile, usage_rollup
 from tests import factories as f
 from tests.base import TwoOrgsTestCase
 from tests.reports.ledger import event, is_postgres, random_events, save_all, utc
+
+
+def _sums(queryset, *columns: str) -> dict[tuple, tuple]:
+    """Every measure summed by ``columns`` (money to a billionth on SQLite's doubles)."""
+    exact = connection.vendor == "postgresql"
+    out = {}
+    for g in queryset.values(*columns).annotate(**{f"s_{m}": Sum(m) for m in MEASURE_FIELDS}):
+        measures = []
+        for m in MEASURE_FIELDS:
+            value = g[f"s_{m}"] or 0
+            if m in COST_FIELDS:
+                value = Decimal(value) if exact else Decimal(value).quantize(Decimal("1e-9"))
+            measures.append(value)
+        out[tuple(str(g[c]) for c in columns)] = tuple(measures)
+    return out
+
+
+def assert_marginals_equal_the_day_rollups(test) -> None:
+    """Each dimension's ``DailyDimensionSpend`` rows are ``DailySpend`` summed by org, day, team
+    and the dimension's value: the same groups, one row each, the same sums of every measure."""
+    by = {
+        Dimension.TEAM: None,
+        Dimension.FEATURE: "feature",
+        Dimension.ENDPOINT: "endpoint",
+        Dimension.MODEL: "model",
+        Dimension.KEY: "key_id",
+    }
+    test.assertGreater(DailySpend.objects.count(), 0)
+    for dimension, column in by.items():
+        rows = DailyDimensionSpend.objects.filter(dimension=dimension)
+        expected = _sums(
+            DailySpend.objects.all(), "org_id", "day", "team_id", *filter(None, [column])
+        )
+        if column is None:
+            test.assertEqual(set(rows.values_list("value", flat=True)), {""})
+            actual = _sums(rows, "org_id", "day", "team_id")
+        else:
+            actual = _sums(rows, "org_id", "day", "team_id", "value")
+        test.assertEqual(rows.count(), len(expected), dimension)
+        test.assertEqual(actual, expected, dimension)
 
 
 class RollupBucketTests(TwoOrgsTestCase):
@@ -265,6 +314,32 @@ class ReconciliationTests(TestCase):
         else:
             self.assertAlmostEqual(rolled, total, places=9)
 
+    def test_dimension_marginals_equal_the_day_rollups_after_late_events_and_rebuilds(self):
+        RollupState.objects.all().delete()
+        rng = random.Random(20261129)
+        orgs = []
+        for slug, tz in (("m-utc", "UTC"), ("m-ist", "Asia/Kolkata"), ("m-ny", "America/New_York")):
+            org = f.make_org(slug, timezone=tz)
+            teams = [f.make_team(org, f"t{i}") for i in range(3)]
+            keys = [f.make_key(teams[0], f"k{i}").key.pk for i in range(2)]
+            orgs.append((org, teams, ["", "summarize", "chat"], keys))
+        start = utc(2026, 3, 1, 0, 0)
+        save_all(random_events(rng, 500, orgs=orgs, start=start, span=timedelta(days=8)))
+        usage_rollup()
+        assert_marginals_equal_the_day_rollups(self)
+
+        # late events land in old days: those days' marginals are rebuilt, not added to
+        save_all(random_events(rng, 150, orgs=orgs, start=start, span=timedelta(days=2)))
+        usage_rollup()
+        assert_marginals_equal_the_day_rollups(self)
+
+        # lost or stale marginals are rebuilt by `rollup --since`, the rest left as they were
+        DailyDimensionSpend.objects.filter(day__gte=date(2026, 3, 4)).delete()
+        DailyDimensionSpend.objects.filter(day=date(2026, 3, 3)).update(cost=Decimal(999))
+        call_command("rollup", "--since", "2026-03-03", "--no-progress", stdout=StringIO())
+        assert_marginals_equal_the_day_rollups(self)
+        self.assertEqual(DailyDimensionSpend.objects.filter(cost=Decimal(999)).count(), 0)
+
     @staticmethod
     def _pg() -> bool:
         from django.db import connection
@@ -326,3 +401,4 @@ class ConcurrentRollupTests(TransactionTestCase):
         self.assertTrue(
             all(r.ok for r in spend_reconcile(start=date(2026, 2, 28), end=date(2026, 3, 7)))
         )
+        assert_marginals_equal_the_day_rollups(self)

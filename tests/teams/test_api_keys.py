@@ -87,6 +87,31 @@ class KeyMintTests(APITestCase):
             set(response.json()), {"name", "rpm_limit", "allowed_models", "expires_at"}
         )
 
+    def test_fallbacks_are_chat_models_of_the_keys_org_in_order(self):
+        from tests import factories as f
+
+        f.make_model(self.org_a, "gpt-4o-mini")
+        f.make_model(self.org_a, "gpt-4.1")
+        f.make_model(self.org_b, "globex-only")
+        ok = self.mint(self.lead_a, fallbacks=["gpt-4o-mini", "gpt-4.1"])
+        self.assertEqual(ok.status_code, 201, ok.content)
+        self.assertEqual(ok.json()["fallbacks"], ["gpt-4o-mini", "gpt-4.1"])
+        key = VirtualKey.objects.get(pk=ok.json()["id"])
+        self.assertEqual(key.fallbacks, ["gpt-4o-mini", "gpt-4.1"])
+
+        for bad in (["globex-only"], ["nope"], ["gpt-4.1", "gpt-4.1"]):
+            response = self.mint(self.lead_a, name="bad", fallbacks=bad)
+            self.assertEqual(response.status_code, 400, bad)
+            self.assertIn("fallbacks", response.json())
+        self.assertFalse(VirtualKey.objects.filter(name="bad").exists())
+
+        changed = self.patch(self.lead_a, f"/keys/{key.pk}/", {"fallbacks": ["gpt-4.1"]})
+        self.assertEqual(changed.status_code, 200, changed.content)
+        key.refresh_from_db()
+        self.assertEqual(key.fallbacks, ["gpt-4.1"])
+        entry = AuditEntry.objects.filter(action="key.updated").latest("id")
+        self.assertEqual(entry.after["fallbacks"], ["gpt-4.1"])
+
     def test_anonymous_request_is_refused(self):
         from rest_framework.test import APIClient
 

@@ -1,0 +1,272 @@
+"""The tables of the dashboards (``reports.tables.Table``), built from the same data as their
+JSON endpoints, so the page, its CSV downloads and the charts show the same numbers.
+
+Money in a table is USD at six decimal places (LLM calls cost fractions of a cent); the JSON
+carries the ledger's twelve.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.utils.html import format_html
+
+from reports.tables import Column, Table
+
+SIX_PLACES = Decimal("0.000001")
+
+
+class Link:
+    """A table cell that is a link on the page and plain text in the CSV."""
+
+    __slots__ = ("text", "url")
+
+    def __init__(self, text: str, url: str | None):
+        self.text, self.url = text, url
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __html__(self) -> str:
+        if not self.url:
+            return str(format_html("{}", self.text))
+        return str(format_html('<a href="{}">{}</a>', self.url, self.text))
+
+
+def usd(value: str | None) -> str:
+    if value is None:
+        return ""
+    return format(Decimal(value).quantize(SIX_PLACES), "f")
+
+
+def _pct(value: str | None) -> str:
+    return "" if value is None else f"{value}%"
+
+
+def _num(key: str, label: str) -> Column:
+    return Column(key, label, numeric=True)
+
+
+CALL_COLUMNS = (
+    _num("requests", "Requests"),
+    _num("attempts", "Attempts"),
+    _num("failures", "Failures"),
+    _num("cost", "Cost (USD)"),
+    _num("share", "Share"),
+)
+OVERHEAD_COLUMNS = (
+    _num("requests", "Requests"),
+    _num("attempts", "Attempts"),
+    _num("retries", "Retries"),
+    _num("successes", "Successes"),
+    _num("failures", "Failures"),
+    _num("cost", "Cost (USD)"),
+    _num("failed_cost", "Failed cost (USD)"),
+    _num("failed_share", "Failed share"),
+    _num("cost_per_call", "Cost per call"),
+    _num("cost_per_success", "Cost per success"),
+)
+
+
+def _money_row(row: dict, **extra) -> dict:
+    out = dict(row)
+    for name in ("cost", "failed_cost", "cost_per_call", "cost_per_success", "spent", "baseline"):
+        if name in row:
+            out[name] = usd(row[name])
+    out["share"] = _pct(row.get("share_pct"))
+    out["failed_share"] = _pct(row.get("failed_share_pct"))
+    out.update(extra)
+    return out
+
+
+def budget_table(budgets: list[dict], *, title: str = "Budgets") -> Table:
+    rows = []
+    for b in budgets:
+        f = b["forecast"] or {}
+        rows.append(
+            {
+                "budget": b["label"],
+                "period": b["period"],
+                "window": f"{b['window']['start']} to {b['window']['end']}",
+                "limit": usd(b["limit"]),
+                "spent": usd(b["spent"]),
+                "percent": _pct(b["percent"]),
+                "forecast": usd(f.get("projected")),
+                "band": f"{usd(f['low'])} – {usd(f['high'])}" if f else "",
+                "exhausts_on": f.get("exhausts_on") or "",
+            }
+        )
+    return Table(
+        "budgets",
+        title,
+        (
+            Column("budget", "Budget"),
+            Column("period", "Period"),
+            Column("window", "Window"),
+            _num("limit", "Limit (USD)"),
+            _num("spent", "Spent (USD)"),
+            _num("percent", "Used"),
+            _num("forecast", "Forecast at window end"),
+            _num("band", "90% band"),
+            Column("exhausts_on", "Runs out on"),
+        ),
+        rows,
+    )
+
+
+def _breakdown_table(name: str, title: str, label: str, rows: list[dict]) -> Table:
+    return Table(
+        name,
+        title,
+        (Column("name", label), *CALL_COLUMNS),
+        [_money_row(r, name=r["name"]) for r in rows],
+    )
+
+
+def overview_tables(data: dict) -> list[Table]:
+    month = data["month"]
+    f = month["forecast"] or {}
+    totals = data["totals"]
+    summary = Table(
+        "summary",
+        "Summary",
+        (Column("measure", "Measure"), _num("value", "Value")),
+        [
+            {"measure": "Range", "value": f"{data['range']['start']} to {data['range']['end']}"},
+            {"measure": "Spend in range (USD)", "value": usd(totals["cost"])},
+            {"measure": "Requests", "value": totals["requests"]},
+            {"measure": "Cost per call (USD)", "value": usd(totals["cost_per_call"])},
+            {
+                "measure": "Cost per successful response (USD)",
+                "value": usd(totals["cost_per_success"]),
+            },
+            {"measure": "Month to date (USD)", "value": usd(month["spent"])},
+            {"measure": "Forecast at month end (USD)", "value": usd(f.get("projected"))},
+            {
+                "measure": "Forecast 90% band (USD)",
+                "value": f"{usd(f['low'])} – {usd(f['high'])}" if f else "",
+            },
+        ],
+    )
+    teams = Table(
+        "teams",
+        "Spend and overhead by team",
+        (Column("team", "Team"), *OVERHEAD_COLUMNS, _num("share", "Share")),
+        [_money_row(r, team=Link(r["name"], r["url"])) for r in data["teams"]],
+    )
+    series = data["daily"]["series"]
+    daily_rows = []
+    for i, day in enumerate(data["daily"]["days"]):
+        row: dict = {"day": day}
+        day_total = Decimal(0)
+        for s in series:
+            row[f"t{s['key']}"] = usd(s["values"][i])
+            day_total += Decimal(s["values"][i])
+        row["total"] = usd(str(day_total))
+        daily_rows.append(row)
+    daily = Table(
+        "daily",
+        "Daily spend by team (USD)",
+        (
+            Column("day", "Day"),
+            *(_num(f"t{s['key']}", s["name"]) for s in series),
+            _num("total", "Total"),
+        ),
+        daily_rows,
+    )
+    anomalies = Table(
+        "anomalies",
+        "Anomalies",
+        (
+            Column("day", "Day"),
+            Column("team", "Team"),
+            Column("feature", "Feature"),
+            _num("spent", "Spent (USD)"),
+            _num("baseline", "Typical day (USD)"),
+            _num("z", "Robust z"),
+            Column("alert", "Alert"),
+        ),
+        [
+            _money_row(
+                a,
+                feature=a["feature"] or "",
+                alert=Link(f"alert #{a['alert_id']}", a["alert_url"]) if a["alert_id"] else "",
+            )
+            for a in data["anomalies"]
+        ],
+    )
+    top = data["top"]
+    return [
+        summary,
+        budget_table([*data["budgets"]], title="Organisation budgets"),
+        teams,
+        daily,
+        _breakdown_table("features", "Top features", "Feature", top["feature"]),
+        _breakdown_table("endpoints", "Top endpoints", "Endpoint", top["endpoint"]),
+        _breakdown_table("models", "Top models", "Model", top["model"]),
+        _breakdown_table("keys", "Top keys", "Key", top["key"]),
+        anomalies,
+    ]
+
+
+LATENCY_KEYS = ("name", "latency_count", "latency_ms_avg", "latency_ms_p50", "latency_ms_p95")
+
+
+def team_tables(data: dict) -> list[Table]:
+    breakdown = data["breakdown"]
+    overhead = Table(
+        "overhead",
+        "Failure and retry overhead by model",
+        (Column("name", "Model"), *OVERHEAD_COLUMNS),
+        [_money_row(r) for r in data["models"]],
+    )
+    latency = Table(
+        "latency",
+        "Latency by model (successful calls)",
+        (
+            Column("name", "Model"),
+            _num("latency_count", "Calls"),
+            _num("latency_ms_avg", "Average (ms)"),
+            _num("latency_ms_p50", "p50 (ms)"),
+            _num("latency_ms_p95", "p95 (ms)"),
+        ),
+        [{k: "" if r.get(k) is None else r[k] for k in LATENCY_KEYS} for r in data["models"]],
+    )
+    daily = Table(
+        "daily",
+        "Daily spend and overhead",
+        (Column("day", "Day"), *OVERHEAD_COLUMNS[:7], OVERHEAD_COLUMNS[9]),
+        [_money_row(r) for r in data["daily"]],
+    )
+    alerts = Table(
+        "alerts",
+        "Recent alerts",
+        (
+            Column("created_at", "When"),
+            Column("kind", "Kind"),
+            Column("subject", "Alert"),
+            _num("spent", "Spent (USD)"),
+            Column("status", "Status"),
+        ),
+        [
+            {
+                "created_at": a["created_at"][:16].replace("T", " "),
+                "kind": a["kind_label"],
+                "subject": Link(a["subject"] or a["scope"], a["url"]),
+                "spent": usd(a["spent"]),
+                "status": a["status"],
+            }
+            for a in data["alerts"]
+        ],
+    )
+    return [
+        budget_table(data["budgets"]),
+        _breakdown_table("features", "By feature", "Feature", breakdown["feature"]),
+        _breakdown_table("endpoints", "By endpoint", "Endpoint", breakdown["endpoint"]),
+        _breakdown_table("models", "By model", "Model", breakdown["model"]),
+        _breakdown_table("keys", "By key", "Key", breakdown["key"]),
+        daily,
+        overhead,
+        latency,
+        alerts,
+    ]

@@ -1,0 +1,402 @@
+"""Read assembly of the model catalog page: prices, observed latency, throughput and errors per
+model, and the "re-price" of a team's recent traffic on another model.
+
+Everything is read through the tenant-scoped selectors: the models of the viewer's organisation
+(``model_list_for_user``) and the rollups the viewer may read (``daily_spend_list_for_user``:
+the whole organisation for admin and finance, the viewer's own teams for leads and members).
+Only production traffic counts: the rollups' production columns exclude shadow (evaluation)
+attempts. Money stays ``Decimal`` from the rollup to the page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from gateway.models import LLMModel, ModelPrice
+from gateway.pricing import MTOK, ZERO, Price, Usage, cost_of
+from reports.models import LATENCY_FIELDS
+from reports.periods import local_date
+from reports.selectors import daily_spend_list_for_user, latency_quantile
+from reports.tables import Column, Table
+from teams.models import Organization, Team
+from teams.selectors import model_list_for_user
+
+WINDOW_DAYS = 30
+_TOKEN_SUMS = ("prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens")
+_STAT_SUMS = (
+    "requests",
+    "attempts",
+    "successes",
+    "failures",
+    *_TOKEN_SUMS,
+    "cost",
+    "latency_sum_ms",
+    "latency_count",
+    *LATENCY_FIELDS,
+)
+
+
+def usd(value: Decimal | None) -> str:
+    """A USD amount, exact (up to the ledger's 12 places), without trailing zeros beyond cents
+    and never in exponent notation."""
+    if value is None:
+        return ""
+    text = format(Decimal(value).quantize(Decimal("1e-12")), "f")
+    whole, _, frac = text.partition(".")
+    frac = frac.rstrip("0").ljust(2, "0")
+    return f"{whole}.{frac}"
+
+
+def per_mtok(value: Decimal | None) -> str:
+    """A per-million-token price as stored (DecimalField, 12 places), trailing zeros dropped."""
+    if value is None:
+        return ""
+    text = format(Decimal(value), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def window_days(org: Organization, *, now: datetime | None = None) -> tuple[date, date]:
+    """The last ``WINDOW_DAYS`` local days of the organisation, today included (inclusive)."""
+    today = local_date(now or timezone.now(), org.tz)
+    return today - timedelta(days=WINDOW_DAYS - 1), today
+
+
+def current_price(model: LLMModel, *, now: datetime | None = None) -> ModelPrice | None:
+    """The price in force now, from the prefetched price history (no query per model)."""
+    now = now or timezone.now()
+    live = [p for p in model.prices.all() if p.effective_from <= now]
+    return max(live, key=lambda p: p.effective_from) if live else None
+
+
+def billing_price(price: ModelPrice) -> Price:
+    """Per-token prices as the gateway bills them (a missing cache price is the input rate)."""
+    return Price.per_mtok(
+        effective_from=price.effective_from,
+        input_usd_per_mtok=price.input_usd_per_mtok,
+        output_usd_per_mtok=price.output_usd_per_mtok,
+        cached_input_usd_per_mtok=price.cached_input_usd_per_mtok,
+        cache_write_usd_per_mtok=price.cache_write_usd_per_mtok,
+    )
+
+
+# --- the catalog ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelStats:
+    """Production traffic of one model over the window (sums of the day rollups)."""
+
+    requests: int = 0
+    attempts: int = 0
+    successes: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal = ZERO
+    latency_sum_ms: int = 0
+    latency_count: int = 0
+    histogram: list[int] = field(default_factory=lambda: [0] * len(LATENCY_FIELDS))
+
+    @property
+    def p50_ms(self) -> float | None:
+        return latency_quantile(self.histogram, 0.5)
+
+    @property
+    def p95_ms(self) -> float | None:
+        return latency_quantile(self.histogram, 0.95)
+
+    @property
+    def error_rate(self) -> Decimal | None:
+        """Failed attempts / all attempts, in percent."""
+        if not self.attempts:
+            return None
+        return (Decimal(self.failures) * 100 / self.attempts).quantize(Decimal("0.01"))
+
+    @property
+    def throughput(self) -> Decimal | None:
+        """Output tokens per second: completion tokens over the summed end-to-end latency of
+        successful attempts (time to first token included, so below the pure decode speed)."""
+        if not self.latency_sum_ms:
+            return None
+        rate = Decimal(self.completion_tokens) * 1000 / Decimal(self.latency_sum_ms)
+        return rate.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
+def model_stats(user, *, org: Organization, first: date, last: date) -> dict[str, ModelStats]:
+    """Per model name, the window's production traffic the viewer may read."""
+    rows = (
+        daily_spend_list_for_user(user)
+        .filter(org_id=org.pk, day__gte=first, day__lte=last)
+        .values("model")
+        .annotate(**{name: Sum(name) for name in _STAT_SUMS})
+        .order_by("model")
+    )
+    stats: dict[str, ModelStats] = {}
+    for r in rows:
+        s = ModelStats(
+            **{name: r[name] or 0 for name in _STAT_SUMS if name not in LATENCY_FIELDS},
+            histogram=[r[name] or 0 for name in LATENCY_FIELDS],
+        )
+        s.cost = Decimal(r["cost"] or 0)
+        stats[r["model"]] = s
+    return stats
+
+
+def catalog_models(user, *, org: Organization) -> list[LLMModel]:
+    return list(model_list_for_user(user).filter(org=org).order_by("name"))
+
+
+CATALOG_COLUMNS = (
+    Column("model", "Model"),
+    Column("provider", "Provider"),
+    Column("mode", "Mode"),
+    Column("input", "Input $/Mtok", numeric=True),
+    Column("cached_input", "Cached input $/Mtok", numeric=True),
+    Column("cache_write", "Cache write $/Mtok", numeric=True),
+    Column("output", "Output $/Mtok", numeric=True),
+    Column("context_window", "Context window", numeric=True),
+    Column("max_output", "Max output", numeric=True),
+    Column("p50_ms", "Latency p50 ms", numeric=True),
+    Column("p95_ms", "Latency p95 ms", numeric=True),
+    Column("throughput", "Output tok/s", numeric=True),
+    Column("error_rate", "Error rate %", numeric=True),
+    Column("requests", "Requests", numeric=True),
+    Column("tokens", "Tokens", numeric=True),
+    Column("spend", "Spend USD", numeric=True),
+)
+
+
+def _rounded(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def _or_blank(value) -> str:
+    return "" if value is None else str(value)
+
+
+def catalog_table(models: list[LLMModel], stats: dict[str, ModelStats]) -> Table:
+    """One row per catalog model (prices as billed: a missing cache price is the input rate),
+    plus a row per model name seen in traffic but no longer in the catalog."""
+    rows = []
+    for model in models:
+        price = current_price(model)
+        rows.append(_catalog_row(model.name, stats.get(model.name), model=model, price=price))
+    known = {m.name for m in models}
+    for name in sorted(set(stats) - known):
+        rows.append(_catalog_row(name or "(unknown)", stats[name], model=None, price=None))
+    return Table(
+        name="models",
+        title="Models, prices and observed traffic",
+        columns=CATALOG_COLUMNS,
+        rows=rows,
+    )
+
+
+def _catalog_row(
+    name: str, s: ModelStats | None, *, model: LLMModel | None, price: ModelPrice | None
+) -> dict:
+    row: dict = {"model": name}
+    if model is not None:
+        row.update(
+            provider=model.provider.slug,
+            mode=model.mode,
+            context_window=_or_blank(model.context_window),
+            max_output=_or_blank(model.max_output_tokens),
+        )
+    else:
+        row["provider"] = "not in catalog"
+    if price is not None:
+        row.update(
+            input=per_mtok(price.input_usd_per_mtok),
+            cached_input=per_mtok(
+                price.cached_input_usd_per_mtok
+                if price.cached_input_usd_per_mtok is not None
+                else price.input_usd_per_mtok
+            ),
+            cache_write=per_mtok(
+                price.cache_write_usd_per_mtok
+                if price.cache_write_usd_per_mtok is not None
+                else price.input_usd_per_mtok
+            ),
+            output=per_mtok(price.output_usd_per_mtok),
+        )
+    if s is not None:
+        row.update(
+            p50_ms=_rounded(s.p50_ms),
+            p95_ms=_rounded(s.p95_ms),
+            throughput=_or_blank(s.throughput),
+            error_rate=_or_blank(s.error_rate),
+            requests=s.requests,
+            tokens=s.prompt_tokens + s.completion_tokens,
+            spend=usd(s.cost),
+        )
+    return row
+
+
+def catalog_chart(models: list[LLMModel], stats: dict[str, ModelStats]) -> list[dict]:
+    """Points for the price-vs-latency chart: blended price ($/Mtok, input+output) vs p50.
+    Prices are sent as strings; the chart script turns them into numbers for plotting only."""
+    points = []
+    for model in models:
+        price = current_price(model)
+        s = stats.get(model.name)
+        if price is None or s is None or s.p50_ms is None:
+            continue
+        points.append(
+            {
+                "model": model.name,
+                "input": per_mtok(price.input_usd_per_mtok),
+                "output": per_mtok(price.output_usd_per_mtok),
+                "p50_ms": round(s.p50_ms, 1),
+                "p95_ms": round(s.p95_ms or 0, 1),
+                "requests": s.requests,
+            }
+        )
+    return points
+
+
+# --- re-price ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepriceRow:
+    source: str
+    prompt_tokens: int
+    cached_tokens: int
+    cache_write_tokens: int
+    completion_tokens: int
+    actual: Decimal
+    repriced: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        """Positive: the target would have cost more."""
+        return self.repriced - self.actual
+
+
+@dataclass(frozen=True)
+class Reprice:
+    team: Team
+    target: LLMModel
+    price: ModelPrice
+    first: date
+    last: date
+    rows: list[RepriceRow]
+
+    @property
+    def actual(self) -> Decimal:
+        return sum((r.actual for r in self.rows), ZERO)
+
+    @property
+    def repriced(self) -> Decimal:
+        return sum((r.repriced for r in self.rows), ZERO)
+
+    @property
+    def difference(self) -> Decimal:
+        return self.repriced - self.actual
+
+
+def reprice_team(user, *, team: Team, target: LLMModel, first: date, last: date) -> Reprice | None:
+    """What the team's production tokens of [first, last] would have cost at the target's
+    current prices, per source model, next to what they did cost. None if the target has no
+    price. ``prompt_tokens`` follows OpenAI's convention (cache reads and writes included), so
+    the uncached part is what is left after taking those out."""
+    price = current_price(target)
+    if price is None:
+        return None
+    per_token = billing_price(price)
+    sums = (
+        daily_spend_list_for_user(user)
+        .filter(org_id=team.org_id, team_id=team.pk, day__gte=first, day__lte=last)
+        .values("model")
+        .annotate(cost_sum=Sum("cost"), **{name: Sum(name) for name in _TOKEN_SUMS})
+        .order_by("model")
+    )
+    rows = []
+    for r in sums:
+        prompt, cached = r["prompt_tokens"] or 0, r["cached_tokens"] or 0
+        write, completion = r["cache_write_tokens"] or 0, r["completion_tokens"] or 0
+        usage = Usage(
+            uncached_input=max(0, prompt - cached - write),
+            cached_input=cached,
+            cache_write=write,
+            output=completion,
+        )
+        rows.append(
+            RepriceRow(
+                source=r["model"] or "(unknown)",
+                prompt_tokens=prompt,
+                cached_tokens=cached,
+                cache_write_tokens=write,
+                completion_tokens=completion,
+                actual=Decimal(r["cost_sum"] or 0),
+                repriced=cost_of(usage, per_token).total,
+            )
+        )
+    return Reprice(team=team, target=target, price=price, first=first, last=last, rows=rows)
+
+
+REPRICE_COLUMNS = (
+    Column("source", "Source model"),
+    Column("prompt_tokens", "Prompt tokens", numeric=True),
+    Column("cached_tokens", "Cached tokens", numeric=True),
+    Column("cache_write_tokens", "Cache-write tokens", numeric=True),
+    Column("completion_tokens", "Completion tokens", numeric=True),
+    Column("actual", "Actual USD", numeric=True),
+    Column("repriced", "On target USD", numeric=True),
+    Column("difference", "Difference USD", numeric=True),
+)
+
+
+def reprice_table(reprice: Reprice) -> Table:
+    rows = [
+        {
+            "source": r.source,
+            "prompt_tokens": r.prompt_tokens,
+            "cached_tokens": r.cached_tokens,
+            "cache_write_tokens": r.cache_write_tokens,
+            "completion_tokens": r.completion_tokens,
+            "actual": usd(r.actual),
+            "repriced": usd(r.repriced),
+            "difference": usd(r.difference),
+        }
+        for r in reprice.rows
+    ]
+    if reprice.rows:
+        rows.append(
+            {
+                "source": "Total",
+                "prompt_tokens": sum(r.prompt_tokens for r in reprice.rows),
+                "cached_tokens": sum(r.cached_tokens for r in reprice.rows),
+                "cache_write_tokens": sum(r.cache_write_tokens for r in reprice.rows),
+                "completion_tokens": sum(r.completion_tokens for r in reprice.rows),
+                "actual": usd(reprice.actual),
+                "repriced": usd(reprice.repriced),
+                "difference": usd(reprice.difference),
+            }
+        )
+    return Table(
+        name="reprice",
+        title=f"Team {reprice.team.slug} on {reprice.target.name}",
+        columns=REPRICE_COLUMNS,
+        rows=rows,
+    )
+
+
+def per_mtok_label(price: ModelPrice) -> str:
+    """ "in 0.15 / cached 0.075 / write 0.15 / out 0.6 $/Mtok", as billed."""
+    p = billing_price(price)
+    parts = [
+        ("in", p.input),
+        ("cached", p.cached_input),
+        ("write", p.cache_write),
+        ("out", p.output),
+    ]
+    return " / ".join(f"{label} {per_mtok(value * MTOK)}" for label, value in parts) + " $/Mtok"

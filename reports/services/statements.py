@@ -1,0 +1,406 @@
+"""The monthly chargeback statement of one team: its spend over a calendar month in the
+organisation's timezone (from the day rollups), broken down by feature, model, endpoint and key,
+its budgets and how much of them the month used, and evaluation (shadow) spend apart.
+
+Every number is read through the user's scoped selectors (``daily_spend_list_for_user``,
+``budget_list_for_user``); the page and its CSV downloads show the same ``Table`` rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Q, QuerySet, Sum
+from django.urls import reverse
+
+from reports.models import DailySpend
+from reports.periods import DAY, period_days
+from reports.selectors import daily_spend_list_for_user, money
+from reports.services.alerts import budget_rows, usd
+from reports.tables import Column, Table, _csv_cell
+from teams.models import Budget, BudgetPeriod, BudgetScope, Team, VirtualKey
+from teams.selectors import budget_list_for_user
+
+MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+HUNDRED = Decimal(100)
+CENT = Decimal("0.01")
+
+_BREAKDOWN_COLUMNS = (
+    Column("name", "Name"),
+    Column("requests", "Requests", numeric=True),
+    Column("attempts", "Attempts", numeric=True),
+    Column("prompt_tokens", "Prompt tokens", numeric=True),
+    Column("completion_tokens", "Completion tokens", numeric=True),
+    Column("cost", "Cost (USD)", numeric=True),
+    Column("share", "Share (%)", numeric=True),
+)
+
+
+def month_parse(value: str) -> date | None:
+    """The first day of ``YYYY-MM``, or None when it is not one."""
+    match = MONTH_RE.match(value or "")
+    return date(int(match[1]), int(match[2]), 1) if match else None
+
+
+def _next_month(first: date) -> date:
+    return date(first.year + first.month // 12, first.month % 12 + 1, 1)
+
+
+def statement_url(*, team_id: int, month: str) -> str:
+    """Absolute link to a team's statement (emails link here)."""
+    path = reverse("reports:team-statement", args=[team_id, month])
+    return f"{settings.SITE_URL}{path}"
+
+
+@dataclass
+class Statement:
+    team: Team
+    first: date
+    after: date
+    total_cost: Decimal
+    evaluation_cost: Decimal
+    tables: list[Table] = field(default_factory=list)
+
+    @property
+    def month(self) -> str:
+        return self.first.strftime("%Y-%m")
+
+    @property
+    def last(self) -> date:
+        return self.after - DAY
+
+    def table(self, name: str) -> Table:
+        return next(t for t in self.tables if t.name == name)
+
+
+def _share(cost: Decimal, whole: Decimal) -> str:
+    return str((cost * HUNDRED / whole).quantize(CENT)) if whole else "0.00"
+
+
+def _breakdown(rows: QuerySet[DailySpend], column: str, *, whole: Decimal, labels=None) -> list:
+    grouped = (
+        rows.values(column)
+        .annotate(
+            total=Sum("cost"),
+            requests=Sum("requests"),
+            attempts=Sum("attempts"),
+            prompt=Sum("prompt_tokens"),
+            completion=Sum("completion_tokens"),
+        )
+        .filter(Q(total__gt=0) | Q(attempts__gt=0))  # not the evaluation-only rows
+        .order_by("-total", column)
+    )
+    out = []
+    for g in grouped:
+        value = g[column]
+        if labels is not None:
+            name = labels.get(value, f"#{value}") if value else "(none)"
+        else:
+            name = value or "(none)"
+        cost = Decimal(g["total"] or 0)
+        out.append(
+            {
+                "name": name,
+                "requests": g["requests"] or 0,
+                "attempts": g["attempts"] or 0,
+                "prompt_tokens": g["prompt"] or 0,
+                "completion_tokens": g["completion"] or 0,
+                "cost": money(cost),
+                "share": _share(cost, whole),
+            }
+        )
+    return out
+
+
+def _team_budgets(user, team: Team) -> QuerySet[Budget]:
+    return (
+        budget_list_for_user(user)
+        .filter(
+            Q(scope=BudgetScope.TEAM, team=team)
+            | Q(scope=BudgetScope.FEATURE, feature__team=team)
+            | Q(scope=BudgetScope.KEY, key__team=team)
+        )
+        .order_by("scope", "period", "id")
+    )
+
+
+def _budget_use(budget: Budget, first: date, after: date) -> tuple[str, Decimal]:
+    """(window described, spend) a budget used in the month: the month itself for monthly
+    budgets, quarter-to-date through the month's end for quarterly ones, the month's busiest
+    window (within the month) for daily and weekly ones."""
+    rows = budget_rows(budget)
+    if budget.period == BudgetPeriod.MONTH:
+        spent = rows.filter(day__gte=first, day__lt=after).aggregate(s=Sum("cost"))["s"]
+        return f"{first} to {after - DAY}", Decimal(spent or 0)
+    if budget.period == BudgetPeriod.QUARTER:
+        q_first, _ = period_days(BudgetPeriod.QUARTER, first)
+        spent = rows.filter(day__gte=q_first, day__lt=after).aggregate(s=Sum("cost"))["s"]
+        return f"{q_first} to {after - DAY} (quarter to date)", Decimal(spent or 0)
+    per_window: dict[date, Decimal] = defaultdict(Decimal)
+    daily = rows.filter(day__gte=first, day__lt=after).values("day").annotate(s=Sum("cost"))
+    for r in daily:
+        window_first, _ = period_days(budget.period, r["day"])
+        per_window[window_first] += Decimal(r["s"] or 0)
+    if not per_window:
+        return "busiest " + budget.period, Decimal(0)
+    window_first, spent = max(per_window.items(), key=lambda item: (item[1], item[0]))
+    length = timedelta(days=7) if budget.period == BudgetPeriod.WEEK else DAY
+    window_last = min(window_first + length, after) - DAY
+    label = str(window_first) if length == DAY else f"{max(window_first, first)} to {window_last}"
+    return f"busiest {budget.period}: {label}", spent
+
+
+def _budget_scope_label(budget: Budget) -> str:
+    if budget.scope == BudgetScope.FEATURE:
+        return f"feature {budget.feature.slug}"
+    if budget.scope == BudgetScope.KEY:
+        return f"key {budget.key.name}"
+    return f"team {budget.team.slug}"
+
+
+def statement_build(user, *, team: Team, first: date) -> Statement:
+    """The statement of ``team`` for the month starting ``first`` (local days of its org), as
+    seen by ``user`` (who must be able to read the team: the caller checks, the selectors make
+    sure)."""
+    after = _next_month(first)
+    rows = daily_spend_list_for_user(user).filter(
+        org_id=team.org_id, team_id=team.pk, day__gte=first, day__lt=after
+    )
+    totals = rows.aggregate(
+        cost=Sum("cost"),
+        requests=Sum("requests"),
+        attempts=Sum("attempts"),
+        failures=Sum("failures"),
+        failed_cost=Sum("failed_cost"),
+        prompt=Sum("prompt_tokens"),
+        completion=Sum("completion_tokens"),
+        cached=Sum("cached_tokens"),
+        eval_cost=Sum("eval_cost"),
+        eval_requests=Sum("eval_requests"),
+    )
+    whole = Decimal(totals["cost"] or 0)
+    eval_cost = Decimal(totals["eval_cost"] or 0)
+    month = first.strftime("%Y-%m")
+
+    summary = Table(
+        name="summary",
+        title="Totals",
+        columns=(
+            Column("month", "Month"),
+            Column("team", "Team"),
+            Column("cost", "Production cost (USD)", numeric=True),
+            Column("requests", "Requests", numeric=True),
+            Column("attempts", "Attempts", numeric=True),
+            Column("failures", "Failed attempts", numeric=True),
+            Column("failed_cost", "Of which failed (USD)", numeric=True),
+            Column("prompt_tokens", "Prompt tokens", numeric=True),
+            Column("completion_tokens", "Completion tokens", numeric=True),
+            Column("cached_tokens", "Cached tokens", numeric=True),
+            Column("evaluation_cost", "Evaluation cost (USD)", numeric=True),
+            Column("evaluation_requests", "Evaluation requests", numeric=True),
+        ),
+        rows=[
+            {
+                "month": month,
+                "team": team.slug,
+                "cost": money(whole),
+                "requests": totals["requests"] or 0,
+                "attempts": totals["attempts"] or 0,
+                "failures": totals["failures"] or 0,
+                "failed_cost": money(totals["failed_cost"]),
+                "prompt_tokens": totals["prompt"] or 0,
+                "completion_tokens": totals["completion"] or 0,
+                "cached_tokens": totals["cached"] or 0,
+                "evaluation_cost": money(eval_cost),
+                "evaluation_requests": totals["eval_requests"] or 0,
+            }
+        ],
+    )
+    key_ids = set(rows.values_list("key_id", flat=True).distinct())
+    key_names = dict(VirtualKey.objects.filter(id__in=key_ids).values_list("id", "name"))
+    tables = [summary]
+    for name, title, column, labels in (
+        ("features", "By feature", "feature", None),
+        ("models", "By model", "model", None),
+        ("endpoints", "By endpoint", "endpoint", None),
+        ("keys", "By key", "key_id", key_names),
+    ):
+        tables.append(
+            Table(
+                name=name,
+                title=title,
+                columns=_BREAKDOWN_COLUMNS,
+                rows=_breakdown(rows, column, whole=whole, labels=labels),
+            )
+        )
+
+    budget_table = Table(
+        name="budgets",
+        title="Budgets",
+        columns=(
+            Column("scope", "Scope"),
+            Column("period", "Period"),
+            Column("action", "Action"),
+            Column("window", "Window"),
+            Column("limit", "Limit (USD)", numeric=True),
+            Column("spent", "Spent (USD)", numeric=True),
+            Column("used", "Used (%)", numeric=True),
+        ),
+    )
+    for budget in _team_budgets(user, team):
+        window, spent = _budget_use(budget, first, after)
+        limit = Decimal(budget.limit_usd)
+        budget_table.rows.append(
+            {
+                "scope": _budget_scope_label(budget),
+                "period": budget.period,
+                "action": budget.action,
+                "window": window,
+                "limit": money(limit),
+                "spent": money(spent),
+                "used": _share(spent, limit),
+            }
+        )
+    tables.append(budget_table)
+
+    evaluation = Table(
+        name="evaluation",
+        title="Evaluation (shadow) spend, billed apart",
+        columns=(
+            Column("feature", "Feature"),
+            Column("model", "Model"),
+            Column("requests", "Requests", numeric=True),
+            Column("attempts", "Attempts", numeric=True),
+            Column("cost", "Cost (USD)", numeric=True),
+        ),
+        rows=[
+            {
+                "feature": r["feature"] or "(none)",
+                "model": r["model"] or "(none)",
+                "requests": r["requests"] or 0,
+                "attempts": r["attempts"] or 0,
+                "cost": money(r["total"]),
+            }
+            for r in rows.values("feature", "model")
+            .annotate(
+                total=Sum("eval_cost"), requests=Sum("eval_requests"), attempts=Sum("eval_attempts")
+            )
+            .filter(Q(total__gt=0) | Q(attempts__gt=0))
+            .order_by("-total", "feature", "model")
+        ],
+    )
+    tables.append(evaluation)
+    return Statement(
+        team=team,
+        first=first,
+        after=after,
+        total_cost=whole,
+        evaluation_cost=eval_cost,
+        tables=tables,
+    )
+
+
+STATEMENT_CSV_COLUMNS = (
+    "month",
+    "team",
+    "section",
+    "name",
+    "requests",
+    "attempts",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "share_percent",
+    "limit_usd",
+    "used_percent",
+)
+
+
+def statement_csv(statement: Statement) -> str:
+    """The whole statement as one long CSV (a row per line of every table, ``section`` naming
+    the table), with the same numbers as the page."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(STATEMENT_CSV_COLUMNS)
+    base = {"month": statement.month, "team": statement.team.slug}
+    s = statement.table("summary").rows[0]
+    writer.writerow(
+        _line(
+            base,
+            section="total",
+            name="production",
+            requests=s["requests"],
+            attempts=s["attempts"],
+            prompt_tokens=s["prompt_tokens"],
+            completion_tokens=s["completion_tokens"],
+            cost_usd=s["cost"],
+            share_percent="100.00" if statement.total_cost else "0.00",
+        )
+    )
+    writer.writerow(
+        _line(
+            base,
+            section="total",
+            name="evaluation",
+            requests=s["evaluation_requests"],
+            cost_usd=s["evaluation_cost"],
+        )
+    )
+    for name in ("features", "models", "endpoints", "keys"):
+        for r in statement.table(name).rows:
+            writer.writerow(
+                _line(
+                    base,
+                    section=name.removesuffix("s"),
+                    name=r["name"],
+                    requests=r["requests"],
+                    attempts=r["attempts"],
+                    prompt_tokens=r["prompt_tokens"],
+                    completion_tokens=r["completion_tokens"],
+                    cost_usd=r["cost"],
+                    share_percent=r["share"],
+                )
+            )
+    for r in statement.table("budgets").rows:
+        writer.writerow(
+            _line(
+                base,
+                section="budget",
+                name=f"{r['scope']} ({r['period']}; {r['window']})",
+                cost_usd=r["spent"],
+                limit_usd=r["limit"],
+                used_percent=r["used"],
+            )
+        )
+    for r in statement.table("evaluation").rows:
+        writer.writerow(
+            _line(
+                base,
+                section="evaluation",
+                name=f"{r['feature']} / {r['model']}",
+                requests=r["requests"],
+                attempts=r["attempts"],
+                cost_usd=r["cost"],
+            )
+        )
+    return out.getvalue()
+
+
+def _line(base: dict, **values) -> list:
+    row = {**base, **values}
+    return [_csv_cell(row.get(c, "")) for c in STATEMENT_CSV_COLUMNS]
+
+
+def statement_headline(statement: Statement) -> dict:
+    """Rounded figures for people (the tables keep full precision)."""
+    return {
+        "total_usd": usd(statement.total_cost),
+        "evaluation_usd": usd(statement.evaluation_cost),
+    }

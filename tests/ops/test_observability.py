@@ -1,0 +1,143 @@
+"""Operations endpoints and logs: /readyz checks the database and (when configured) Redis,
+/metrics aggregates every worker process and can require a bearer token, JSON logs carry the
+request id."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+import httpx
+import openai
+import orjson
+import pytest
+from django.test import Client, override_settings
+
+from finops.logging import JsonFormatter, request_id_var
+from tests.live import live_database_url, start_app
+
+MESSAGES = [{"role": "user", "content": "Count me in the metrics."}]
+
+
+def sample(text: str, name: str, **labels) -> float:
+    """The value of one sample in a Prometheus exposition (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = rf"^{re.escape(name)}\{{{re.escape(want)}\}} ([0-9.e+-]+)$" if want else None
+    for line in text.splitlines():
+        if pattern and re.match(pattern, line):
+            return float(line.rsplit(" ", 1)[1])
+        if not want and line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+# --- in-process ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_readyz_reports_the_database_and_redis_when_configured(settings):
+    body = Client().get("/readyz").json()
+    assert body["status"] == "ok" and body["database"] == "ok"
+    assert ("redis" in body) == bool(settings.REDIS_URL)
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_when_redis_is_configured_but_unreachable(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    response = Client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+    assert response.json()["redis"] != "ok"
+
+
+@pytest.mark.django_db
+def test_metrics_need_the_bearer_token_when_one_is_set():
+    with override_settings(FINOPS_METRICS_TOKEN="scrape-me-please"):
+        assert Client().get("/metrics").status_code == 401
+        wrong = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer nope")
+        assert wrong.status_code == 401
+        ok = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me-please")
+        assert ok.status_code == 200
+        assert "finops_ledger_spool_bytes" in ok.content.decode()
+    assert Client().get("/metrics").status_code == 200
+
+
+@pytest.mark.django_db
+def test_budget_utilisation_is_exported_from_the_rollups():
+    from decimal import Decimal
+
+    from teams.models import Budget
+    from tests import factories as f
+
+    org = f.make_org("metrics-org")
+    team = f.make_team(org, "search")
+    budget = Budget.objects.create(
+        org=org, scope="team", team=team, period="month", limit_usd=Decimal("10")
+    )
+    text = Client().get("/metrics").content.decode()
+    labels = dict(org="metrics-org", budget=str(budget.pk), scope="team", period="month")
+    assert sample(text, "finops_budget_utilisation_ratio", **labels, action=budget.action) == 0.0
+    assert f'budget="{budget.pk}"' in text
+
+
+def test_json_log_lines_carry_the_request_id():
+    record = logging.LogRecord(
+        "gateway", logging.WARNING, __file__, 1, "upstream %s", ("slow",), None
+    )
+    token = request_id_var.set("req-123")
+    try:
+        record.request_id = request_id_var.get()
+        line = orjson.loads(JsonFormatter().format(record))
+    finally:
+        request_id_var.reset(token)
+    assert line["request_id"] == "req-123"
+    assert line["message"] == "upstream slow" and line["level"] == "WARNING"
+    assert line["time"].endswith("Z")
+
+
+# --- two uvicorn workers -------------------------------------------------------------------
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="two workers need REDIS_URL")
+def test_metrics_add_up_over_both_worker_processes(live, live_tmp):
+    with live.blocker.unblock():
+        database_url = live_database_url()
+    app = start_app(
+        live_tmp,
+        database_url=database_url,
+        workers=2,
+        FINOPS_LOG_FORMAT="json",
+        REDIS_URL=os.environ["REDIS_URL"],
+    )
+    try:
+        gateway = openai.OpenAI(base_url=f"{app.url}/v1", api_key=live.key_secret, max_retries=0)
+        request_ids = set()
+        for _ in range(24):
+            # a new connection each time, so both workers serve some of the calls
+            with httpx.Client() as http:
+                response = http.post(
+                    f"{app.url}/v1/chat/completions",
+                    headers={"Authorization": f"Bearer {live.key_secret}"},
+                    json={"model": "gpt-4o-mini", "messages": MESSAGES},
+                )
+            assert response.status_code == 200, response.text
+            request_ids.add(response.headers["x-request-id"])
+        gateway.models.list()
+        counts = set()
+        for _ in range(6):  # every scrape, whichever worker answers it, sees all 24
+            with httpx.Client() as http:
+                text = http.get(f"{app.url}/metrics").text
+            counts.add(
+                sample(text, "finops_gateway_requests_total", api="chat.completions", code="200")
+            )
+            assert (
+                sample(text, "finops_gateway_request_seconds_count", api="chat.completions") == 24
+            )
+        assert counts == {24.0}
+        # JSON log lines name their request ids
+        lines = [orjson.loads(x) for x in app.log().splitlines() if x.startswith("{")]
+        assert all("request_id" in x for x in lines)
+    finally:
+        app.stop()
