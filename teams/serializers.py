@@ -295,6 +295,7 @@ class KeySerializer(serializers.ModelSerializer):
             "active",
             "default_feature",
             "allowed_models",
+            "default_model",
             "fallbacks",
             "rpm_limit",
             "tpm_limit",
@@ -338,6 +339,13 @@ class _KeyFieldsSerializer(ScopedInputSerializer):
         child=serializers.CharField(max_length=128, validators=[validate_model_ref]),
         required=False,
         help_text="Model, group or router names this key may call; empty means all.",
+    )
+    default_model = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        validators=[validate_model_ref],
+        help_text=DEFAULT_MODEL_HELP,
     )
     fallbacks = serializers.ListField(
         child=serializers.CharField(max_length=128, validators=[validate_model_ref]),

@@ -112,6 +112,17 @@ class KeyMintTests(APITestCase):
         entry = AuditEntry.objects.filter(action="key.updated").latest("id")
         self.assertEqual(entry.after["fallbacks"], ["gpt-4.1"])
 
+    def test_default_model_is_set_at_mint_and_changed_later(self):
+        ok = self.mint(self.lead_a, default_model="router:smart")
+        self.assertEqual(ok.status_code, 201, ok.content)
+        self.assertEqual(ok.json()["default_model"], "router:smart")
+        key_id = ok.json()["id"]
+        changed = self.patch(self.lead_a, f"/keys/{key_id}/", {"default_model": "gpt-4o-mini"})
+        self.assertEqual(changed.json()["default_model"], "gpt-4o-mini")
+        bad = self.patch(self.lead_a, f"/keys/{key_id}/", {"default_model": "bad name!"})
+        self.assertEqual(bad.status_code, 400)
+        self.assertIn("default_model", bad.json())
+
     def test_anonymous_request_is_refused(self):
         from rest_framework.test import APIClient
 
