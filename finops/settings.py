@@ -221,6 +221,10 @@ FINOPS_COOLDOWN_FAILURES = _typed("FINOPS_COOLDOWN_FAILURES", int, 3)
 FINOPS_COOLDOWN_SECONDS = _typed("FINOPS_COOLDOWN_SECONDS", float, 30.0)
 FINOPS_ROUTING_SYNC_SECONDS = _typed("FINOPS_ROUTING_SYNC_SECONDS", float, 0.5)
 FINOPS_ROUTING_REDIS_TIMEOUT = _typed("FINOPS_ROUTING_REDIS_TIMEOUT", float, 0.2)
+# Shadow evaluation (gateway.shadow): background mirror calls in flight per process (beyond:
+# skipped and counted); the LLM judge's period (evaluation.tasks.judge_pairs_task)
+FINOPS_SHADOW_CONCURRENCY = _typed("FINOPS_SHADOW_CONCURRENCY", int, 8)
+FINOPS_JUDGE_INTERVAL_SECONDS = _typed("FINOPS_JUDGE_INTERVAL_SECONDS", float, 300.0)
 # Payload logging (gateway.payload_log): request and response bodies at DEBUG, off by default;
 # matches of FINOPS_REDACT_PATTERNS (a JSON list of regexes: they contain commas) are masked.
 FINOPS_LOG_PAYLOADS = _typed("FINOPS_LOG_PAYLOADS", bool, False)
@@ -244,6 +248,7 @@ except (TypeError, re.error) as _exc:
 for _name, _value in (
     ("FINOPS_RETRIES", FINOPS_RETRIES),
     ("FINOPS_COOLDOWN_FAILURES", FINOPS_COOLDOWN_FAILURES),
+    ("FINOPS_SHADOW_CONCURRENCY", FINOPS_SHADOW_CONCURRENCY),
 ):
     if _value < 0:
         raise ImproperlyConfigured(f"{_name}: must not be negative, got {_value}")
@@ -251,6 +256,7 @@ for _name, _value in (
     ("FINOPS_MAX_REQUEST_BYTES", FINOPS_MAX_REQUEST_BYTES),
     ("FINOPS_UPSTREAM_TIMEOUT", FINOPS_UPSTREAM_TIMEOUT),
     ("FINOPS_LEDGER_BATCH_SIZE", FINOPS_LEDGER_BATCH_SIZE),
+    ("FINOPS_JUDGE_INTERVAL_SECONDS", FINOPS_JUDGE_INTERVAL_SECONDS),
 ):
     if _value <= 0:
         raise ImproperlyConfigured(f"{_name}: must be positive, got {_value}")

@@ -1,4 +1,5 @@
-"""The gateway's lean ASGI app: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``.
+"""The gateway's lean ASGI app: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``,
+``/v1/feedback``.
 
 No Django request cycle and no database call on the event loop: keys and routing come from the
 runtime's caches, usage goes to the ledger writer's queue.
@@ -6,14 +7,18 @@ runtime's caches, usage goes to the ledger writer's queue.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 import uuid
 from datetime import UTC, datetime
 
 import orjson
 from django.conf import settings
+from django.db import close_old_connections
 
+from evaluation.services.feedback import FeedbackError, feedback_record
 from finops.logging import request_id_var
 from gateway import attribution, metrics, payload_log
 from gateway.errors import GatewayError, invalid
@@ -22,8 +27,10 @@ from gateway.providers.base import CHAT, EMBEDDINGS
 from gateway.proxy import Call, proxy_json, proxy_stream
 from gateway.resolve import resolve
 from gateway.runtime import runtime
+from gateway.shadow import shadow_decide, shadow_start
 
 log = logging.getLogger("gateway")
+_rng = random.Random()  # noqa: S311 - experiment arms, not security
 DEFAULT_MODEL = "default"  # the model name that asks for the feature's or key's default
 
 
@@ -76,6 +83,9 @@ class GatewayApp:
                 _method(method, "GET")
                 record = await self._authenticate(scope)
                 await self._models(send, record, rid)
+            elif path == "/v1/feedback":
+                _method(method, "POST")
+                await self._feedback(scope, receive, send, rid)
             else:
                 raise GatewayError(404, "unknown_url", f"Unknown request URL: {method} {path}")
         except GatewayError as exc:
@@ -142,6 +152,7 @@ class GatewayApp:
             _router_prompt_keep(config, plan, messages)
         if labels is None:
             labels = attribution.labels(scope, body, record, runtime.ledger)
+        experiment, arm = _experiment_apply(config, plan, requested, record, labels, api)
         stream = api == CHAT and body.get("stream") is True
         call = Call(
             request_id=request_id,
@@ -153,6 +164,8 @@ class GatewayApp:
             plan=plan,
             started=started,
             t0=t0,
+            experiment=experiment,
+            experiment_arm=arm,
         )
         admission = await runtime.admitter.admit(
             api=api,
@@ -168,6 +181,7 @@ class GatewayApp:
             call.extra_headers = admission.headers
             call.budget_action = "downgrade" if admission.downgraded else ""
         runtime.ledger.key_used(record.key_id, started)
+        shadow = shadow_decide(config, call) if call.plan.router else None
         try:
             if stream:
                 await proxy_stream(call, send, receive)
@@ -181,6 +195,33 @@ class GatewayApp:
                     prompt_tokens=call.prompt_tokens,
                     completion_tokens=call.completion_tokens,
                 )
+        if shadow is not None:
+            # the client has its whole answer: the mirror runs in the background, unadmitted
+            # (evaluation spend, bounded by the router's shadow_rate; see gateway.shadow)
+            shadow_start(call, shadow)
+
+    async def _feedback(self, scope, receive, send, rid) -> None:
+        """``POST /v1/feedback {"request_id", "score", "comment"?}``: a key scores one of its own
+        requests (``evaluation.services.feedback``); written off the event loop."""
+        body_bytes = await read_body(receive, settings.FINOPS_MAX_REQUEST_BYTES)
+        record = await self._authenticate(scope)
+        try:
+            body = orjson.loads(body_bytes) if body_bytes else None
+        except orjson.JSONDecodeError as exc:
+            raise invalid("invalid_json", f"The request body is not valid JSON: {exc}") from None
+        loop = asyncio.get_running_loop()
+        try:
+            feedback = await loop.run_in_executor(
+                runtime.db, _feedback_write, record.org_id, record.key_id, body
+            )
+        except FeedbackError as exc:
+            raise GatewayError(exc.status, exc.code, exc.message, param=exc.param) from None
+        await send_json(
+            send,
+            200,
+            {"object": "feedback", "request_id": feedback.request_id, "score": feedback.score},
+            rid,
+        )
 
     async def _models(self, send, record, rid) -> None:
         config = await runtime.org_config(record.org_id)
@@ -205,6 +246,36 @@ class GatewayApp:
                     }
                 )
         await send_json(send, 200, {"object": "list", "data": data}, rid)
+
+
+def _feedback_write(org_id: int, key_id: int, body):
+    close_old_connections()
+    return feedback_record(org_id=org_id, key_id=key_id, body=body)
+
+
+def _experiment_apply(config, plan, requested: str, record, labels, api: str) -> tuple[str, str]:
+    """The first active experiment on this route for this key or feature: with probability
+    ``share`` its candidate goes first (the route's deployments stay as fallbacks). Returns
+    (experiment name, arm), ("", "") when none applies."""
+    if not config.experiments:
+        return "", ""
+    route = requested.removeprefix("router:")
+    for exp in config.experiments:
+        if exp.route.removeprefix("router:") != route:
+            continue
+        if not (
+            (exp.key_id is not None and exp.key_id == record.key_id)
+            or (exp.feature and exp.feature == labels.feature and exp.team_id == record.team_id)
+        ):
+            continue
+        if (exp.candidate.mode == "embedding") != (api == EMBEDDINGS):
+            continue
+        if _rng.random() >= exp.share:
+            return exp.name, "control"
+        rest = [m for m in plan.deployments if m.name != exp.candidate.name]
+        plan.deployments = [exp.candidate, *rest]
+        return exp.name, "candidate"
+    return "", ""
 
 
 def _router_prompt_keep(config, plan, messages) -> None:

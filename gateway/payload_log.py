@@ -2,33 +2,21 @@
 
 Off unless ``FINOPS_LOG_PAYLOADS`` is set *and* the ``gateway.payload`` logger is enabled for
 DEBUG. Bodies are clipped to ``MAX_LOGGED_BYTES`` and every match of
-``FINOPS_REDACT_PATTERNS`` (by default API-key-like strings and email addresses) is replaced by
-``[REDACTED]`` before the text reaches any handler. Prompts are customer data: keep this off in
-production.
+``FINOPS_REDACT_PATTERNS`` (``finops.redact``: by default API keys, bearer tokens, e-mail
+addresses, card numbers) is replaced by ``[REDACTED]`` before the text reaches any handler.
+Prompts are customer data: keep this off in production.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from functools import lru_cache
 
 from django.conf import settings
 
+from finops.redact import MASK, redact  # noqa: F401 - MASK: what callers compare with
+
 log = logging.getLogger("gateway.payload")
 MAX_LOGGED_BYTES = 64 * 1024
-MASK = "[REDACTED]"
-
-
-@lru_cache(maxsize=4)
-def _compiled(patterns: tuple[str, ...]) -> re.Pattern | None:
-    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
-
-
-def redact(text: str) -> str:
-    """``text`` with every match of ``FINOPS_REDACT_PATTERNS`` masked."""
-    pattern = _compiled(tuple(settings.FINOPS_REDACT_PATTERNS))
-    return pattern.sub(MASK, text) if pattern is not None else text
 
 
 def _text(body: bytes, size: int | None = None) -> str:

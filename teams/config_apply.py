@@ -132,6 +132,12 @@ class RouterSpec:
     threshold: float | None
     store_prompts: bool | None = None
     prompt_retention: int | None = None
+    # shadow evaluation; each left out: kept as it is (the model's default for a new router)
+    shadow_rate: float | None = None
+    pair_sample_rate: float | None = None
+    pair_retention_days: int | None = None
+    judge_model: str | None = None  # "" clears it
+    judge_rubric: str | None = None
     path: str = field(default="", compare=False)
 
 
@@ -601,7 +607,17 @@ def _check_router(c: _Checker, raw: Any, path: str) -> RouterSpec | None:
         raw,
         path,
         required=("name", "strong", "weak"),
-        optional=("scorer", "threshold", "store_prompts", "prompt_retention"),
+        optional=(
+            "scorer",
+            "threshold",
+            "store_prompts",
+            "prompt_retention",
+            "shadow_rate",
+            "pair_sample_rate",
+            "pair_retention_days",
+            "judge_model",
+            "judge_rubric",
+        ),
     )
     if data is None:
         return None
@@ -610,13 +626,30 @@ def _check_router(c: _Checker, raw: Any, path: str) -> RouterSpec | None:
     strong = c.model_name(data.get("strong"), _join(path, "strong"))
     weak = c.model_name(data.get("weak"), _join(path, "weak"))
     scorer = c.choice(data.get("scorer"), _join(path, "scorer"), Scorer, default=Scorer.HEURISTIC)
-    threshold = data.get("threshold")
-    if threshold is None:
-        pass
-    elif isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        c.err(_join(path, "threshold"), "expected a number between 0 and 1")
-    elif not 0 <= threshold <= 1:
-        c.err(_join(path, "threshold"), "must be between 0 and 1")
+    rates = {}
+    for key in ("threshold", "shadow_rate", "pair_sample_rate"):
+        value = data.get(key)
+        if value is None:
+            pass
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            c.err(_join(path, key), "expected a number between 0 and 1")
+        elif not 0 <= value <= 1:
+            c.err(_join(path, key), "must be between 0 and 1")
+        else:
+            rates[key] = float(value)
+    threshold = rates.get("threshold")
+    pair_days = c.integer(
+        data.get("pair_retention_days"),
+        _join(path, "pair_retention_days"),
+        minimum=1,
+        maximum=3650,
+    )
+    judge = data.get("judge_model")
+    if judge is not None and judge != "":
+        judge = c.model_name(judge, _join(path, "judge_model"))
+    rubric = data.get("judge_rubric")
+    if rubric is not None and rubric != "":
+        rubric = c.text(rubric, _join(path, "judge_rubric"), max_len=4000)
     store = data.get("store_prompts")
     if store is not None:
         store = c.boolean(store, _join(path, "store_prompts"))
@@ -633,9 +666,14 @@ def _check_router(c: _Checker, raw: Any, path: str) -> RouterSpec | None:
         strong=strong,
         weak=weak,
         scorer=scorer,
-        threshold=None if threshold is None else float(threshold),
+        threshold=threshold,
         store_prompts=store,
         prompt_retention=retention,
+        shadow_rate=rates.get("shadow_rate"),
+        pair_sample_rate=rates.get("pair_sample_rate"),
+        pair_retention_days=pair_days,
+        judge_model=judge,
+        judge_rubric=rubric,
         path=path,
     )
 
@@ -805,6 +843,8 @@ def _check_references(c: _Checker, spec: ConfigSpec, *, prune: bool) -> None:
         for attr in ("strong", "weak"):
             if getattr(r, attr) not in models:
                 c.err(_join(r.path, attr), f"unknown model {getattr(r, attr)!r}{hint}")
+        if r.judge_model and r.judge_model not in models:
+            c.err(_join(r.path, "judge_model"), f"unknown model {r.judge_model!r}{hint}")
         if r.name in models or r.name in {g.name for g in spec.groups}:
             c.err(_join(r.path, "name"), f"{r.name!r} is already a model or group name")
     for b in spec.budgets:
@@ -880,6 +920,11 @@ def _router_values(rs: RouterSpec, current: Router | None) -> dict[str, Any]:
         "threshold": (rs.threshold, 0.5),
         "store_prompts": (rs.store_prompts, True),
         "prompt_retention": (rs.prompt_retention, 5000),
+        "shadow_rate": (rs.shadow_rate, 0.0),
+        "pair_sample_rate": (rs.pair_sample_rate, 1.0),
+        "pair_retention_days": (rs.pair_retention_days, 30),
+        "judge_model": (rs.judge_model, ""),
+        "judge_rubric": (rs.judge_rubric, ""),
     }
     for name, (value, default) in optional.items():
         if value is not None:
@@ -1117,7 +1162,8 @@ class _Planner:
 
     def _plan_routers(self) -> None:
         existing = {
-            r.name: r for r in self._existing(Router.objects.select_related("strong", "weak"))
+            r.name: r
+            for r in self._existing(Router.objects.select_related("strong", "weak", "judge_model"))
         }
         for rs in self.spec.routers:
             current = existing.get(rs.name)
@@ -1133,6 +1179,11 @@ class _Planner:
                 "threshold": current.threshold,
                 "store_prompts": current.store_prompts,
                 "prompt_retention": current.prompt_retention,
+                "shadow_rate": current.shadow_rate,
+                "pair_sample_rate": current.pair_sample_rate,
+                "pair_retention_days": current.pair_retention_days,
+                "judge_model": current.judge_model.name if current.judge_model_id else "",
+                "judge_rubric": current.judge_rubric,
             }
             fields = _diff(before, wanted)
             if fields:
@@ -1142,6 +1193,9 @@ class _Planner:
         values = _router_values(rs, router)
         values["strong"] = self._model(rs.strong)
         values["weak"] = self._model(rs.weak)
+        if "judge_model" in values:
+            judge = values["judge_model"]
+            values["judge_model"] = self._model(judge) if judge else None
         if router is None:
             catalog.router_create(actor=self.actor, org=self.org, name=rs.name, **values)
         else:
