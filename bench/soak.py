@@ -638,6 +638,8 @@ def main() -> int:  # noqa: C901 - one linear script
             f"{r.status} {r.code}".strip() for i, r in enumerate(gw) if kinds[i] == "unintended"
         )
         succeeded = sum(1 for k in kinds.values() if k == "ok")
+        # their attempts are unknown to the client (it gave up or lost the connection first)
+        no_answer = sum(1 for r in gw if r.status == -1 or r.code == "client_timeout")
         bad_at = sorted(
             r.at for i, r in enumerate(gw) if kinds[i] == "unintended" and r.phase == "soak"
         )
@@ -685,7 +687,8 @@ def main() -> int:  # noqa: C901 - one linear script
         targets_out = {
             "ledger rows == attempts": {
                 "ok": book["rows"] == attempts,
-                "detail": f"{book['rows']} rows, {attempts} attempts reported",
+                "detail": f"{book['rows']} rows, {attempts} attempts reported"
+                + (f" ({no_answer} calls got no answer)" if no_answer else ""),
             },
             "rollups == ledger to the cent": {
                 "ok": book["to_the_cent"],
@@ -731,6 +734,8 @@ def main() -> int:  # noqa: C901 - one linear script
                 "rows": book["rows"],
                 "attempts_reported": attempts,
                 "attempts_on_refused": refused_with_attempts,
+                "attempts_in_metrics": sum(m["attempts_total"] for m in metrics),
+                "calls_without_answer": no_answer,
                 "spool_bytes_left": spool_left,
             },
             "rollup": {
@@ -835,6 +840,10 @@ def _report(s: dict, say) -> None:
     say(
         f"ledger rows:          {led['rows']} vs attempts reported {led['attempts_reported']} "
         f"(refused calls' attempts: {led['attempts_on_refused']}; spool left {led['spool_bytes_left']} B)"
+    )
+    say(
+        f"                      gateway-side attempts (/metrics) {led['attempts_in_metrics']:.0f}; "
+        f"calls the client got no answer for (attempts unknown): {led['calls_without_answer']}"
     )
     say(
         f"rollups ({ro['periodic_runs']} periodic runs during the soak, {ro['periodic_runs_with_events']} "
