@@ -10,3 +10,11 @@ def pairs_purge_task() -> int:
     from evaluation.services.pairs import pairs_purge
 
     return pairs_purge()
+
+
+@shared_task(name="evaluation.tasks.judge_pairs_task", ignore_result=True, soft_time_limit=240)
+def judge_pairs_task(limit: int = 50) -> int:
+    """Label a bounded batch of unjudged pairs with the routers' judge models."""
+    from evaluation.services.judge import pairs_judge
+
+    return pairs_judge(limit=limit)

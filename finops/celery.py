@@ -42,6 +42,11 @@ def _configure() -> None:
                 "schedule": 3600.0,
                 "options": {"expires": 7200.0},
             },
+            "evaluation-judge": {
+                "task": "evaluation.tasks.judge_pairs_task",
+                "schedule": settings.FINOPS_JUDGE_INTERVAL_SECONDS,
+                "options": {"expires": settings.FINOPS_JUDGE_INTERVAL_SECONDS * 2},
+            },
             "counters-reconcile": {
                 "task": "gateway.tasks.counters_reconcile_task",
                 "schedule": settings.FINOPS_RECONCILE_INTERVAL_SECONDS,

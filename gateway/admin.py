@@ -343,12 +343,17 @@ class RouterForm(NameFreeForm):
             "threshold",
             "store_prompts",
             "prompt_retention",
+            "shadow_rate",
+            "pair_sample_rate",
+            "pair_retention_days",
+            "judge_model",
+            "judge_rubric",
         )
 
     def clean(self):
         data = super().clean()
         org = data.get("org") or (self.instance.org if self.instance.org_id else None)
-        for name in ("strong", "weak"):
+        for name in ("strong", "weak", "judge_model"):
             model = data.get(name)
             if org is not None and model is not None and model.org_id != org.pk:
                 self.add_error(name, "belongs to another organisation")
@@ -362,13 +367,13 @@ class RouterAdmin(ScopedAdmin):
     subject = Subject.ROUTER
     audit_name = "router"
     form = RouterForm
-    list_display = ("name", "org", "strong", "weak", "scorer", "threshold")
+    list_display = ("name", "org", "strong", "weak", "scorer", "threshold", "shadow_rate")
     list_filter = ("scorer", ("org", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "strong__name", "weak__name")
 
     def scoped_queryset(self, request):
         return selectors.org_scoped(
-            request.user, Router.objects.select_related("org", "strong", "weak")
+            request.user, Router.objects.select_related("org", "strong", "weak", "judge_model")
         )
 
 

@@ -163,6 +163,26 @@ class RouterRecord:
     impl: object = None  # the scorer: ``score(messages) -> float``
     store_prompts: bool = False
     prompt_retention: int = 0
+    # shadow evaluation (see gateway.shadow); the judge runs in Celery and reads the database
+    shadow_rate: float = 0.0
+    pair_sample_rate: float = 0.0
+    pair_retention_days: int = 30
+    judge_model: str = ""
+    judge_rubric: str = ""
+
+
+@dataclass(slots=True)
+class ExperimentRecord:
+    """An active A/B experiment: ``share`` of the calls to ``route`` by ``key_id`` (or for
+    ``feature``) try ``candidate`` first (see ``gateway.asgi``)."""
+
+    name: str
+    route: str
+    candidate: ModelRecord
+    share: float
+    key_id: int | None
+    feature: str  # feature slug; "" when the experiment is per key
+    team_id: int | None = None  # the feature's team (slugs are per team)
 
 
 @dataclass(slots=True)
@@ -201,6 +221,7 @@ class OrgConfig:
     routers: dict[str, RouterRecord]
     budgets: list[BudgetRecord] = field(default_factory=list)
     team_limits: dict[int, TeamLimits] = field(default_factory=dict)
+    experiments: list[ExperimentRecord] = field(default_factory=list)
 
 
 def router_models_load(org_id: int) -> dict:
@@ -275,7 +296,7 @@ def org_config_load(org_id: int) -> OrgConfig:
         )
     routers: dict[str, RouterRecord] = {}
     trained = router_models_load(org_id)
-    for r in Router.objects.filter(org_id=org_id).select_related("strong", "weak"):
+    for r in Router.objects.filter(org_id=org_id).select_related("strong", "weak", "judge_model"):
         if r.strong.name in models and r.weak.name in models:
             routers[r.name] = RouterRecord(
                 name=r.name,
@@ -287,6 +308,11 @@ def org_config_load(org_id: int) -> OrgConfig:
                 impl=scorer_build(r.scorer, model=trained.get(r.pk)),
                 store_prompts=r.store_prompts,
                 prompt_retention=r.prompt_retention,
+                shadow_rate=r.shadow_rate,
+                pair_sample_rate=r.pair_sample_rate,
+                pair_retention_days=r.pair_retention_days,
+                judge_model=r.judge_model.name if r.judge_model_id else "",
+                judge_rubric=r.judge_rubric,
             )
     from teams.models import Budget, Team
 
@@ -330,4 +356,30 @@ def org_config_load(org_id: int) -> OrgConfig:
         routers=routers,
         budgets=budgets,
         team_limits=team_limits,
+        experiments=_experiments_load(org_id, models),
     )
+
+
+def _experiments_load(org_id: int, models: dict[str, ModelRecord]) -> list[ExperimentRecord]:
+    from evaluation.models import Experiment
+
+    found = []
+    rows = Experiment.objects.filter(org_id=org_id, active=True).select_related(
+        "candidate", "feature"
+    )
+    for e in rows.order_by("name"):
+        candidate = models.get(e.candidate.name)
+        if candidate is None:  # an inactive candidate: the experiment waits
+            continue
+        found.append(
+            ExperimentRecord(
+                name=e.name,
+                route=e.route,
+                candidate=candidate,
+                share=e.share,
+                key_id=e.key_id,
+                feature=e.feature.slug if e.feature_id else "",
+                team_id=e.feature.team_id if e.feature_id else None,
+            )
+        )
+    return found

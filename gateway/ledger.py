@@ -5,7 +5,7 @@ rows), with ``INSERT … ON CONFLICT (event_id) DO NOTHING`` so a replay never c
 When the database is unreachable, batches are appended to a local spool file (by this thread,
 never on the event loop) and replayed when the database returns. Stopping drains the queue.
 The same thread also writes the side effects of metering that must not block a request: keys'
-``last_used_at`` and features first named by traffic.
+``last_used_at``, features first named by traffic, routers' prompt samples and evaluation pairs.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 _STOP = object()
 _PROMPTS_PENDING_MAX = 2000
+_PAIRS_PENDING_MAX = 500
 _PROMPTS_PER_FLUSH = 50  # per router per side-effect flush (every 2 s): at most 25 a second
 _DECIMAL_FIELDS = ("input_cost", "cached_input_cost", "cache_write_cost", "output_cost", "cost")
 _TIME_FIELDS = ("started_at", "first_byte_at", "ended_at")
@@ -129,6 +130,7 @@ class LedgerWriter:
         self._prompts: list[tuple] = []  # routers' prompt samples waiting to be written
         self._retention: dict[int, int] = {}  # router id -> prompts kept
         self._prompts_taken: dict[int, int] = {}  # router id -> prompts taken since the flush
+        self._pairs: list[dict] = []  # evaluation pairs waiting to be written
         self._last_side_flush = 0.0
         self.written = 0
         self.spooled = 0
@@ -168,6 +170,11 @@ class LedgerWriter:
     ) -> None:
         """A prompt for the router's sample: a best-effort side effect, never spooled."""
         self._queue.put(("prompt", router_id, retention, messages, scorer, score, when))
+
+    def eval_pair(self, pair: dict) -> None:
+        """A shadowed call's evaluation pair (``evaluation.services.pairs.pair_store`` keyword
+        arguments): a best-effort side effect, never spooled."""
+        self._queue.put(("pair", pair))
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -262,6 +269,9 @@ class LedgerWriter:
                 self._last_used[key_id] = when
         elif item[0] == "feature":
             self._new_features.add(item[1:])
+        elif item[0] == "pair":
+            if len(self._pairs) < _PAIRS_PENDING_MAX:  # the sample is bounded, never queued
+                self._pairs.append(item[1])
         elif item[0] == "prompt":
             # a sample: at most _PROMPTS_PER_FLUSH per router per flush (busy traffic is
             # sampled, the write stays small), the rest dropped rather than queued
@@ -349,6 +359,8 @@ class LedgerWriter:
         self._last_side_flush = now
         if self._prompts:
             self._prompts_write()
+        if self._pairs:
+            self._pairs_write()
         if not self._last_used and not self._new_features:
             return
         from teams.models import Feature, VirtualKey
@@ -370,6 +382,19 @@ class LedgerWriter:
             self._new_features.clear()
         except Exception as exc:  # noqa: BLE001 - retried on the next flush
             log.warning("could not write key usage or new features (%s)", type(exc).__name__)
+            connection.close()
+
+    def _pairs_write(self) -> None:
+        """Store the evaluation pairs (redacted and clipped by ``pair_store``)."""
+        from evaluation.services.pairs import pair_store
+
+        pending, self._pairs = self._pairs, []
+        try:
+            close_old_connections()
+            for pair in pending:
+                pair_store(**pair)
+        except Exception as exc:  # noqa: BLE001 - a sample: lose it rather than retry forever
+            log.warning("could not write evaluation pairs (%s)", type(exc).__name__)
             connection.close()
 
     def _prompts_write(self) -> None:

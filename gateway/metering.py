@@ -88,7 +88,9 @@ def event(
         "router_score": plan.router_score,
         "router_threshold": plan.router_threshold,
         "router_decision": plan.router_decision,
-        "shadow": False,
+        "shadow": call.shadow,
+        "experiment": call.experiment,
+        "experiment_arm": call.experiment_arm,
         "budget_action": call.budget_action,
     }
 

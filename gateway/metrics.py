@@ -35,6 +35,11 @@ SKIPS = Counter(
     ["model", "reason"],
 )
 
+SHADOW_SKIPPED = Counter(
+    "finops_gateway_shadow_skipped_total",
+    "Shadow calls not made because FINOPS_SHADOW_CONCURRENCY were already in flight.",
+)
+
 
 def observe(event: dict) -> None:
     model = event["model"] or "-"

@@ -57,6 +57,7 @@ CLIENT_ERRORS = frozenset({400, 404, 413, 415, 422})
 # Upstream statuses worth a second try on the same deployment (besides every 5xx).
 RETRY_STATUSES = frozenset({408, 409, 429})
 _COST_MARK = b'"__finops_cost__"'
+ANSWER_MAX_CHARS = 20_000  # an answer kept for an evaluation pair
 
 
 @dataclass(slots=True)
@@ -78,6 +79,13 @@ class Call:
     budget_action: str = ""  # "downgrade" when a budget sent the call to a cheaper model
     prompt_tokens: int = 0  # metered over all attempts (for rate-limit settlement)
     completion_tokens: int = 0
+    # evaluation: a shadow call's rows are marked (evaluation spend); an A/B call's arm
+    shadow: bool = False
+    experiment: str = ""
+    experiment_arm: str = ""
+    # the answer's text is kept (clipped) only when asked: a pair is to be stored
+    capture: bool = False
+    answer: str = ""
 
 
 def _now() -> datetime:
@@ -383,6 +391,8 @@ async def _json_attempt(
                 cost = metering.price_usage(model, usage, call.started)
                 call.spent += cost.total
                 call.served = model
+                if call.capture:
+                    call.answer = _answer_text(parsed.body)
                 _record(
                     call,
                     model,
@@ -434,6 +444,15 @@ async def _json_attempt(
         error_code=failure.code,
     )
     raise failure
+
+
+def _answer_text(body: bytes) -> str:
+    """The first choice's message text, clipped (for an evaluation pair)."""
+    try:
+        content = orjson.loads(body)["choices"][0]["message"]["content"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return ""
+    return content[:ANSWER_MAX_CHARS] if isinstance(content, str) else ""
 
 
 def _response_text(body: bytes) -> str:
@@ -650,6 +669,9 @@ async def _relay(
     cost = metering.price_usage(model, usage, call.started)
     call.spent += cost.total
     call.served = model
+    if call.capture and status == "ok":
+        # the content deltas the relay passed on (the parser keeps them), clipped
+        call.answer = parser.generated_text()[:ANSWER_MAX_CHARS]
     _record(
         call,
         model,

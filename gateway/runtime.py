@@ -23,6 +23,7 @@ from gateway.ledger import LedgerWriter
 from gateway.tokens import encodings_load
 
 log = logging.getLogger(__name__)
+SHADOW_DRAIN_SECONDS = 10.0
 
 
 class Runtime:
@@ -40,6 +41,7 @@ class Runtime:
         self.stopping = False
         self.admitter: Admitter | None = None
         self._lock_file = None
+        self.shadows: set[asyncio.Task] = set()  # shadow calls in flight (gateway.shadow)
 
     async def start(self) -> None:
         if self.started:
@@ -83,6 +85,7 @@ class Runtime:
         for task in (self._poller, self._reconciler):
             if task is not None:
                 task.cancel()
+        await self._shadows_drain()
         await balancer.stop()
         if self.session:
             await self.session.close()
@@ -93,6 +96,16 @@ class Runtime:
         self.db.shutdown(wait=False)
         self.started = False
         log.info("gateway runtime stopped; ledger drained")
+
+    async def _shadows_drain(self) -> None:
+        """Give shadow calls in flight a bounded time to finish, so their rows are metered."""
+        if not self.shadows:
+            return
+        _, pending = await asyncio.wait(set(self.shadows), timeout=SHADOW_DRAIN_SECONDS)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("%d shadow calls cancelled at shutdown", len(pending))
 
     def _counters(self):
         if settings.REDIS_URL:

@@ -286,6 +286,7 @@ class RouterSerializer(serializers.ModelSerializer):
     org = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     strong = serializers.SlugRelatedField(slug_field="name", read_only=True)
     weak = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    judge_model = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Router
@@ -299,6 +300,11 @@ class RouterSerializer(serializers.ModelSerializer):
             "threshold",
             "store_prompts",
             "prompt_retention",
+            "shadow_rate",
+            "pair_sample_rate",
+            "pair_retention_days",
+            "judge_model",
+            "judge_rubric",
             "created_at",
             "updated_at",
         ]
@@ -318,12 +324,41 @@ class _RouterFieldsSerializer(_CatalogInput):
     prompt_retention = serializers.IntegerField(
         min_value=0, max_value=1_000_000, default=5000, help_text="Prompts kept (the newest)."
     )
+    shadow_rate = serializers.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        default=0.0,
+        help_text="Share of calls mirrored to the other model in the background (evaluation).",
+    )
+    pair_sample_rate = serializers.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        default=1.0,
+        help_text="Share of shadowed calls stored as prompt/answer pairs (redacted).",
+    )
+    pair_retention_days = serializers.IntegerField(
+        min_value=1, max_value=3650, default=30, help_text="Days stored pairs are kept."
+    )
+    judge_model = serializers.CharField(
+        max_length=128,
+        allow_blank=True,
+        default="",
+        help_text="Model name that grades stored pairs (LLM-as-judge); empty: none.",
+    )
+    judge_rubric = serializers.CharField(
+        max_length=4000, allow_blank=True, default="", help_text="Empty: the default rubric."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         org = self.org_of(attrs)
         for field in ("strong", "weak"):
             if field in attrs:
                 attrs[field] = self.resolve_model(org, attrs[field], field=field)
+        if "judge_model" in attrs:
+            name = attrs["judge_model"]
+            attrs["judge_model"] = (
+                self.resolve_model(org, name, field="judge_model") if name else None
+            )
         return attrs
 
 

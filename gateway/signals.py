@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from evaluation import models as em
 from gateway import models as gm
 from gateway.services.stamps import CONFIG, KEYS, stamp_bump
 from teams import models as tm
@@ -22,6 +23,7 @@ _CONFIG_MODELS = (
     tm.Budget,
     tm.Team,
     tm.Organization,
+    em.Experiment,
 )
 
 

@@ -38,6 +38,7 @@ error; a 429 carries ``Retry-After: --retry-after``, 1 s by default), ``--fail-r
 500s), ``--reset-rate`` (a share of requests whose connection is dropped without an answer),
 ``--malformed-rate`` (a share of non-streaming answers that are a 200 with a body that is not
 JSON), ``--cut-stream-after N`` (every stream loses its connection after N content chunks).
+``--reply TEXT`` makes every non-streaming chat answer that text (an LLM judge's JSON verdict).
 With none of them set, serving a request does no extra work.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``, except on
@@ -136,6 +137,7 @@ class SimConfig:
     malformed_rate: float = 0.0  # share of non-streaming answers that are 200 + invalid JSON
     cut_stream_after: int | None = None  # streams lose their connection after N content chunks
     retry_after: float = 1.0  # seconds, sent as Retry-After with every 429
+    reply: str | None = None  # every non-streaming chat answer's text (e.g. a judge's JSON)
 
     def __post_init__(self) -> None:
         if not 0 <= self.latency_ms <= MAX_DELAY_MS:
@@ -724,7 +726,7 @@ class Simulator:
                 self._plans[body] = plan
         seq = next(self._seq)
         created = int(time.time())
-        if opts is _NO_OPTIONS and not plan.stream:
+        if opts is _NO_OPTIONS and not plan.stream and self.config.reply is None:
             head, middle, tail = plan.template
             payload = b"%s%010d%s%d%s" % (head, seq, middle, created, tail)
             await send(
@@ -752,9 +754,10 @@ class Simulator:
         if opts.malformed:
             await _send(send, 200, _MALFORMED)
             return
-        await _send(
-            send, 200, orjson.dumps(_chat_body(rid, created, plan.model, completion, finish, usage))
-        )
+        answer = _chat_body(rid, created, plan.model, completion, finish, usage)
+        if self.config.reply is not None:
+            answer["choices"][0]["message"]["content"] = self.config.reply
+        await _send(send, 200, orjson.dumps(answer))
 
     async def _chat_stream(
         self, send, receive, opts, rid, created, model, completion, finish, usage, include_usage
@@ -1164,6 +1167,12 @@ def add_arguments(parser) -> None:
         metavar="S",
         help="the Retry-After (seconds) sent with 429 answers (default 1)",
     )
+    parser.add_argument(
+        "--reply",
+        default=None,
+        metavar="TEXT",
+        help="the text of every non-streaming chat answer (usage is counted as usual)",
+    )
     parser.add_argument("--log-level", default="warning")
 
 
@@ -1180,6 +1189,7 @@ def config_from_options(options: dict) -> SimConfig:
         malformed_rate=options.get("malformed_rate", 0.0),
         cut_stream_after=options.get("cut_stream_after"),
         retry_after=options.get("retry_after", 1.0),
+        reply=options.get("reply"),
     )
 
 

@@ -181,16 +181,17 @@ def _traffic(scope: RouterScope, start: datetime, end: datetime, strong_price) -
 
 
 def _evaluation_spend(scope: RouterScope, start: datetime, end: datetime) -> dict:
-    judge = scope.router.judge_model.name if scope.router.judge_model_id else None
+    """Shadow calls and the judge's calls (``router_decision`` "judge", written by
+    ``evaluation.services.judge``), apart from production spend."""
     rows = list(
         router_usage_rows(scope, start=start, end=end, shadow=True)
-        .values("model")
+        .values("model", "router_decision")
         .annotate(calls=Count("id"), cost=Sum("cost"))
-        .order_by("model")
+        .order_by("model", "router_decision")
     )
     out, totals = [], {"shadow": Decimal(0), "judge": Decimal(0)}
     for r in rows:
-        kind = "judge" if judge and r["model"] == judge else "shadow"
+        kind = "judge" if r["router_decision"] == "judge" else "shadow"
         cost = r["cost"] or Decimal(0)
         totals[kind] += cost
         out.append({"kind": kind, "model": r["model"], "calls": r["calls"], "cost": money(cost)})

@@ -43,7 +43,19 @@ MODEL_EDITABLE = (
     "max_output_tokens",
     "active",
 )
-ROUTER_EDITABLE = ("strong", "weak", "scorer", "threshold", "store_prompts", "prompt_retention")
+ROUTER_EDITABLE = (
+    "strong",
+    "weak",
+    "scorer",
+    "threshold",
+    "store_prompts",
+    "prompt_retention",
+    "shadow_rate",
+    "pair_sample_rate",
+    "pair_retention_days",
+    "judge_model",
+    "judge_rubric",
+)
 
 
 def _apply(obj, changes: dict, editable: tuple[str, ...]) -> None:
@@ -406,12 +418,19 @@ def router_snapshot(router: Router) -> dict:
         "threshold": router.threshold,
         "store_prompts": router.store_prompts,
         "prompt_retention": router.prompt_retention,
+        "shadow_rate": router.shadow_rate,
+        "pair_sample_rate": router.pair_sample_rate,
+        "pair_retention_days": router.pair_retention_days,
+        "judge_model": router.judge_model.name if router.judge_model_id else "",
+        "judge_rubric": router.judge_rubric,
     }
 
 
 def _router_check(router: Router) -> None:
     _same_org(router.org, "strong", [router.strong])
     _same_org(router.org, "weak", [router.weak])
+    if router.judge_model_id:
+        _same_org(router.org, "judge_model", [router.judge_model])
     if router.strong_id == router.weak_id:
         raise ValidationError({"weak": "must differ from the strong model"})
     router.full_clean()
@@ -428,8 +447,14 @@ def router_create(
     threshold: float = 0.5,
     store_prompts: bool = True,
     prompt_retention: int = 5000,
+    shadow_rate: float = 0.0,
+    pair_sample_rate: float = 1.0,
+    pair_retention_days: int = 30,
+    judge_model: LLMModel | None = None,
+    judge_rubric: str = "",
 ) -> Router:
-    """A router sends each prompt to ``strong`` when its score >= threshold, else to ``weak``."""
+    """A router sends each prompt to ``strong`` when its score >= threshold, else to ``weak``;
+    ``shadow_rate`` of its calls are mirrored to the other model (evaluation spend)."""
     _name_free(org=org, name=name)
     router = Router(
         org=org,
@@ -440,6 +465,11 @@ def router_create(
         threshold=threshold,
         store_prompts=store_prompts,
         prompt_retention=prompt_retention,
+        shadow_rate=shadow_rate,
+        pair_sample_rate=pair_sample_rate,
+        pair_retention_days=pair_retention_days,
+        judge_model=judge_model,
+        judge_rubric=judge_rubric,
     )
     _router_check(router)
     with transaction.atomic():

@@ -79,7 +79,7 @@ class RouterPageTestCase(TwoOrgsTestCase):
         # evaluation spend of team A: a shadow call and a judge call
         event(team=a, model="gpt-4o", shadow=True, input_cost="0.001", output_cost="0", **routed)
         event(team=a, model="judge-m", shadow=True, input_cost="0.0002", output_cost="0",
-              **routed)  # fmt: skip
+              feature="evaluation-judge", **{**routed, "router_decision": "judge"})  # fmt: skip
         # not this router's, or outside the range, or another org's
         event(org=cls.org_a, team=a, model="gpt-4o", input_cost="5", started_at=now)
         event(team=a, model="gpt-4o", router_decision="strong", router_score=0.9,

@@ -423,6 +423,38 @@ class GroupAndRouterTests(CatalogTestCase):
             ["router.created", "router.deleted", "router.updated"],
         )
 
+    def test_router_shadow_evaluation_settings_round_trip(self):
+        body = {
+            "name": "shadowed",
+            "strong": "gpt-4o",
+            "weak": "gpt-4o-mini",
+            "shadow_rate": 0.1,
+            "pair_sample_rate": 0.5,
+            "pair_retention_days": 14,
+            "judge_model": "gpt-4o",
+            "judge_rubric": "Be exact.",
+        }
+        response = self.post(self.admin_a, "/routers/", body)
+        self.assertEqual(response.status_code, 201, response.content)
+        created = response.json()
+        self.assertEqual(
+            {k: created[k] for k in body if k not in ("strong", "weak")},
+            {k: v for k, v in body.items() if k not in ("strong", "weak")},
+        )
+        rid = created["id"]
+        updated = self.patch(self.admin_a, f"/routers/{rid}/", {"judge_model": ""}).json()
+        self.assertEqual((updated["judge_model"], updated["shadow_rate"]), (None, 0.1))
+        for bad, field in (
+            ({"shadow_rate": 1.5}, "shadow_rate"),
+            ({"pair_sample_rate": -0.1}, "pair_sample_rate"),
+            ({"pair_retention_days": 0}, "pair_retention_days"),
+            ({"judge_model": self.big_b.name + "-missing"}, "judge_model"),
+        ):
+            with self.subTest(bad=bad):
+                response = self.patch(self.admin_a, f"/routers/{rid}/", bad)
+                self.assertEqual(response.status_code, 400, response.content)
+                self.assertIn(field, response.json())
+
     def test_router_threshold_must_be_between_0_and_1_and_models_must_differ(self):
         for body, field in (
             ({"threshold": 1.5}, "threshold"),

@@ -198,6 +198,45 @@ class ApplyTests(ConfigTestCase):
         self.assertEqual(Budget.objects.get(period="month").limit_usd, Decimal("100"))
         self.assertEqual(Router.objects.get(name="smart").threshold, 0.5)
 
+    def test_router_shadow_settings_are_applied_and_kept_when_left_out(self):
+        self.apply(ISSUE_EXAMPLE)
+        router = Router.objects.get(name="smart")
+        self.assertEqual(
+            (router.shadow_rate, router.pair_sample_rate, router.pair_retention_days),
+            (0.0, 1.0, 30),
+        )
+        self.assertIsNone(router.judge_model)
+        shadowed = ISSUE_EXAMPLE.replace(
+            "threshold: 0.5}",
+            "threshold: 0.5, shadow_rate: 0.05, pair_sample_rate: 0.5,\n"
+            "     pair_retention_days: 14, judge_model: gpt-4o, judge_rubric: Be exact.}",
+        )
+        out = self.apply(shadowed)
+        self.assertIn("shadow_rate: 0.0 -> 0.05", out)
+        router.refresh_from_db()
+        self.assertEqual(
+            (router.shadow_rate, router.pair_sample_rate, router.pair_retention_days),
+            (0.05, 0.5, 14),
+        )
+        self.assertEqual((router.judge_model.name, router.judge_rubric), ("gpt-4o", "Be exact."))
+        self.assertIn("no changes", self.apply(shadowed))
+        self.apply(ISSUE_EXAMPLE)  # left out: kept, like the threshold
+        router.refresh_from_db()
+        self.assertEqual((router.shadow_rate, router.judge_model.name), (0.05, "gpt-4o"))
+        cleared = ISSUE_EXAMPLE.replace("threshold: 0.5}", 'threshold: 0.5, judge_model: ""}')
+        self.apply(cleared)
+        router.refresh_from_db()
+        self.assertIsNone(router.judge_model)
+        for bad, message in (
+            ("shadow_rate: 1.5", "routers[0].shadow_rate: must be between 0 and 1"),
+            ("pair_sample_rate: yes", "routers[0].pair_sample_rate: expected a number"),
+            ("pair_retention_days: 0", "routers[0].pair_retention_days: must be between 1"),
+            ("judge_model: ghost", "routers[0].judge_model: unknown model 'ghost'"),
+        ):
+            with self.subTest(bad=bad):
+                text = ISSUE_EXAMPLE.replace("threshold: 0.5}", f"threshold: 0.5, {bad}}}")
+                self.assertIn(message, self.apply_fails(text))
+
     def test_updates_are_applied_and_audited_once_each(self):
         self.apply(ISSUE_EXAMPLE)
         audits = AuditEntry.objects.count()
