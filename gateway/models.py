@@ -347,8 +347,15 @@ class UsageEvent(models.Model):
     router_threshold = models.FloatField(null=True, blank=True)
     router_decision = models.CharField(max_length=16, blank=True)
     shadow = models.BooleanField(default=False)
-    experiment = models.CharField(max_length=128, blank=True, help_text="A/B experiment name.")
-    experiment_arm = models.CharField(max_length=16, blank=True, help_text="control | candidate")
+    # Columns added to the ledger after its first release carry a database default, so that
+    # writers that predate them (a gateway process during a rolling deploy, a raw-SQL loader)
+    # keep inserting instead of failing on NOT NULL.
+    experiment = models.CharField(
+        max_length=128, blank=True, default="", db_default="", help_text="A/B experiment name."
+    )
+    experiment_arm = models.CharField(
+        max_length=16, blank=True, default="", db_default="", help_text="control | candidate"
+    )
     budget_action = models.CharField(
         max_length=16, blank=True, help_text="'downgrade' when a budget sent the call elsewhere."
     )
