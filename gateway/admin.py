@@ -334,21 +334,7 @@ class ModelGroupAdmin(ScopedAdmin):
 class RouterForm(NameFreeForm):
     class Meta:
         model = Router
-        fields = (
-            "org",
-            "name",
-            "strong",
-            "weak",
-            "scorer",
-            "threshold",
-            "store_prompts",
-            "prompt_retention",
-            "shadow_rate",
-            "pair_sample_rate",
-            "pair_retention_days",
-            "judge_model",
-            "judge_rubric",
-        )
+        fields = ("org", "name", *catalog.ROUTER_EDITABLE)
 
     def clean(self):
         data = super().clean()

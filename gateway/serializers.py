@@ -26,6 +26,7 @@ from gateway.models import (
     Scorer,
     validate_model_name,
 )
+from gateway.services.catalog import ROUTER_EDITABLE
 from gateway.services.providers import provider_base_url_check
 from teams import selectors
 from teams.models import Organization
@@ -290,24 +291,7 @@ class RouterSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Router
-        fields = [
-            "id",
-            "org",
-            "name",
-            "strong",
-            "weak",
-            "scorer",
-            "threshold",
-            "store_prompts",
-            "prompt_retention",
-            "shadow_rate",
-            "pair_sample_rate",
-            "pair_retention_days",
-            "judge_model",
-            "judge_rubric",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", "org", "name", *ROUTER_EDITABLE, "created_at", "updated_at"]
         read_only_fields = fields
 
 

@@ -607,17 +607,7 @@ def _check_router(c: _Checker, raw: Any, path: str) -> RouterSpec | None:
         raw,
         path,
         required=("name", "strong", "weak"),
-        optional=(
-            "scorer",
-            "threshold",
-            "store_prompts",
-            "prompt_retention",
-            "shadow_rate",
-            "pair_sample_rate",
-            "pair_retention_days",
-            "judge_model",
-            "judge_rubric",
-        ),
+        optional=tuple(f for f in catalog.ROUTER_EDITABLE if f not in ("strong", "weak")),
     )
     if data is None:
         return None
