@@ -5,45 +5,61 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('gateway', '0005_router_scorers'),
+        ("gateway", "0005_router_scorers"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='router',
-            name='judge_model',
-            field=models.ForeignKey(blank=True, help_text='Model that grades stored pairs (LLM-as-judge); metered as evaluation.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='gateway.llmmodel'),
+            model_name="router",
+            name="judge_model",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Model that grades stored pairs (LLM-as-judge); metered as evaluation.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="gateway.llmmodel",
+            ),
         ),
         migrations.AddField(
-            model_name='router',
-            name='judge_rubric',
-            field=models.TextField(blank=True, help_text='What the judge is told a good answer is; empty: the default.'),
+            model_name="router",
+            name="judge_rubric",
+            field=models.TextField(
+                blank=True, help_text="What the judge is told a good answer is; empty: the default."
+            ),
         ),
         migrations.AddField(
-            model_name='router',
-            name='pair_retention_days',
-            field=models.PositiveIntegerField(default=30, help_text='Stored pairs are deleted after this many days.'),
+            model_name="router",
+            name="pair_retention_days",
+            field=models.PositiveIntegerField(
+                default=30, help_text="Stored pairs are deleted after this many days."
+            ),
         ),
         migrations.AddField(
-            model_name='router',
-            name='pair_sample_rate',
-            field=models.FloatField(default=1.0, help_text='Share of shadowed calls whose prompt and both answers are stored (redacted).'),
+            model_name="router",
+            name="pair_sample_rate",
+            field=models.FloatField(
+                default=1.0,
+                help_text="Share of shadowed calls whose prompt and both answers are stored (redacted).",
+            ),
         ),
         migrations.AddField(
-            model_name='router',
-            name='shadow_rate',
-            field=models.FloatField(default=0.0, help_text='Share of calls (0..1) also sent to the model the router did not choose, in the background; metered as evaluation spend.'),
+            model_name="router",
+            name="shadow_rate",
+            field=models.FloatField(
+                default=0.0,
+                help_text="Share of calls (0..1) also sent to the model the router did not choose, in the background; metered as evaluation spend.",
+            ),
         ),
         migrations.AddField(
-            model_name='usageevent',
-            name='experiment',
-            field=models.CharField(blank=True, help_text='A/B experiment name.', max_length=128),
+            model_name="usageevent",
+            name="experiment",
+            field=models.CharField(blank=True, help_text="A/B experiment name.", max_length=128),
         ),
         migrations.AddField(
-            model_name='usageevent',
-            name='experiment_arm',
-            field=models.CharField(blank=True, help_text='control | candidate', max_length=16),
+            model_name="usageevent",
+            name="experiment_arm",
+            field=models.CharField(blank=True, help_text="control | candidate", max_length=16),
         ),
     ]

@@ -4,20 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('gateway', '0006_shadow_and_experiments'),
+        ("gateway", "0006_shadow_and_experiments"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='usageevent',
-            name='experiment',
-            field=models.CharField(blank=True, db_default='', default='', help_text='A/B experiment name.', max_length=128),
+            model_name="usageevent",
+            name="experiment",
+            field=models.CharField(
+                blank=True,
+                db_default="",
+                default="",
+                help_text="A/B experiment name.",
+                max_length=128,
+            ),
         ),
         migrations.AlterField(
-            model_name='usageevent',
-            name='experiment_arm',
-            field=models.CharField(blank=True, db_default='', default='', help_text='control | candidate', max_length=16),
+            model_name="usageevent",
+            name="experiment_arm",
+            field=models.CharField(
+                blank=True,
+                db_default="",
+                default="",
+                help_text="control | candidate",
+                max_length=16,
+            ),
         ),
     ]
