@@ -150,8 +150,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Prometheus multiprocess mode: every process of one server (uvicorn's workers share a parent)
 # writes its samples under one directory, and any worker's /metrics answers for all of them.
 # Set before prometheus_client is first imported (it reads the variable at import).
+# The directory is this server's own (named after the parent of its workers): an inherited
+# PROMETHEUS_MULTIPROC_DIR (a server started by another process) is overwritten, never shared.
 FINOPS_METRICS_DIR = Path(
-    os.environ.get("PROMETHEUS_MULTIPROC_DIR") or VAR_DIR / "metrics" / f"run-{os.getppid()}"
+    _typed("FINOPS_METRICS_DIR", str, "") or VAR_DIR / "metrics" / f"run-{os.getppid()}"
 )
 FINOPS_METRICS_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(FINOPS_METRICS_DIR)
