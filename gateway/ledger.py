@@ -109,7 +109,8 @@ def _insert(events: list[dict]) -> None:
         cursor.executemany(sql, rows)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (spool and metrics files are named after theirs)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -323,11 +324,11 @@ class LedgerWriter:
             # the write-ahead log of a process that died: replay it like a spool file
             _, pid, token, _ = segment.name.split("-", 3)
             ours = int(pid) == os.getpid() and token == self._wal_token
-            if not ours and (int(pid) == os.getpid() or not _alive(int(pid))):
+            if not ours and (int(pid) == os.getpid() or not pid_alive(int(pid))):
                 segment.rename(segment.with_suffix(".jsonl"))
         for orphan in self._spool_dir.glob("*.replay-*"):
             # a process that died while replaying left its claim: hand the file back
-            if not _alive(int(orphan.suffix.rsplit("-", 1)[1])):
+            if not pid_alive(int(orphan.suffix.rsplit("-", 1)[1])):
                 orphan.rename(orphan.with_suffix(".jsonl"))
         for path in sorted(self._spool_dir.glob("*.jsonl")):
             claimed = path.with_suffix(f".replay-{os.getpid()}")

@@ -165,24 +165,14 @@ def stale_cleanup(directory) -> None:
 
     from prometheus_client import multiprocess
 
+    from gateway.ledger import pid_alive
+
     directory = Path(directory)
     for path in directory.glob("gauge_live*_*.db"):
         pid = path.stem.rsplit("_", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             multiprocess.mark_process_dead(int(pid), str(directory))
     for sibling in directory.parent.glob("run-*"):
         pid = sibling.name.removeprefix("run-")
-        if sibling != directory and pid.isdigit() and not _alive(int(pid)):
+        if sibling != directory and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(sibling, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -332,18 +332,17 @@ def _daily_costs(rows: QuerySet[DailySpend], first: date, after: date) -> dict[d
     }
 
 
-def budget_forecast(budget: Budget, spend: BudgetSpend, *, now: datetime) -> Forecast | None:
-    """Projected spend at the end of the window: what is spent, plus the rest of today and each
-    remaining day at the scope's run rate for that kind of day (weekday or weekend), from the
-    trailing 28 complete days (counted from the scope's first day of spend; none under 7)."""
-    tz = _zone(budget.org)
-    rows = budget_rows(budget)
-    today = spend.today
-    history_start = today - timedelta(days=28)
-    history = _daily_costs(rows, history_start, today)
+HISTORY_DAYS = 28  # the run rates look back this many complete days
+
+
+def run_rates(daily: dict[date, Decimal], today: date):
+    """Weekday and weekend run rates over the trailing ``HISTORY_DAYS`` complete days, counted
+    from the scope's first day of spend in them: (days, weekday rate, weekend rate), or None
+    under 7 days. The alerts' forecast and the dashboards' burn-down both use it."""
+    history = {d: c for d, c in daily.items() if today - timedelta(days=HISTORY_DAYS) <= d < today}
     active = sorted(d for d, c in history.items() if c > 0)
     if not active or (today - active[0]).days < 7:
-        return None  # under a week of history: a projection would be noise
+        return None
     days = [active[0] + timedelta(days=i) for i in range((today - active[0]).days)]
     weekdays = [history.get(d, Decimal(0)) for d in days if d.weekday() < 5]
     weekends = [history.get(d, Decimal(0)) for d in days if d.weekday() >= 5]
@@ -351,6 +350,20 @@ def budget_forecast(budget: Budget, spend: BudgetSpend, *, now: datetime) -> For
     weekend_rate = sum(weekends, Decimal(0)) / len(weekends) if weekends else weekday_rate
     if not weekdays:
         weekday_rate = weekend_rate
+    return days, weekday_rate, weekend_rate
+
+
+def budget_forecast(budget: Budget, spend: BudgetSpend, *, now: datetime) -> Forecast | None:
+    """Projected spend at the end of the window: what is spent, plus the rest of today and each
+    remaining day at the scope's run rate for that kind of day (weekday or weekend), from the
+    trailing 28 complete days (counted from the scope's first day of spend; none under 7)."""
+    tz = _zone(budget.org)
+    today = spend.today
+    history = _daily_costs(budget_rows(budget), today - timedelta(days=HISTORY_DAYS), today)
+    rates = run_rates(history, today)
+    if rates is None:
+        return None  # under a week of history: a projection would be noise
+    days, weekday_rate, weekend_rate = rates
     method = f"weekday and weekend run rates over the last {len(days)} days"
 
     def rate(day: date) -> Decimal:

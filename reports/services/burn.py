@@ -25,11 +25,10 @@ from django.db.models import Sum
 from reports.periods import DAY, local_date, local_midnight, period_days
 from reports.selectors import money
 from reports.selectors_dashboard import budget_dimension_rows
-from reports.services.alerts import BudgetSpend, _zone
+from reports.services.alerts import HISTORY_DAYS, BudgetSpend, _zone, run_rates
 from teams.models import Budget
 
 BAND_Z = Decimal("1.645")
-HISTORY_DAYS = 28
 
 
 def _x(instant: datetime, tz) -> str:
@@ -92,7 +91,7 @@ def budget_burn(budget: Budget, *, now: datetime, daily: dict[date, Decimal] | N
     actual_y.append(spend.spent)
 
     rate: Callable[[date], Decimal]
-    rates = _run_rates(daily, today)
+    rates = run_rates(daily, today)
     if rates is not None:
         days, weekday, weekend = rates
 
@@ -151,24 +150,6 @@ def budget_burn(budget: Budget, *, now: datetime, daily: dict[date, Decimal] | N
         **{k: [money(v) for v in projection[k]] for k in ("y", "low", "high")},
     }
     return result
-
-
-def _run_rates(daily: dict[date, Decimal], today: date):
-    """``budget_forecast``'s run rates (a test keeps the two equal): over the trailing 28
-    complete days from the scope's first day of spend in them, none under 7 days; returns
-    (days, weekday rate, weekend rate) or None."""
-    history = {d: c for d, c in daily.items() if today - timedelta(days=HISTORY_DAYS) <= d < today}
-    active = sorted(d for d, c in history.items() if c > 0)
-    if not active or (today - active[0]).days < 7:
-        return None
-    days = [active[0] + timedelta(days=i) for i in range((today - active[0]).days)]
-    weekdays = [history.get(d, Decimal(0)) for d in days if d.weekday() < 5]
-    weekends = [history.get(d, Decimal(0)) for d in days if d.weekday() >= 5]
-    weekday_rate = sum(weekdays, Decimal(0)) / len(weekdays) if weekdays else Decimal(0)
-    weekend_rate = sum(weekends, Decimal(0)) / len(weekends) if weekends else weekday_rate
-    if not weekdays:
-        weekday_rate = weekend_rate
-    return days, weekday_rate, weekend_rate
 
 
 def _burn_json(budget: Budget, spend, actual_x, actual_y, forecast: dict | None, tz) -> dict:
