@@ -11,6 +11,22 @@ from gateway.pricing import Cost, Usage, cost_of, price_at
 from gateway.tokens import count_input, count_messages, count_text
 
 
+def usage_columns(usage: Usage, cost: Cost) -> dict:
+    """The ledger's token and cost columns of one attempt (the gateway's and the judge's)."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.output,
+        "cached_tokens": usage.cached_input,
+        "cache_write_tokens": usage.cache_write,
+        "input_cost": cost.input,
+        "cached_input_cost": cost.cached_input,
+        "cache_write_cost": cost.cache_write,
+        "output_cost": cost.output,
+        "cost": cost.total,
+        "estimated": usage.estimated,
+    }
+
+
 def estimate_usage(*, api: str, body: dict, model: ModelRecord, completion_text: str) -> Usage:
     """Counts for an upstream that reported none: tiktoken where the family is known, the UTF-8
     byte length (an upper bound) otherwise. The event is marked estimated."""
@@ -71,18 +87,9 @@ def event(
         "status": status,
         "http_status": http_status,
         "error_code": error_code,
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.output,
-        "cached_tokens": usage.cached_input,
-        "cache_write_tokens": usage.cache_write,
-        "input_cost": cost.input,
-        "cached_input_cost": cost.cached_input,
-        "cache_write_cost": cost.cache_write,
-        "output_cost": cost.output,
-        "cost": cost.total,
+        **usage_columns(usage, cost),
         "latency_ms": max(0, latency_ms),
         "streamed": streamed,
-        "estimated": usage.estimated,
         "router": plan.router,
         "router_scorer": plan.router_scorer,
         "router_score": plan.router_score,
