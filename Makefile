@@ -2,8 +2,6 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-SHARED_TIKTOKEN := $(abspath $(CURDIR)/../shared/data/tiktoken)
-export TIKTOKEN_CACHE_DIR ?= $(if $(wildcard $(SHARED_TIKTOKEN)),$(SHARED_TIKTOKEN),$(CURDIR)/var/tiktoken)
 PORT ?= 8000
 SIM_PORT ?= 9100
 

@@ -301,7 +301,6 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="finops-bench-"))
     env = dict(os.environ, PYTHONUNBUFFERED="1", BENCH_SIM_KEY="sk-sim", FINOPS_VAR_DIR=str(tmp))
-    env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "data" / "tiktoken"))
     env.update(item.split("=", 1) for item in args.env)
     sim_port, gw_port = free_port(), free_port()
     procs: list[subprocess.Popen] = []

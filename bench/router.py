@@ -143,7 +143,6 @@ def end_to_end(rate: float, duration: float, warmup: float, store: bool) -> None
 
     tmp = Path(tempfile.mkdtemp(prefix="finops-bench-router-"))
     env = dict(os.environ, PYTHONUNBUFFERED="1", BENCH_SIM_KEY="sk-sim", FINOPS_VAR_DIR=str(tmp))
-    env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "data" / "tiktoken"))
     sim_port, gw_port = free_port(), free_port()
     procs: list[subprocess.Popen] = []
     try:

@@ -39,7 +39,6 @@ def main() -> None:
         FINOPS_VAR_DIR=str(tmp),
         FINOPS_LEDGER_FLUSH_SECONDS=args.flush,
     )
-    env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "data" / "tiktoken"))
     sim_port = free_port()
     sim = subprocess.Popen(
         [sys.executable, "manage.py", "simulate_upstream", "--port", str(sim_port)],

@@ -486,7 +486,6 @@ def main() -> int:  # noqa: C901 - one linear script
         BENCH_SIM_KEY="sk-sim",
         LOG_LEVEL="WARNING",
     )
-    env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "data" / "tiktoken"))
     procs = Procs(tmp / "logs")
     created = False
 

@@ -1,16 +1,9 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("FINOPS_TESTING", "1")
-os.environ.setdefault(
-    "TIKTOKEN_CACHE_DIR",
-    str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tiktoken"),
-)
-
-import pytest  # noqa: E402
-import pytest_django.fixtures as _pdf  # noqa: E402
+import pytest
+import pytest_django.fixtures as _pdf
 
 _databases_for_setup = _pdf._get_databases_for_setup
 

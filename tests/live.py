@@ -84,7 +84,6 @@ class Server:
 
 def child_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "data" / "tiktoken"))
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("FINOPS_SIM_KEY", "sk-sim-test")
     env.update(overrides)
@@ -95,7 +94,7 @@ def start_simulator(tmp: Path, *args: str) -> Server:
     port = free_port()
     log_path = tmp / f"simulator-{port}.log"
     proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "manage.py", "simulate_upstream", "--port", str(port), *args],
+        [sys.executable, "-m", "gateway.simulator", "--port", str(port), *args],
         cwd=ROOT,
         env=child_env(),
         stdout=log_path.open("wb"),

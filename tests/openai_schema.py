@@ -1,8 +1,12 @@
 """Validate bodies against OpenAI's published OpenAPI description.
 
 ``assert_valid("CreateChatCompletionResponse", body)`` checks ``body`` (a dict, or JSON bytes/str)
-against ``components/schemas/<name>`` of ``../shared/data/openai-openapi.json`` (override with
-``OPENAI_OPENAPI_PATH``), resolving every ``$ref`` within that file.
+against ``components/schemas/<name>`` of ``tests/data/openai_schemas.json``, resolving every
+``$ref`` within that file. That file holds only the schemas reachable through ``$ref`` from the
+response, stream-chunk, embedding, model-list, error and Responses-API schemas, cut from OpenAI's
+published description (openai/openai-openapi; its version is under ``source`` in the file) by
+``tests/data/make_fixtures.py``; see ``tests/data/README.md``. Set ``OPENAI_OPENAPI_PATH`` to
+the full description (or another trimmed one) to validate against that instead.
 
 The description marks nullability inconsistently (stream chunks carry ``"finish_reason": null``
 where the schema says string, real responses send ``"system_fingerprint": null``), so nulls are
@@ -22,7 +26,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-_DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "openai-openapi.json"
+_DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "openai_schemas.json"
 _NULL = {"type": "null"}
 
 
@@ -77,7 +81,11 @@ def _components() -> dict:
 def _validator(name: str) -> jsonschema.Draft202012Validator:
     components = _components()
     if name not in components["schemas"]:
-        raise KeyError(f"no schema named {name!r} in {spec_path()}")
+        raise KeyError(
+            f"no schema named {name!r} in {spec_path()} (the trimmed file keeps only the "
+            "schemas reachable from OPENAI_ROOTS in tests/data/make_fixtures.py: add a root "
+            "there and re-run it, or set OPENAI_OPENAPI_PATH to the full description)"
+        )
     # The root document carries the components, so "#/components/..." refs resolve in place.
     root = {"$ref": f"#/components/schemas/{name}", "components": components}
     return jsonschema.Draft202012Validator(root)

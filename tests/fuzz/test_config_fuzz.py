@@ -46,7 +46,7 @@ from tests.teams.test_config import ISSUE_EXAMPLE
 
 pytestmark = pytest.mark.django_db
 
-OPENROUTER = Path(__file__).resolve().parents[1] / "gateway" / "data" / "openrouter_models.json"
+OPENROUTER = Path(__file__).resolve().parents[1] / "data" / "openrouter_models.json"
 
 FUZZ = settings(
     max_examples=60,

@@ -1,6 +1,7 @@
-"""``import_prices`` on the real LiteLLM catalog and an OpenRouter model list: counts, exact
-Decimal prices, dry run, idempotent re-import, appended history, tiered prices reported, and
-malformed files rejected with the path of the problem and nothing changed."""
+"""``import_prices`` on a trimmed copy of the real LiteLLM catalog and an OpenRouter model list
+(both in tests/data; see its README.md): counts, exact Decimal prices, dry run, idempotent
+re-import, appended history, tiered prices reported, and malformed files rejected with the path
+of the problem and nothing changed."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from gateway.services.price_import import (
 from teams.models import AuditEntry
 from tests import factories as f
 
-LITELLM = Path(__file__).resolve().parents[3] / "shared" / "data" / "litellm_model_prices.json"
-OPENROUTER = Path(__file__).resolve().parent / "data" / "openrouter_models.json"
+LITELLM = Path(__file__).resolve().parents[1] / "data" / "litellm_model_prices.json"
+OPENROUTER = Path(__file__).resolve().parents[1] / "data" / "openrouter_models.json"
 EARLIER = datetime(2025, 1, 1, tzinfo=UTC)
 
 
@@ -112,12 +113,12 @@ class LiteLLMCatalogTests(ImportCase):
     def test_catalog_entries_parse_except_sample_spec(self):
         catalog = litellm_catalog_parse(text=self.litellm_text)
         raw = json.loads(self.litellm_text)
-        self.assertEqual(len(raw), 4878)
-        self.assertEqual(len(catalog.entries), 4877)
+        self.assertEqual(len(raw), 134)
+        self.assertEqual(len(catalog.entries), 133)
         self.assertNotIn("sample_spec", catalog.entries)
         self.assertEqual(catalog.skipped, ["sample_spec"])
         # image, video, search... models are priced per image or per call, not per token
-        self.assertEqual(catalog.token_priced, 3945)
+        self.assertEqual(catalog.token_priced, 98)
 
     def test_spot_checked_prices_are_exact_decimals_per_mtok(self):
         catalog = litellm_catalog_parse(text=self.litellm_text)
@@ -153,7 +154,7 @@ class LiteLLMCatalogTests(ImportCase):
 
     def test_import_adds_rows_only_for_changed_prices(self):
         out = self.run_import()
-        self.assertIn("catalog entries read: 4877 (3945 with token prices", out)
+        self.assertIn("catalog entries read: 133 (98 with token prices", out)
         self.assertIn("matched models: 6", out)  # gpt-4o, mini, sonnet, dbx, gemini, titan
         self.assertIn("price rows added: 4", out)  # mini, sonnet, dbx, gemini
         self.assertIn("unchanged: 1", out)
@@ -381,7 +382,7 @@ class OpenRouterTests(ImportCase):
 
     def test_fixture_parses_string_prices_as_decimals(self):
         catalog = openrouter_catalog_parse(text=OPENROUTER.read_bytes())
-        self.assertEqual(len(catalog.entries), 4)
+        self.assertEqual(len(catalog.entries), 6)
         self.assertEqual(catalog.skipped, ["openrouter/auto"])  # "-1": variable price
         sonnet = catalog.entries["anthropic/claude-sonnet-4.5"]
         self.assertEqual(
@@ -395,6 +396,19 @@ class OpenRouterTests(ImportCase):
         )
         self.assertEqual(sonnet.not_modelled, ("image", "web_search"))
         self.assertEqual((sonnet.context_window, sonnet.max_output_tokens), (1000000, 64000))
+        # a free variant: every price "0", a real price of nothing, not a missing one
+        free = catalog.entries["meta-llama/llama-3.3-70b-instruct:free"]
+        self.assertTrue(free.token_priced)
+        self.assertEqual(
+            (free.prices["input_usd_per_mtok"], free.prices["output_usd_per_mtok"]),
+            (Decimal(0), Decimal(0)),
+        )
+        self.assertIsNone(free.prices["cached_input_usd_per_mtok"])
+        self.assertEqual(free.not_modelled, ())
+        # billed per request and per search as well as per token
+        sonar = catalog.entries["perplexity/sonar"]
+        self.assertEqual(sonar.prices["input_usd_per_mtok"], Decimal("1"))
+        self.assertEqual(sonar.not_modelled, ("request", "web_search"))
 
     def test_import_matches_by_id_then_name_after_the_slash(self):
         before = _state()
@@ -403,7 +417,7 @@ class OpenRouterTests(ImportCase):
 
         out = self.run_openrouter()
         self.assertIn(
-            "catalog entries read: 4 (4 with token prices; skipped: openrouter/auto)", out
+            "catalog entries read: 6 (6 with token prices; skipped: openrouter/auto)", out
         )
         self.assertIn("matched models: 3", out)
         self.assertIn("unchanged: 1", out)  # gpt-4o

@@ -39,7 +39,6 @@ def _env(var_dir: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         DEBUG="1",
     )
-    env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "data" / "tiktoken"))
     return env
 
 

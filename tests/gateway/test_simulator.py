@@ -37,7 +37,7 @@ class Sim:
             self.port = s.getsockname()[1]
         self.log = tmp / f"sim-{self.port}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "simulate_upstream", "--port", str(self.port), *flags],
+            [sys.executable, "-m", "gateway.simulator", "--port", str(self.port), *flags],
             cwd=ROOT,
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
