@@ -25,7 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway_overhead import (  # noqa: E402
     BODY,
-    ROOT,
     free_port,
     open_loop,
     pct,
