@@ -1,6 +1,6 @@
 """What admission (budgets + rate limits) adds to the gateway, on vs off, at a fixed rate.
 
-Same placement and method as ``bench/gateway_overhead.py`` (../shared/BENCHMARKING.md): the
+Same placement and method as ``bench/gateway_overhead.py`` (docs/benchmarking.md): the
 gateway alone on core 0, simulator and open-loop generator on core 1. One gateway, two keys:
 "off" (a team with no budgets or limits: admission is skipped) and "on" (org, team and key
 budgets in two periods + key rpm/tpm/max-parallel limits: one counters step per call).

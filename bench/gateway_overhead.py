@@ -1,4 +1,4 @@
-"""Gateway overhead benchmark, measured as ../shared/BENCHMARKING.md describes.
+"""Gateway overhead benchmark, measured as docs/benchmarking.md describes.
 
 Placement: the gateway (one uvicorn worker, metering on, SQLite ledger) alone on core 0; the
 upstream simulator and this load generator on core 1. "Direct" passes send the same requests to

@@ -6,7 +6,7 @@ long documents of 6k-9k tokens — timed one by one with ``perf_counter_ns``; p5
 max in µs, overall and per kind. The learned scorer's model is trained first on a labelled
 sample of the same mix (2**18 buckets, as in production).
 
-``--e2e`` adds the end-to-end cost through the gateway, measured as ../shared/BENCHMARKING.md
+``--e2e`` adds the end-to-end cost through the gateway, measured as docs/benchmarking.md
 describes (bench/gateway_overhead.py's helpers: gateway alone on core 0, simulator and open-loop
 generator on core 1): the same body sent as ``gpt-4o-mini`` and as ``router:smart``; added =
 router percentile - plain percentile.

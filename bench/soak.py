@@ -8,7 +8,7 @@ simulator; two gateway processes (two separate ``uvicorn --workers 1`` servers o
 load split evenly between them, so each process's RSS is read from its own pid); a Celery worker
 and beat on the Redis broker, rolling the ledger up every 10 s during the soak.
 
-Load (../shared/BENCHMARKING.md): open loop, request *i* sent at ``t0 + i/rate``; a share of
+Load (docs/benchmarking.md): open loop, request *i* sent at ``t0 + i/rate``; a share of
 streaming calls; budgets and rate limits on. Four keys: two plain ones under a team budget far
 too large to refuse; ``capped`` under a small key ``block`` budget (sized to run out about half
 way, so it refuses calls with ``budget_exceeded``) and ``limited`` with an rpm limit (so it
