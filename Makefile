@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 SIM_PORT ?= 9100
 
-.PHONY: install run test lint format bench migrate demo clean
+.PHONY: install run test fuzz lint format bench migrate demo clean
 
 install: $(VENV)/.installed
 
@@ -27,8 +27,17 @@ demo: migrate
 run: migrate
 	$(PY) manage.py run_embedded --port $(PORT) --sim-port $(SIM_PORT)
 
+# Every core runs tests (pytest-xdist, whole modules per worker, handed out in file order so
+# the live modules come last on each worker: see tests/conftest.py); the 15 slowest are listed.
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS) --maxprocesses 8 --dist loadscope --no-loadscope-reorder
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) --durations 15 $(PYTEST_ARGS)
+
+# The property-based tests with the thorough profile (20x the examples, randomized): for a
+# scheduled run, not for every commit (tests/fuzz/profiles.py).
+fuzz: install
+	FINOPS_FUZZ_PROFILE=thorough $(PY) -m pytest $(XDIST) tests/fuzz $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

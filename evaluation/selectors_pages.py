@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 
 from evaluation.models import EvalPair, Experiment, Feedback
 from evaluation.selectors import experiment_list_for_user, pair_list_for_user
+from finops.ids import id_parse
 from gateway.models import Router, UsageEvent
 from teams.models import Team
 from teams.selectors import access_for_user, router_list_for_user, team_list_for_user
@@ -37,20 +38,13 @@ class RouterScope:
         return self.team is None
 
 
-def _int_or_none(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def router_scope_get(user, *, router_id: int, team_id: str | None = None) -> RouterScope | None:
     """The router ``user`` may open with the team they may read it for; None means 404."""
     router = router_list_for_user(user).filter(pk=router_id).first()
     if router is None:
         return None
     access = access_for_user(user)
-    wanted = _int_or_none(team_id) if team_id not in (None, "") else None
+    wanted = id_parse(team_id) if team_id not in (None, "") else None
     if team_id not in (None, "") and wanted is None:
         return None
     if access.reads_whole_org(router.org_id):

@@ -294,6 +294,8 @@ SPECTACULAR_SETTINGS = {
 if TESTING:
     # Tests create many users; the default hasher is deliberately slow.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # A live test moves the gateway's clock forward through this file (gateway/clock.py).
+    FINOPS_TEST_CLOCK_FILE = env.str("FINOPS_TEST_CLOCK_FILE", default="")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -38,6 +38,7 @@ from django.conf import settings
 
 from gateway import metrics
 from gateway.cache import GroupRecord, ModelRecord
+from gateway.clock import now as clock_now
 from gateway.pricing import price_at
 
 log = logging.getLogger("gateway.routing")
@@ -286,7 +287,7 @@ return 0
 class Balancer:
     """Per-process routing state; ``balancer`` below is the one the gateway uses."""
 
-    def __init__(self, *, rng: random.Random | None = None, clock=time.time) -> None:
+    def __init__(self, *, rng: random.Random | None = None, clock=clock_now) -> None:
         self.rng = rng or random.Random()  # noqa: S311 - load spreading, not crypto
         self.clock = clock  # wall-clock seconds, shared with the other processes via Redis
         self.deployments: dict[str, Deployment] = {}

@@ -16,6 +16,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
+from finops.ids import id_parse
 from reports import selectors
 from reports import serializers as s
 from teams.apis import ScopedAPIMixin, ScopedViewSet
@@ -72,12 +73,14 @@ class BudgetAlertViewSet(ScopedViewSet):
 
     def get_queryset(self):
         queryset = super().get_queryset()
-        for param in ("kind", "status", "budget"):
-            value = self.request.query_params.get(param)
-            if param == "budget" and value and not (value.isascii() and value.isdigit()):
-                raise ValidationError({"budget": ["A budget id (an integer) is required."]})
-            if value:
+        for param in ("kind", "status"):
+            if value := self.request.query_params.get(param):
                 queryset = queryset.filter(**{param: value})
+        if budget := self.request.query_params.get("budget"):
+            budget_id = id_parse(budget)
+            if budget_id is None:
+                raise ValidationError({"budget": ["A budget id (a positive 64-bit integer)."]})
+            queryset = queryset.filter(budget=budget_id)
         return queryset
 
 

@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 
+from finops.ids import id_parse
 from reports.services.catalog_page import (
     WINDOW_DAYS,
     catalog_chart,
@@ -51,7 +52,7 @@ def catalog(request, org_id: int):
     form = RepriceForm(teams=teams, targets=sorted(priced))
     if "team" in request.GET or "target" in request.GET:
         team_id = request.GET.get("team", "")
-        if team_id and not (team_id.isdigit() and teams.filter(pk=int(team_id)).exists()):
+        if team_id and not ((pk := id_parse(team_id)) and teams.filter(pk=pk).exists()):
             raise Http404("No such team.")  # another team or org: not a form error, a 404
         form = RepriceForm(request.GET, teams=teams, targets=sorted(priced))
         if form.is_valid():

@@ -20,6 +20,29 @@ def _databases_for_setup_with_live(items):
 _pdf._get_databases_for_setup = _databases_for_setup_with_live
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-django's TestCase-first ordering
+def pytest_collection_modifyitems(config, items):
+    """Live modules run last.
+
+    The ``live`` world is committed to the test database and stays there until the session
+    ends, so every in-process test must have run before it is built. Under pytest-xdist
+    (``--dist loadscope``: whole modules, handed out in collection order) that holds on every
+    worker only if live tests sit in modules of their own, after all the others.
+    """
+    kind: dict[str, bool] = {}
+    for item in items:
+        is_live = item.get_closest_marker("live") is not None
+        if "live" in item.fixturenames and not is_live:
+            raise pytest.UsageError(f"{item.nodeid} uses the live world: mark it live")
+        module = item.nodeid.split("::", 1)[0]
+        if kind.setdefault(module, is_live) != is_live:
+            raise pytest.UsageError(
+                f"{module} mixes live and in-process tests: move the live ones to a module of "
+                "their own (pytestmark = pytest.mark.live)"
+            )
+    items.sort(key=lambda item: kind[item.nodeid.split("::", 1)[0]])
+
+
 @pytest.fixture(scope="session")
 def live_tmp(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("live")

@@ -59,9 +59,13 @@ def shadow_router(live, *, strong: str, weak: str, **fields) -> str:
     return model
 
 
+SETTLE_SECONDS = 1.5
+
+
 def rows_settled(live, request_id: str, *, timeout: float = 20.0) -> list[UsageEvent]:
     """A request's ledger rows once the last one is final (ok, or an error not followed by
-    another attempt within a couple of flushes)."""
+    another attempt within ``SETTLE_SECONDS``: a retry comes after a 0.1 s backoff and shows up
+    at the writer's next flush, 0.25 s later)."""
     deadline = time.monotonic() + timeout
     last: list = []
     stable_since = time.monotonic()
@@ -70,7 +74,9 @@ def rows_settled(live, request_id: str, *, timeout: float = 20.0) -> list[UsageE
             rows = list(UsageEvent.objects.filter(request_id=request_id).order_by("attempt"))
             if [r.pk for r in rows] != [r.pk for r in last]:
                 last, stable_since = rows, time.monotonic()
-            elif rows and (rows[-1].status == "ok" or time.monotonic() - stable_since > 4):
+            elif rows and (
+                rows[-1].status == "ok" or time.monotonic() - stable_since > SETTLE_SECONDS
+            ):
                 return rows
             time.sleep(0.1)
     return last

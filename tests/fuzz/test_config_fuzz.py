@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.models import (
@@ -42,19 +42,14 @@ from gateway.services.price_import import (
 from teams.config_apply import ConfigError, config_apply, config_load
 from teams.models import AuditEntry, Budget, Feature, Membership, Organization, Team
 from tests import factories as f
+from tests.fuzz.profiles import fuzz
 from tests.teams.test_config import ISSUE_EXAMPLE
 
 pytestmark = pytest.mark.django_db
 
 OPENROUTER = Path(__file__).resolve().parents[1] / "data" / "openrouter_models.json"
 
-FUZZ = settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz(max_examples=60)
 
 # An error names where it is: ``teams[0].budgets[1].limit_usd: …``, ``(file): …`` or the top
 # level key; the command adds a summary line.

@@ -19,23 +19,18 @@ from decimal import Decimal
 import httpx
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from gateway.models import LLMModel, UsageEvent
+from tests.fuzz.profiles import fuzz
 
 pytestmark = pytest.mark.live
 
 MTOK = Decimal(1_000_000)
 MAX_BODY = 256 * 1024  # FINOPS_MAX_REQUEST_BYTES of the live app (tests/conftest.py)
 TIMEOUT = httpx.Timeout(20.0)
-FUZZ = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+FUZZ = fuzz(max_examples=25, suppress=HealthCheck)
 GOOD = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
 # Every request sent by this module: (request id, status, went upstream?)

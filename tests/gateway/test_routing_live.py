@@ -19,6 +19,7 @@ import openai
 import pytest
 from django.conf import settings
 
+from gateway.clock import OffsetClock
 from gateway.models import LLMModel, Provider
 from gateway.tokens import count_messages, count_text, encodings_load
 from tests import factories as f
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.live
 
 MTOK = Decimal(1_000_000)
 MESSAGES = [{"role": "user", "content": "Which deployment answers this one?"}]
-COOLDOWN = 6.0  # long enough that a loaded machine cannot outrun it
+COOLDOWN = 30.0  # never outrun in real time: the test moves the gateway's clock instead
 APP_ENV = {
     "FINOPS_UPSTREAM_TIMEOUT": "1.5",
     "FINOPS_RETRIES": "1",
@@ -80,7 +81,11 @@ def providers(live, sim_farm, live_tmp):
 def gateway(live, live_tmp):
     with live.blocker.unblock():
         database_url = live_database_url()
-    app = start_app(live_tmp, database_url=database_url, **APP_ENV)
+    clock = OffsetClock(live_tmp / f"clock-{uuid.uuid4().hex[:8]}")
+    app = start_app(
+        live_tmp, database_url=database_url, FINOPS_TEST_CLOCK_FILE=str(clock.path), **APP_ENV
+    )
+    app.clock = clock
     yield app
     app.stop()
 
@@ -148,6 +153,32 @@ def exact_events(live, request_id: str, count: int):
     assert len(rows) == count, [(r.attempt, r.model, r.status) for r in rows]
     assert [r.attempt for r in rows] == list(range(1, count + 1))
     return rows
+
+
+class Tried:
+    """Calls whose ledger rows are checked together at the end, with one wait for stray rows.
+
+    Each call's headers are checked at once (attempt count, the model that answered); its rows
+    must then name the models tried, in order, and no further row may turn up.
+    """
+
+    def __init__(self, live) -> None:
+        self.live = live
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def __call__(self, raw, expected: list[str]) -> None:
+        assert int(raw.headers["x-finops-attempts"]) == len(expected)
+        assert raw.headers["x-finops-model"] == expected[-1]
+        self.calls.append((raw.headers["x-request-id"], expected))
+
+    def verify(self) -> None:
+        for request_id, expected in self.calls:
+            self.live.events(request_id, count=len(expected))
+        time.sleep(settings.FINOPS_LEDGER_FLUSH_SECONDS + 0.3)
+        for request_id, expected in self.calls:
+            rows = self.live.events(request_id, count=len(expected))
+            assert [r.attempt for r in rows] == list(range(1, len(expected) + 1))
+            assert [r.model for r in rows] == expected, request_id
 
 
 def cost_of(prompt: int, completion: int, inp="0.15", out="0.60") -> Decimal:
@@ -348,26 +379,26 @@ def test_cooldown_skips_a_failing_deployment_then_probes_it_and_restores_it(
     live, providers, gateway
 ):
     group, (bad, backup) = chain(live, providers, gateway, "err500")
-    assert models_tried(live, create(live, gateway, group)) == [bad, bad, backup]
+    tried = Tried(live)
+    tried(create(live, gateway, group), [bad, bad, backup])
     # the third failure in a row starts the cooldown: no retry, straight to the fallback
-    assert models_tried(live, create(live, gateway, group)) == [bad, backup]
-    cooling_since = time.monotonic()
+    tried(create(live, gateway, group), [bad, backup])
     for _ in range(3):
-        assert models_tried(live, create(live, gateway, group)) == [backup]
-    assert time.monotonic() - cooling_since < COOLDOWN
-    time.sleep(COOLDOWN - (time.monotonic() - cooling_since) + 0.2)
+        tried(create(live, gateway, group), [backup])
+    gateway.clock.advance(COOLDOWN + 0.5)
     # half-open: one probe, which fails and starts a new cooldown
-    assert models_tried(live, create(live, gateway, group)) == [bad, backup]
-    assert models_tried(live, create(live, gateway, group)) == [backup]
+    tried(create(live, gateway, group), [bad, backup])
+    tried(create(live, gateway, group), [backup])
     # the upstream recovers; after the cooldown the probe succeeds and restores it
     with live.blocker.unblock():
         LLMModel.objects.filter(org=live.org, name=bad).update(provider=providers["healthy"])
         Provider.objects.get(pk=providers["healthy"].pk).save()  # bump the config stamp
-    time.sleep(COOLDOWN + 0.3)
+    # a model added after the change is visible once the gateway has reloaded its config
+    wait_visible(live, gateway, deploy(live, providers, "healthy"))
+    gateway.clock.advance(COOLDOWN + 0.5)
     for _ in range(3):
-        raw = create(live, gateway, group)
-        assert raw.headers["x-finops-model"] == bad
-        assert models_tried(live, raw) == [bad]
+        tried(create(live, gateway, group), [bad])
+    tried.verify()
 
 
 def test_when_every_deployment_is_cooling_the_least_recently_failed_is_tried(
@@ -478,7 +509,12 @@ def test_a_cooldown_started_in_one_process_is_honoured_by_another(
 ):
     with live.blocker.unblock():
         database_url = live_database_url()
-    other = start_app(live_tmp, database_url=database_url, **APP_ENV)
+    other = start_app(
+        live_tmp,
+        database_url=database_url,
+        FINOPS_TEST_CLOCK_FILE=str(gateway.clock.path),  # one clock, as in one deployment
+        **APP_ENV,
+    )
     try:
         group, (bad, backup) = chain(live, providers, gateway, "err500")
         wait_visible(live, other, group)

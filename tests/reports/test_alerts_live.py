@@ -155,8 +155,8 @@ def test_budget_emails_arrive_once_per_threshold_via_celery_worker_and_beat(live
         FINOPS_VAR_DIR=str(var),
         EMAIL_URL=f"smtp://{controller.hostname}:{controller.port}",
         SITE_URL=SITE,
-        FINOPS_ROLLUP_INTERVAL_SECONDS="1",
-        FINOPS_BUDGET_CHECK_INTERVAL_SECONDS="1",
+        FINOPS_ROLLUP_INTERVAL_SECONDS="0.5",
+        FINOPS_BUDGET_CHECK_INTERVAL_SECONDS="0.5",
         FINOPS_ROLLUP_SAFETY_LAG_SECONDS="0.5",
         FINOPS_TESTING="1",
     )
@@ -183,7 +183,7 @@ def test_budget_emails_arrive_once_per_threshold_via_celery_worker_and_beat(live
         for _ in range(3):  # 9 calls: 90%
             call()
         inbox.wait_for(lambda m: "80%" in m["subject"], timeout=60, procs=procs)
-        time.sleep(4)  # several more beat cycles: nothing else may arrive
+        time.sleep(2.5)  # five more beat cycles: nothing else may arrive
 
         messages = inbox.snapshot()
         subjects = sorted(m["subject"] for _, m in messages)

@@ -236,6 +236,9 @@ class Command(BaseCommand):
         ]
 
     def _start_all(self, children: list[Child], *, env: dict, opts: dict) -> str | None:
+        """Start every child at once (each boots Django or the simulator on its own: in parallel
+        that takes the time of the slowest, not the sum), then wait for the ones that answer HTTP.
+        """
         started: list[Child] = []
         for child in children:
             if self._stop_signal is not None:
@@ -250,14 +253,15 @@ class Command(BaseCommand):
                 preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - single-threaded here
             )
             started.append(child)
+        # let the worker and beat boot (and print their banners) before ours; a child that
+        # cannot start (bad broker URL, unwritable schedule) usually dies within this window
+        settled = time.monotonic() + SETTLE_SECONDS
+        for child in started:
             if child.ready_url:
                 failure = self._wait_ready(child, started, timeout=opts["ready_timeout"])
                 if failure:
                     return failure
-        # let the worker and beat boot (and print their banners) before ours; a child that
-        # cannot start (bad broker URL, unwritable schedule) usually dies within this window
-        deadline = time.monotonic() + SETTLE_SECONDS
-        while time.monotonic() < deadline and self._stop_signal is None:
+        while time.monotonic() < settled and self._stop_signal is None:
             dead = self._first_dead(started)
             if dead:
                 return dead
