@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "gateway",
     "reports",
     "evaluation",
+    "provisioning",
 ]
 
 MIDDLEWARE = [

@@ -3,7 +3,7 @@
 (``import_prices``): whatever the file holds, the answer is an error naming the path of each
 problem, and the database is exactly as it was. Never a traceback, never a partial write.
 
-``tests/teams/test_config.py`` and ``tests/gateway/test_import_prices.py`` pin the exact
+``tests/provisioning/test_config.py`` and ``tests/gateway/test_import_prices.py`` pin the exact
 message for hand-picked mistakes; here every value of a known-good file is swapped, one at a
 time, for a value of each wrong type (and random text is thrown at the parsers), so the rule
 holds for paths nobody thought of.
@@ -39,11 +39,11 @@ from gateway.services.price_import import (
     openrouter_catalog_parse,
     prices_import,
 )
-from teams.config_apply import ConfigError, config_apply, config_load
+from provisioning.config_apply import ConfigError, config_apply, config_load
 from teams.models import AuditEntry, Budget, Feature, Membership, Organization, Team
 from tests import factories as f
 from tests.fuzz.profiles import fuzz
-from tests.teams.test_config import ISSUE_EXAMPLE
+from tests.provisioning.test_config import ISSUE_EXAMPLE
 
 pytestmark = pytest.mark.django_db
 

@@ -32,6 +32,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
+from provisioning.demo import demo_load
+
 POLL_SECONDS = 0.2
 SETTLE_SECONDS = 3.0
 _EXAMPLE_BODY = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}'
@@ -159,13 +161,6 @@ class Command(BaseCommand):
                 "refusing to load the demo with DEBUG off (it has a published password); "
                 "pass --no-demo"
             )
-        try:
-            from teams.demo import demo_load
-        except ImportError as exc:
-            raise CommandError(
-                f"teams.demo.demo_load is not available ({exc}); pass --no-demo to start without "
-                "the demo organisation"
-            ) from exc
         try:
             return demo_load(sim_base_url=sim_url)
         except Exception as exc:

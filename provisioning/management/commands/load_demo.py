@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from teams.config_apply import ConfigError
-from teams.demo import DEMO_SIM_URL, demo_load
+from provisioning.config_apply import ConfigError
+from provisioning.demo import DEMO_SIM_URL, demo_load
 
 
 class Command(BaseCommand):

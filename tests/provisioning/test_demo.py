@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from django.test import TestCase, override_settings
 
 from gateway.models import ModelPrice, Provider
-from teams.demo import DEMO_PASSWORD, DEMO_USERNAME, demo_load
+from provisioning.demo import DEMO_PASSWORD, DEMO_USERNAME, demo_load
 from teams.models import AuditEntry, Membership, Role, VirtualKey
 from teams.services import key_authenticate
 
