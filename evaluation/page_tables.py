@@ -4,7 +4,7 @@ places here (the JSON carries twelve)."""
 
 from __future__ import annotations
 
-from reports.dashboard_tables import usd
+from finops.money import usd_six
 from reports.tables import Column, Table
 
 
@@ -40,8 +40,8 @@ def router_tables(data: dict) -> list[Table]:
                 **r,
                 "decision": r["decision"] or "(none)",
                 "share": _pct(r["share_pct"]),
-                "cost": usd(r["cost"]),
-                "cost_if_strong": usd(r["cost_if_strong"]),
+                "cost": usd_six(r["cost"]),
+                "cost_if_strong": usd_six(r["cost_if_strong"]),
             }
             for r in data["traffic"]["by_model"]
         ],
@@ -57,9 +57,9 @@ def router_tables(data: dict) -> list[Table]:
         ],
         [
             {
-                "realised": usd(cost["realised"]),
-                "all_strong": usd(cost["all_strong"]),
-                "savings": usd(cost["savings"]),
+                "realised": usd_six(cost["realised"]),
+                "all_strong": usd_six(cost["all_strong"]),
+                "savings": usd_six(cost["savings"]),
                 "savings_pct": _pct(cost["savings_pct"]),
             }
         ]
@@ -123,7 +123,7 @@ def router_tables(data: dict) -> list[Table]:
                 "threshold": f"{p['threshold']:.2f}",
                 "share": _pct(p["strong_share_pct"]),
                 "strong_calls": p["strong_calls"],
-                "cost": usd(p["cost"]),
+                "cost": usd_six(p["cost"]),
                 "quality": "" if p["quality"] is None else p["quality"],
                 "retained": _ratio_pct(p["retained"]),
             }
@@ -140,7 +140,7 @@ def router_tables(data: dict) -> list[Table]:
             _num("calls", "Calls"),
             _num("cost", "Cost (USD)"),
         ],
-        [{**r, "cost": usd(r["cost"])} for r in data["evaluation_spend"]["rows"]],
+        [{**r, "cost": usd_six(r["cost"])} for r in data["evaluation_spend"]["rows"]],
     )
     return [traffic, savings, retained, curve_table, whatif, evaluation]
 
@@ -167,8 +167,8 @@ def experiment_tables(data: dict) -> list[Table]:
                 "arm": a["arm"],
                 "calls": a["calls"],
                 "requests": a["requests"],
-                "cost": usd(a["cost"]),
-                "cost_per_call": usd(a["cost_per_call"]),
+                "cost": usd_six(a["cost"]),
+                "cost_per_call": usd_six(a["cost_per_call"]),
                 "latency_ms_p50": "" if a["latency_ms_p50"] is None else a["latency_ms_p50"],
                 "latency_ms_p95": "" if a["latency_ms_p95"] is None else a["latency_ms_p95"],
                 "error_rate": _pct(a["error_rate_pct"]),

@@ -6,4 +6,5 @@ class GatewayConfig(AppConfig):
     verbose_name = "Gateway"
 
     def ready(self) -> None:
-        from gateway import signals  # noqa: F401  (cache invalidation on config changes)
+        # cache invalidation on config changes; the ledger's and the balancer's /metrics sources
+        from gateway import balancer, ledger, signals  # noqa: F401

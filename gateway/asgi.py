@@ -18,10 +18,10 @@ import orjson
 from django.conf import settings
 from django.db import close_old_connections
 
-from evaluation.services.feedback import FeedbackError, feedback_record
 from finops.logging import request_id_var
 from gateway import attribution, metrics, payload_log
 from gateway.errors import GatewayError, invalid
+from gateway.hooks import HookError, hooks
 from gateway.http import header, read_body, send_error, send_json
 from gateway.providers.base import CHAT, EMBEDDINGS
 from gateway.proxy import Call, proxy_json, proxy_stream
@@ -83,7 +83,7 @@ class GatewayApp:
                 _method(method, "GET")
                 record = await self._authenticate(scope)
                 await self._models(send, record, rid)
-            elif path == "/v1/feedback":
+            elif path == "/v1/feedback" and hooks.feedback_record is not None:
                 _method(method, "POST")
                 await self._feedback(scope, receive, send, rid)
             else:
@@ -202,7 +202,7 @@ class GatewayApp:
 
     async def _feedback(self, scope, receive, send, rid) -> None:
         """``POST /v1/feedback {"request_id", "score", "comment"?}``: a key scores one of its own
-        requests (``evaluation.services.feedback``); written off the event loop."""
+        requests (the ``feedback_record`` hook, evaluation's); written off the event loop."""
         body_bytes = await read_body(receive, settings.FINOPS_MAX_REQUEST_BYTES)
         record = await self._authenticate(scope)
         try:
@@ -214,7 +214,7 @@ class GatewayApp:
             feedback = await loop.run_in_executor(
                 runtime.db, _feedback_write, record.org_id, record.key_id, body
             )
-        except FeedbackError as exc:
+        except HookError as exc:
             raise GatewayError(exc.status, exc.code, exc.message, param=exc.param) from None
         await send_json(
             send,
@@ -250,7 +250,7 @@ class GatewayApp:
 
 def _feedback_write(org_id: int, key_id: int, body):
     close_old_connections()
-    return feedback_record(org_id=org_id, key_id=key_id, body=body)
+    return hooks.feedback_record(org_id=org_id, key_id=key_id, body=body)
 
 
 def _experiment_apply(config, plan, requested: str, record, labels, api: str) -> tuple[str, str]:

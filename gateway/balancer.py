@@ -588,3 +588,22 @@ class Balancer:
 
 
 balancer = Balancer()
+
+
+@metrics.scrape_source
+def _cooling_gauge():
+    """Deployments in cooldown as this process sees them (with Redis-shared routing state,
+    every process sees the same ones)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    cooling = GaugeMetricFamily(
+        "finops_gateway_models_cooling",
+        "Deployments in cooldown (1) as this process sees them.",
+        labels=["model"],
+    )
+    now = balancer.clock()
+    for name in sorted(
+        {d.name for d in list(balancer.deployments.values()) if d.health.state(now) != CLOSED}
+    ):
+        cooling.add_metric([name], 1.0)
+    yield cooling

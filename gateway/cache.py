@@ -16,6 +16,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import close_old_connections
 
+from gateway.hooks import hooks
 from gateway.pricing import Price
 from gateway.routing.scorers import scorer_build
 from teams.services import key_secret_digest
@@ -361,25 +362,7 @@ def org_config_load(org_id: int) -> OrgConfig:
 
 
 def _experiments_load(org_id: int, models: dict[str, ModelRecord]) -> list[ExperimentRecord]:
-    from evaluation.models import Experiment
-
-    found = []
-    rows = Experiment.objects.filter(org_id=org_id, active=True).select_related(
-        "candidate", "feature"
-    )
-    for e in rows.order_by("name"):
-        candidate = models.get(e.candidate.name)
-        if candidate is None:  # an inactive candidate: the experiment waits
-            continue
-        found.append(
-            ExperimentRecord(
-                name=e.name,
-                route=e.route,
-                candidate=candidate,
-                share=e.share,
-                key_id=e.key_id,
-                feature=e.feature.slug if e.feature_id else "",
-                team_id=e.feature.team_id if e.feature_id else None,
-            )
-        )
-    return found
+    """The org's active experiments (evaluation's, through its ``experiments_load`` hook)."""
+    if hooks.experiments_load is None:
+        return []
+    return hooks.experiments_load(org_id, models)

@@ -25,6 +25,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
 from gateway import metrics
+from gateway.hooks import hooks
+from gateway.procs import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -107,17 +109,6 @@ def _insert(events: list[dict]) -> None:
         rows.append(row)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(sql, rows)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists (spool and metrics files are named after theirs)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LedgerWriter:
@@ -386,14 +377,15 @@ class LedgerWriter:
             connection.close()
 
     def _pairs_write(self) -> None:
-        """Store the evaluation pairs (redacted and clipped by ``pair_store``)."""
-        from evaluation.services.pairs import pair_store
-
+        """Store the evaluation pairs (through evaluation's ``pair_store`` hook, which redacts and
+        clips them; without it they are dropped)."""
         pending, self._pairs = self._pairs, []
+        if hooks.pair_store is None:
+            return
         try:
             close_old_connections()
             for pair in pending:
-                pair_store(**pair)
+                hooks.pair_store(**pair)
         except Exception as exc:  # noqa: BLE001 - a sample: lose it rather than retry forever
             log.warning("could not write evaluation pairs (%s)", type(exc).__name__)
             connection.close()
@@ -441,3 +433,23 @@ class LedgerWriter:
         except Exception as exc:  # noqa: BLE001 - a sample: lose it rather than retry forever
             log.warning("could not write router prompts (%s)", type(exc).__name__)
             connection.close()
+
+
+@metrics.scrape_source
+def _spool_gauge():
+    """Bytes spooled on disk and not yet in the database (every process's spool files)."""
+    from django.conf import settings
+    from prometheus_client.core import GaugeMetricFamily
+
+    spool = GaugeMetricFamily(
+        "finops_ledger_spool_bytes",
+        "Bytes of ledger events spooled on disk, waiting for the database.",
+    )
+    spool_dir = settings.FINOPS_SPOOL_DIR
+    size = (
+        sum(p.stat().st_size for p in spool_dir.glob("*.jsonl") if p.is_file())
+        if spool_dir.exists()
+        else 0
+    )
+    spool.add_metric([], float(size))
+    yield spool

@@ -85,66 +85,26 @@ def request_done(path: str, status: int, seconds: float) -> None:
         REQUEST_SECONDS.labels(api).observe(seconds)
 
 
+_SCRAPE_SOURCES: list = []
+
+
+def scrape_source(fn):
+    """Register ``fn() -> iterable of metric families``, read at every scrape.
+
+    The modules that own a figure register it (the ledger its spool, the balancer its
+    cooldowns, reports the budget utilisation at ``AppConfig.ready``), so this module imports
+    none of them.
+    """
+    _SCRAPE_SOURCES.append(fn)
+    return fn
+
+
 class ScrapeCollector:
-    """Figures read when scraped, from shared state rather than one process's memory: budget
-    utilisation from the rollups, the spool files on disk, the cooldowns this process sees (in
-    Redis-shared routing state, every process sees the same ones)."""
+    """Figures read when scraped, from shared state rather than one process's memory."""
 
     def collect(self):
-        from prometheus_client.core import GaugeMetricFamily
-
-        spool = GaugeMetricFamily(
-            "finops_ledger_spool_bytes",
-            "Bytes of ledger events spooled on disk, waiting for the database.",
-        )
-        spool.add_metric([], float(_spool_bytes()))
-        yield spool
-        cooling = GaugeMetricFamily(
-            "finops_gateway_models_cooling",
-            "Deployments in cooldown (1) as this process sees them.",
-            labels=["model"],
-        )
-        for name in _cooling_models():
-            cooling.add_metric([name], 1.0)
-        yield cooling
-        budgets = GaugeMetricFamily(
-            "finops_budget_utilisation_ratio",
-            "Spend in the budget's current window / its limit, from the rollups.",
-            labels=["org", "budget", "scope", "period", "action"],
-        )
-        for labels, ratio in _budget_ratios():
-            budgets.add_metric(labels, ratio)
-        yield budgets
-
-
-def _spool_bytes() -> int:
-    from django.conf import settings
-
-    spool_dir = settings.FINOPS_SPOOL_DIR
-    if not spool_dir.exists():
-        return 0
-    return sum(p.stat().st_size for p in spool_dir.glob("*.jsonl") if p.is_file())
-
-
-def _cooling_models() -> list[str]:
-    from gateway.balancer import CLOSED, balancer
-
-    now = balancer.clock()
-    return sorted(
-        {d.name for d in list(balancer.deployments.values()) if d.health.state(now) != CLOSED}
-    )
-
-
-def _budget_ratios():
-    from reports.services.alerts import budget_spent
-    from teams.models import Budget
-
-    for budget in Budget.objects.select_related("org", "team", "feature", "key")[:1000]:
-        if not budget.limit_usd:
-            continue
-        spent = budget_spent(budget).spent
-        labels = [budget.org.slug, str(budget.pk), budget.scope, budget.period, budget.action]
-        yield labels, float(spent / budget.limit_usd)
+        for source in _SCRAPE_SOURCES:
+            yield from source()
 
 
 def registry():
@@ -165,7 +125,7 @@ def stale_cleanup(directory) -> None:
 
     from prometheus_client import multiprocess
 
-    from gateway.ledger import pid_alive
+    from gateway.procs import pid_alive
 
     directory = Path(directory)
     for path in directory.glob("gauge_live*_*.db"):

@@ -1,11 +1,13 @@
-"""Bump config stamps whenever something the gateway caches changes, from any code path."""
+"""Bump config stamps whenever something the gateway caches changes, from any code path.
+
+Models of higher apps that the gateway caches (evaluation's experiments) are connected by those
+apps themselves (``evaluation.gateway_hooks``)."""
 
 from __future__ import annotations
 
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from evaluation import models as em
 from gateway import models as gm
 from gateway.services.stamps import CONFIG, KEYS, stamp_bump
 from teams import models as tm
@@ -23,7 +25,6 @@ _CONFIG_MODELS = (
     tm.Budget,
     tm.Team,
     tm.Organization,
-    em.Experiment,
 )
 
 

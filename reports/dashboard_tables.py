@@ -11,9 +11,8 @@ from decimal import Decimal
 
 from django.utils.html import format_html
 
+from finops.money import usd_six
 from reports.tables import Column, Table
-
-SIX_PLACES = Decimal("0.000001")
 
 
 class Link:
@@ -31,12 +30,6 @@ class Link:
         if not self.url:
             return str(format_html("{}", self.text))
         return str(format_html('<a href="{}">{}</a>', self.url, self.text))
-
-
-def usd(value: str | None) -> str:
-    if value is None:
-        return ""
-    return format(Decimal(value).quantize(SIX_PLACES), "f")
 
 
 def _pct(value: str | None) -> str:
@@ -72,7 +65,7 @@ def _money_row(row: dict, **extra) -> dict:
     out = dict(row)
     for name in ("cost", "failed_cost", "cost_per_call", "cost_per_success", "spent", "baseline"):
         if name in row:
-            out[name] = usd(row[name])
+            out[name] = usd_six(row[name])
     out["share"] = _pct(row.get("share_pct"))
     out["failed_share"] = _pct(row.get("failed_share_pct"))
     out.update(extra)
@@ -88,11 +81,11 @@ def budget_table(budgets: list[dict], *, title: str = "Budgets") -> Table:
                 "budget": b["label"],
                 "period": b["period"],
                 "window": f"{b['window']['start']} to {b['window']['end']}",
-                "limit": usd(b["limit"]),
-                "spent": usd(b["spent"]),
+                "limit": usd_six(b["limit"]),
+                "spent": usd_six(b["spent"]),
                 "percent": _pct(b["percent"]),
-                "forecast": usd(f.get("projected")),
-                "band": f"{usd(f['low'])} – {usd(f['high'])}" if f else "",
+                "forecast": usd_six(f.get("projected")),
+                "band": f"{usd_six(f['low'])} – {usd_six(f['high'])}" if f else "",
                 "exhausts_on": f.get("exhausts_on") or "",
             }
         )
@@ -133,18 +126,18 @@ def overview_tables(data: dict) -> list[Table]:
         (Column("measure", "Measure"), _num("value", "Value")),
         [
             {"measure": "Range", "value": f"{data['range']['start']} to {data['range']['end']}"},
-            {"measure": "Spend in range (USD)", "value": usd(totals["cost"])},
+            {"measure": "Spend in range (USD)", "value": usd_six(totals["cost"])},
             {"measure": "Requests", "value": totals["requests"]},
-            {"measure": "Cost per call (USD)", "value": usd(totals["cost_per_call"])},
+            {"measure": "Cost per call (USD)", "value": usd_six(totals["cost_per_call"])},
             {
                 "measure": "Cost per successful response (USD)",
-                "value": usd(totals["cost_per_success"]),
+                "value": usd_six(totals["cost_per_success"]),
             },
-            {"measure": "Month to date (USD)", "value": usd(month["spent"])},
-            {"measure": "Forecast at month end (USD)", "value": usd(f.get("projected"))},
+            {"measure": "Month to date (USD)", "value": usd_six(month["spent"])},
+            {"measure": "Forecast at month end (USD)", "value": usd_six(f.get("projected"))},
             {
                 "measure": "Forecast 90% band (USD)",
-                "value": f"{usd(f['low'])} – {usd(f['high'])}" if f else "",
+                "value": f"{usd_six(f['low'])} – {usd_six(f['high'])}" if f else "",
             },
         ],
     )
@@ -160,9 +153,9 @@ def overview_tables(data: dict) -> list[Table]:
         row: dict = {"day": day}
         day_total = Decimal(0)
         for s in series:
-            row[f"t{s['key']}"] = usd(s["values"][i])
+            row[f"t{s['key']}"] = usd_six(s["values"][i])
             day_total += Decimal(s["values"][i])
-        row["total"] = usd(str(day_total))
+        row["total"] = usd_six(str(day_total))
         daily_rows.append(row)
     daily = Table(
         "daily",
@@ -253,7 +246,7 @@ def team_tables(data: dict) -> list[Table]:
                 "created_at": a["created_at"][:16].replace("T", " "),
                 "kind": a["kind_label"],
                 "subject": Link(a["subject"] or a["scope"], a["url"]),
-                "spent": usd(a["spent"]),
+                "spent": usd_six(a["spent"]),
                 "status": a["status"],
             }
             for a in data["alerts"]

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from django.db.models import Q, QuerySet, Sum
 
+from finops.money import money
 from reports.models import (
     COST_FIELDS,
     COUNT_FIELDS,
@@ -25,7 +26,7 @@ from reports.models import (
     HourlySpend,
 )
 from reports.periods import DAY, local_date, local_midnight
-from teams.models import Organization, Team, VirtualKey
+from teams.models import Budget, BudgetScope, Organization, Team, VirtualKey
 from teams.selectors import Access, access_for_user
 
 DIMENSIONS = (
@@ -50,12 +51,6 @@ _COLUMN = {
     "model": "model",
     "provider": "provider",
 }
-TWELVE_PLACES = Decimal("1e-12")
-
-
-def money(value) -> str:
-    """A cost as a fixed-point string at the ledger's precision (12 places), never exponent."""
-    return format(Decimal(value or 0).quantize(TWELVE_PLACES), "f")
 
 
 def _whole_org_ids(access: Access) -> list[int]:
@@ -262,3 +257,16 @@ def _aware(value) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def budget_rows(budget: Budget) -> QuerySet[DailySpend]:
+    """The day rollups a budget's scope covers (production spend: shadow calls are kept apart
+    as evaluation spend and do not count against budgets)."""
+    rows = DailySpend.objects.filter(org_id=budget.org_id)
+    if budget.scope == BudgetScope.TEAM:
+        return rows.filter(team_id=budget.team_id)
+    if budget.scope == BudgetScope.FEATURE:
+        return rows.filter(team_id=budget.feature.team_id, feature=budget.feature.slug)
+    if budget.scope == BudgetScope.KEY:
+        return rows.filter(key_id=budget.key_id)
+    return rows

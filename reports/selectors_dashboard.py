@@ -68,7 +68,7 @@ def team_dimension_rows(user, team: Team) -> QuerySet[DailyDimensionSpend]:
 
 def budget_dimension_rows(budget: Budget) -> QuerySet[DailyDimensionSpend]:
     """The marginal rows whose sum by day is the spend of the budget's scope (the same days and
-    sums as ``reports.services.alerts.budget_rows``, in a few rows a day). Not user-scoped:
+    sums as ``reports.selectors.budget_rows``, in a few rows a day). Not user-scoped:
     callers pass budgets from the user's scoped budget list."""
     rows = DailyDimensionSpend.objects.filter(org_id=budget.org_id)
     if budget.scope == BudgetScope.TEAM:

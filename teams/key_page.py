@@ -11,9 +11,9 @@ from decimal import Decimal
 from django.db.models import Max, Sum
 from django.utils import timezone
 
+from finops.money import usd_exact
 from reports.periods import local_date, period_days
 from reports.selectors import daily_spend_list_for_user, hourly_spend_list_for_user
-from reports.services.catalog_page import usd
 from reports.tables import Column, Table
 from teams.models import BudgetScope, Team, VirtualKey
 from teams.selectors import budget_list_for_user, key_list_for_user
@@ -126,7 +126,7 @@ def key_page_build(user, *, team: Team, now: datetime | None = None) -> KeyPage:
                 "name": k.name,
                 "hint": _hint(k),
                 "status": key_status(k, now=now),
-                "spend_month": usd(spend.get(k.pk, ZERO)),
+                "spend_month": usd_exact(spend.get(k.pk, ZERO)),
                 "last_used": f"{_local(used[0], tz)} ({used[1]})" if used else "never",
                 "rpm": k.rpm_limit or "",
                 "tpm": k.tpm_limit or "",
@@ -187,7 +187,7 @@ def budget_share_table(user, *, team: Team, keys: list[VirtualKey], today: date)
         base = {
             "budget": f"{budget.scope_label} {budget.period} ({budget.action})",
             "window": f"{first} to {after - timedelta(days=1)}",
-            "limit": usd(budget.limit_usd),
+            "limit": usd_exact(budget.limit_usd),
         }
         if budget.scope == BudgetScope.KEY:
             key_spent = spent.get(budget.key_id, ZERO)
@@ -195,7 +195,7 @@ def budget_share_table(user, *, team: Team, keys: list[VirtualKey], today: date)
                 base
                 | {
                     "who": names.get(budget.key_id, f"#{budget.key_id}"),
-                    "spent": usd(key_spent),
+                    "spent": usd_exact(key_spent),
                     "share": _share(key_spent, budget.limit_usd),
                 }
             )
@@ -206,7 +206,7 @@ def budget_share_table(user, *, team: Team, keys: list[VirtualKey], today: date)
                 base
                 | {
                     "who": key.name,
-                    "spent": usd(key_spent),
+                    "spent": usd_exact(key_spent),
                     "share": _share(key_spent, budget.limit_usd),
                 }
             )
@@ -215,7 +215,7 @@ def budget_share_table(user, *, team: Team, keys: list[VirtualKey], today: date)
             base
             | {
                 "who": "whole team",
-                "spent": usd(total),
+                "spent": usd_exact(total),
                 "share": _share(total, budget.limit_usd),
             }
         )

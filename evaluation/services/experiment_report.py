@@ -14,7 +14,8 @@ from django.db.models import Count, Q, Sum
 from evaluation.models import Experiment
 from evaluation.selectors_pages import experiment_feedback, experiment_usage_rows
 from evaluation.services.curve import mean_with_interval
-from evaluation.services.router_report import _pct, _round, money, range_bounds, zone
+from evaluation.services.router_report import _pct, _round, range_bounds, zone
+from finops.money import money_or_none
 from reports.periods import local_date
 from reports.ranges import MAX_DAYS, DateRange, date_range_from_params
 
@@ -55,8 +56,8 @@ def _arm(experiment: Experiment, rows, arm: str) -> dict:
         "calls": calls,
         "requests": sums["requests"] or 0,
         "errors": sums["errors"] or 0,
-        "cost": money(cost),
-        "cost_per_call": money(cost / calls) if calls else None,
+        "cost": money_or_none(cost),
+        "cost_per_call": money_or_none(cost / calls) if calls else None,
         "latency_ms_p50": _round(p50, 1),
         "latency_ms_p95": _round(p95, 1),
         "error_rate_pct": _pct(Decimal(sums["errors"] or 0), Decimal(calls)),

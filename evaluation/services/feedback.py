@@ -13,13 +13,12 @@ import math
 from django.db import transaction
 
 from evaluation.models import EvalPair, Feedback
+from gateway.hooks import HookError
 from gateway.models import UsageEvent
 
 
-class FeedbackError(Exception):
-    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.param = status, code, message, param
+class FeedbackError(HookError):
+    """A refused feedback; the gateway answers it in the OpenAI error shape."""
 
 
 def feedback_validate(body) -> tuple[str, float, str]:

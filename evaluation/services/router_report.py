@@ -27,14 +27,13 @@ from django.db.models import Count, Q, Sum
 
 from evaluation.selectors_pages import RouterScope, router_pair_list, router_usage_rows
 from evaluation.services.curve import quality_curve, random_apgr
+from finops.money import money_or_none, usd_six
 from gateway.models import LLMModel, RouterModel
 from gateway.pricing import Price, Usage, cost_of
 from gateway.services.routing import router_scorer_get
-from reports.dashboard_tables import usd
 from reports.periods import DAY, local_midnight
 from reports.ranges import DateRange
 
-TWELVE = Decimal("1e-12")
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
 BOOTSTRAP_RESAMPLES = 500
@@ -42,10 +41,6 @@ BOOTSTRAP_SEED = 0
 GRID_STEP = 0.02
 MAX_PAIRS = 5000  # newest labelled pairs read per page
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens")
-
-
-def money(value: Decimal | None) -> str | None:
-    return None if value is None else format(Decimal(value).quantize(TWELVE), "f")
 
 
 def _pct(part: Decimal, whole: Decimal) -> str | None:
@@ -106,8 +101,8 @@ def _price_json(price: Price | None) -> dict | None:
     mtok = Decimal(1_000_000)
     return {
         "effective_from": price.effective_from.isoformat(),
-        "input_usd_per_mtok": money(price.input * mtok),
-        "output_usd_per_mtok": money(price.output * mtok),
+        "input_usd_per_mtok": money_or_none(price.input * mtok),
+        "output_usd_per_mtok": money_or_none(price.output * mtok),
     }
 
 
@@ -145,8 +140,8 @@ def _traffic(scope: RouterScope, start: datetime, end: datetime, strong_price) -
                 "requests": r["requests"],
                 "failures": r["failures"],
                 "share_pct": _pct(Decimal(r["calls"]), Decimal(calls)),
-                "cost": money(cost),
-                "cost_if_strong": money(as_strong),
+                "cost": money_or_none(cost),
+                "cost_if_strong": money_or_none(as_strong),
             }
         )
     by_decision: dict[str, int] = {}
@@ -170,9 +165,9 @@ def _traffic(scope: RouterScope, start: datetime, end: datetime, strong_price) -
             "by_model": by_model,
         },
         "cost": {
-            "realised": money(realised),
-            "all_strong": money(counterfactual),
-            "savings": money(savings),
+            "realised": money_or_none(realised),
+            "all_strong": money_or_none(counterfactual),
+            "savings": money_or_none(savings),
             "savings_pct": _pct(savings, counterfactual),
             "strong_price": _price_json(strong_price),
             "strong_price_missing": strong_price is None,
@@ -194,12 +189,14 @@ def _evaluation_spend(scope: RouterScope, start: datetime, end: datetime) -> dic
         kind = "judge" if r["router_decision"] == "judge" else "shadow"
         cost = r["cost"] or Decimal(0)
         totals[kind] += cost
-        out.append({"kind": kind, "model": r["model"], "calls": r["calls"], "cost": money(cost)})
+        out.append(
+            {"kind": kind, "model": r["model"], "calls": r["calls"], "cost": money_or_none(cost)}
+        )
     return {
         "calls": sum(r["calls"] for r in rows),
-        "cost": money(totals["shadow"] + totals["judge"]),
-        "shadow_cost": money(totals["shadow"]),
-        "judge_cost": money(totals["judge"]),
+        "cost": money_or_none(totals["shadow"] + totals["judge"]),
+        "shadow_cost": money_or_none(totals["shadow"]),
+        "judge_cost": money_or_none(totals["judge"]),
         "rows": out,
     }
 
@@ -374,8 +371,8 @@ def _whatif(scope: RouterScope, start, end, data: _Labelled, strong_price, weak_
             "threshold": t,
             "strong_calls": strong_calls,
             "strong_share_pct": _round(100 * strong_calls / calls, 2) if calls else None,
-            "cost": money(cost),
-            "cost_usd": usd(money(cost)),
+            "cost": money_or_none(cost),
+            "cost_usd": usd_six(money_or_none(cost)),
             "quality": None,
             "retained": None,
             "pgr": None,

@@ -22,9 +22,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
+from finops.money import money, usd
 from reports.models import AlertKind, AlertStatus, AlertWebhook, BudgetAlert, DailySpend
 from reports.periods import DAY, local_date, local_midnight, period_days
-from reports.selectors import money
+from reports.selectors import budget_rows
 from teams.models import Budget, BudgetScope, Membership, Organization, Role, Team, VirtualKey
 
 log = logging.getLogger(__name__)
@@ -66,19 +67,6 @@ class BudgetSpend:
         if self.limit <= 0:
             return Decimal(0)
         return (self.spent * HUNDRED / self.limit).quantize(CENT)
-
-
-def budget_rows(budget: Budget) -> QuerySet[DailySpend]:
-    """The day rollups a budget's scope covers (production spend: shadow calls are kept apart
-    as evaluation spend and do not count against budgets)."""
-    rows = DailySpend.objects.filter(org_id=budget.org_id)
-    if budget.scope == BudgetScope.TEAM:
-        return rows.filter(team_id=budget.team_id)
-    if budget.scope == BudgetScope.FEATURE:
-        return rows.filter(team_id=budget.feature.team_id, feature=budget.feature.slug)
-    if budget.scope == BudgetScope.KEY:
-        return rows.filter(key_id=budget.key_id)
-    return rows
 
 
 def budget_team(budget: Budget) -> Team | None:
@@ -608,13 +596,6 @@ def _breakdown(rows: QuerySet[DailySpend], column: str) -> list[dict]:
 
 
 # --- entry point ---------------------------------------------------------------------------------
-
-
-def usd(value) -> str:
-    """Money for people: cents from a dollar up, micro-dollars below (LLM calls are cheap)."""
-    value = Decimal(value or 0)
-    places = CENT if abs(value) >= 1 else Decimal("0.000001")
-    return format(value.quantize(places), "f")
 
 
 def budget_alerts_evaluate(*, now: datetime | None = None) -> AlertRun:

@@ -22,8 +22,8 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
+from finops.money import money
 from reports.periods import DAY, local_date, local_midnight, period_days
-from reports.selectors import money
 from reports.selectors_dashboard import budget_dimension_rows
 from reports.services.alerts import HISTORY_DAYS, BudgetSpend, _zone, run_rates
 from teams.models import Budget

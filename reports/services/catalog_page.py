@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db.models import Sum
 from django.utils import timezone
 
+from finops.money import usd_exact
 from gateway.models import LLMModel, ModelPrice
 from gateway.pricing import MTOK, ZERO, Price, Usage, cost_of
 from reports.models import LATENCY_FIELDS
@@ -39,17 +40,6 @@ _STAT_SUMS = (
     "latency_count",
     *LATENCY_FIELDS,
 )
-
-
-def usd(value: Decimal | None) -> str:
-    """A USD amount, exact (up to the ledger's 12 places), without trailing zeros beyond cents
-    and never in exponent notation."""
-    if value is None:
-        return ""
-    text = format(Decimal(value).quantize(Decimal("1e-12")), "f")
-    whole, _, frac = text.partition(".")
-    frac = frac.rstrip("0").ljust(2, "0")
-    return f"{whole}.{frac}"
 
 
 def per_mtok(value: Decimal | None) -> str:
@@ -235,7 +225,7 @@ def _catalog_row(
             error_rate=_or_blank(s.error_rate),
             requests=s.requests,
             tokens=s.prompt_tokens + s.completion_tokens,
-            spend=usd(s.cost),
+            spend=usd_exact(s.cost),
         )
     return row
 
@@ -363,9 +353,9 @@ def reprice_table(reprice: Reprice) -> Table:
             "cached_tokens": r.cached_tokens,
             "cache_write_tokens": r.cache_write_tokens,
             "completion_tokens": r.completion_tokens,
-            "actual": usd(r.actual),
-            "repriced": usd(r.repriced),
-            "difference": usd(r.difference),
+            "actual": usd_exact(r.actual),
+            "repriced": usd_exact(r.repriced),
+            "difference": usd_exact(r.difference),
         }
         for r in reprice.rows
     ]
@@ -377,9 +367,9 @@ def reprice_table(reprice: Reprice) -> Table:
                 "cached_tokens": sum(r.cached_tokens for r in reprice.rows),
                 "cache_write_tokens": sum(r.cache_write_tokens for r in reprice.rows),
                 "completion_tokens": sum(r.completion_tokens for r in reprice.rows),
-                "actual": usd(reprice.actual),
-                "repriced": usd(reprice.repriced),
-                "difference": usd(reprice.difference),
+                "actual": usd_exact(reprice.actual),
+                "repriced": usd_exact(reprice.repriced),
+                "difference": usd_exact(reprice.difference),
             }
         )
     return Table(

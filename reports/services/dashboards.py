@@ -24,10 +24,11 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.urls import reverse
 
+from finops.money import money
 from reports.models import LATENCY_BUCKETS, LATENCY_FIELDS, AlertKind, Dimension
 from reports.periods import DAY, local_midnight, period_days
 from reports.ranges import DateRange
-from reports.selectors import latency_quantile, money
+from reports.selectors import latency_quantile
 from reports.selectors_dashboard import (
     key_labels,
     org_alert_list,

@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDay
 
+from finops.money import money
 from gateway.models import Provider, ProviderKind
 from reports.models import HourlySpend
-from reports.selectors import money
 from teams.models import Organization, Team
 
 FOCUS_VERSION = "1.2"

@@ -21,6 +21,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from finops.money import usd
 from reports.models import AlertStatus, AlertWebhook, BudgetAlert, WebhookStatus
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,6 @@ def alert_link(alert: BudgetAlert) -> str:
 
 
 def alert_context(alert: BudgetAlert) -> dict:
-    from reports.services.alerts import usd
-
     try:
         tz = zoneinfo.ZoneInfo(alert.org.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -170,8 +169,6 @@ def webhooks_for(alert: BudgetAlert):
 def webhook_payload(alert: BudgetAlert) -> dict:
     """Slack's incoming-webhook shape (``text``), which Mattermost, Teams workflows and most
     chat tools accept too; the numbers ride along for other consumers."""
-    from reports.services.alerts import usd
-
     lines = [f"*{alert.subject}*"]
     for c in alert.contributors[:6]:
         lines.append(f"• {c['dimension']} {c['name']}: {usd(c['cost'])} USD ({c['share']}%)")

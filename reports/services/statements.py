@@ -20,10 +20,10 @@ from django.conf import settings
 from django.db.models import Q, QuerySet, Sum
 from django.urls import reverse
 
+from finops.money import money, usd
 from reports.models import DailySpend
 from reports.periods import DAY, period_days
-from reports.selectors import daily_spend_list_for_user, money
-from reports.services.alerts import budget_rows, usd
+from reports.selectors import budget_rows, daily_spend_list_for_user
 from reports.tables import Column, Table, _csv_cell
 from teams.models import Budget, BudgetPeriod, BudgetScope, Team, VirtualKey
 from teams.selectors import budget_list_for_user

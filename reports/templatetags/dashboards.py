@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import template
 
-from reports.dashboard_tables import usd as _usd
+from finops.money import usd_six as _usd
 from reports.selectors_dashboard import dashboard_team_list, overview_org_list
 
 register = template.Library()
