@@ -48,8 +48,8 @@ def in_process(n: int, seed: int) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "finops.settings")
     import numpy as np
 
-    from gateway.cache import ModelRecord, OrgConfig, ProviderRecord, RouterRecord
     from gateway.providers.base import CHAT
+    from gateway.records import ModelRecord, OrgConfig, ProviderRecord, RouterRecord
     from gateway.resolve import resolve
     from gateway.routing.samples import label, prompt_mix
     from gateway.routing.scorers import scorer_build

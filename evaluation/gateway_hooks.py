@@ -13,8 +13,8 @@ from django.db.models.signals import post_delete, post_save
 from evaluation.models import Experiment
 from evaluation.services.feedback import feedback_record
 from evaluation.services.pairs import pair_store
-from gateway.cache import ExperimentRecord, ModelRecord
 from gateway.hooks import hook_register
+from gateway.records import ExperimentRecord, ModelRecord
 from gateway.services.stamps import CONFIG, stamp_bump
 
 

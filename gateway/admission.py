@@ -21,10 +21,10 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 
-from gateway.cache import BudgetRecord, KeyRecord, ModelRecord, OrgConfig
 from gateway.counters import NANO, Entry, Verdict
 from gateway.errors import GatewayError
 from gateway.pricing import decimal_str
+from gateway.records import BudgetRecord, KeyRecord, ModelRecord, OrgConfig
 from gateway.resolve import Plan
 from gateway.tokens import count_input, count_messages
 

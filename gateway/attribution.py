@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from django.utils.text import slugify
 
-from gateway.cache import KeyRecord
 from gateway.http import header
+from gateway.records import KeyRecord
 
 OVERFLOW_FEATURE = "_other"
 _slugs: dict[str, str] = {}

@@ -37,9 +37,9 @@ import orjson
 from django.conf import settings
 
 from gateway import metrics
-from gateway.cache import GroupRecord, ModelRecord
 from gateway.clock import now as clock_now
 from gateway.pricing import price_at
+from gateway.records import GroupRecord, ModelRecord
 
 log = logging.getLogger("gateway.routing")
 

@@ -6,8 +6,8 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from gateway.cache import ModelRecord
 from gateway.pricing import Cost, Usage, cost_of, price_at
+from gateway.records import ModelRecord
 from gateway.tokens import count_input, count_messages, count_text
 
 

@@ -40,12 +40,12 @@ from gateway.balancer import (
     retries_per_deployment,
     retry_after_seconds,
 )
-from gateway.cache import KeyRecord, ModelRecord
 from gateway.errors import GatewayError
 from gateway.http import JSON_HEADERS, SSE_HEADERS, send_bytes
 from gateway.pricing import Usage, decimal_str
 from gateway.providers import adapter_for
 from gateway.providers.base import CHAT, UsageChunk
+from gateway.records import KeyRecord, ModelRecord
 from gateway.resolve import Plan
 from gateway.runtime import runtime
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.balancer import balancer
-from gateway.cache import ModelRecord, OrgConfig, RouterRecord
 from gateway.errors import GatewayError, invalid
 from gateway.providers.base import EMBEDDINGS
+from gateway.records import ModelRecord, OrgConfig, RouterRecord
 from gateway.routing.scorers import decide, scorer_build
 
 

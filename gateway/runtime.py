@@ -17,9 +17,10 @@ from django.conf import settings
 from gateway import metrics
 from gateway.admission import Admitter, ledger_spent
 from gateway.balancer import balancer
-from gateway.cache import KeyCache, KeyRecord, OrgConfig, key_record_load, org_config_load
+from gateway.cache import KeyCache, key_record_load, org_config_load
 from gateway.counters import LocalCounters, RedisCounters
 from gateway.ledger import LedgerWriter
+from gateway.records import KeyRecord, OrgConfig
 from gateway.tokens import encodings_load
 
 log = logging.getLogger(__name__)

@@ -30,10 +30,10 @@ from datetime import UTC, datetime
 from django.conf import settings
 
 from gateway import metrics
-from gateway.cache import ModelRecord, OrgConfig, RouterRecord
 from gateway.errors import GatewayError
 from gateway.providers.base import CHAT
 from gateway.proxy import Call, proxy_json
+from gateway.records import ModelRecord, OrgConfig, RouterRecord
 from gateway.resolve import Plan
 from gateway.runtime import runtime
 

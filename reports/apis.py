@@ -71,8 +71,7 @@ class BudgetAlertViewSet(ScopedViewSet):
     subject = Subject.BUDGET
     serializer_class = s.BudgetAlertSerializer
 
-    def get_queryset(self):
-        queryset = super().get_queryset()
+    def narrow_queryset(self, queryset):
         for param in ("kind", "status"):
             if value := self.request.query_params.get(param):
                 queryset = queryset.filter(**{param: value})

@@ -81,12 +81,32 @@ class ScopedAutoSchema(AutoSchema):
         return serializer or super().get_request_serializer()
 
 
+PROTECTED_METHODS = ("get_queryset", "get_object", "get_permissions")
+
+
 class ScopedAPIMixin:
     """The only way an API view gets rows: ``selector(request.user)``.
 
-    Subclasses name a selector (``<entity>_list_for_user``) and the permission ``subject``; they
-    must not set ``queryset`` nor override ``get_queryset`` without calling ``super()``.
+    Subclasses name a selector (``<entity>_list_for_user``) and the permission ``subject``, and
+    may narrow the selector's rows in ``narrow_queryset`` (it receives them already scoped).
+    Setting ``queryset`` or overriding ``get_queryset``, ``get_object`` or ``get_permissions``
+    fails when the class is defined, because each would let a view read past the tenant scope;
+    a deliberate bypass is spelled ``dangerously_<method>`` so that it stands out in review.
     """
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "queryset" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__qualname__} sets queryset: a scoped API view reads through its selector"
+            )
+        for name in PROTECTED_METHODS:
+            if name in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__qualname__} overrides {name}, which would bypass the tenant scope: "
+                    f"narrow the rows in narrow_queryset(), or name a deliberate bypass "
+                    f"dangerously_{name}"
+                )
 
     selector: Callable[[Any], QuerySet]
     subject: Subject
@@ -96,7 +116,22 @@ class ScopedAPIMixin:
     schema = ScopedAutoSchema()
 
     def get_queryset(self) -> QuerySet:
-        return type(self).selector(self.request.user)
+        bypass = getattr(self, "dangerously_get_queryset", None)
+        if bypass is not None:
+            return bypass()
+        return self.narrow_queryset(type(self).selector(self.request.user))
+
+    def narrow_queryset(self, queryset: QuerySet) -> QuerySet:
+        """The selector's rows, narrowed by the view (filters, ``select_related``)."""
+        return queryset
+
+    def get_object(self):
+        bypass = getattr(self, "dangerously_get_object", None)
+        return bypass() if bypass is not None else super().get_object()
+
+    def get_permissions(self):
+        bypass = getattr(self, "dangerously_get_permissions", None)
+        return bypass() if bypass is not None else super().get_permissions()
 
     @property
     def access(self) -> selectors.Access:
@@ -283,8 +318,8 @@ class KeyViewSet(ScopedCreateMixin, ScopedUpdateMixin, ScopedViewSet):
     create_serializer_class = s.KeyCreateSerializer
     update_serializer_class = s.KeyUpdateSerializer
 
-    def get_queryset(self):
-        return super().get_queryset().select_related("created_by").prefetch_related("secrets")
+    def narrow_queryset(self, queryset):
+        return queryset.select_related("created_by").prefetch_related("secrets")
 
     def create(self, request, *args, **kwargs):
         data = self.validated(self.create_serializer_class)
@@ -365,8 +400,7 @@ class AuditEntryViewSet(ScopedViewSet):
     subject = Subject.AUDIT
     serializer_class = s.AuditEntrySerializer
 
-    def get_queryset(self):
-        queryset = super().get_queryset()
+    def narrow_queryset(self, queryset):
         for param in ("action", "object_type", "object_id"):
             value = self.request.query_params.get(param)
             if value:

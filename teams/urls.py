@@ -26,8 +26,3 @@ urlpatterns = [
         name="password_reset_complete",
     ),
 ]
-
-# --- keys page (issue 7) ---
-urlpatterns += [
-    path("teams/<int:team_id>/keys/", views.team_keys, name="team-keys"),
-]

@@ -38,11 +38,12 @@ from django.utils import timezone
 
 from evaluation.models import EvalPair
 from gateway import metering
-from gateway.cache import ModelRecord, org_config_load
+from gateway.cache import org_config_load
 from gateway.models import Router, UsageEvent
 from gateway.pricing import Cost, Usage
 from gateway.providers import adapter_for
 from gateway.providers.base import CHAT
+from gateway.records import ModelRecord
 
 log = logging.getLogger(__name__)
 

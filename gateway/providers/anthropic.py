@@ -15,10 +15,10 @@ import time
 
 import orjson
 
-from gateway.cache import ModelRecord
 from gateway.errors import invalid
 from gateway.pricing import Usage
 from gateway.providers.base import CHAT, ParsedResponse, UpstreamRequest, UsageChunk
+from gateway.records import ModelRecord
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096

@@ -7,9 +7,9 @@ from urllib.parse import quote
 
 import orjson
 
-from gateway.cache import ModelRecord
 from gateway.providers.base import CHAT, UpstreamRequest
 from gateway.providers.openai import OpenAIAdapter
+from gateway.records import ModelRecord
 
 DEFAULT_API_VERSION = "2024-10-21"
 _PATHS = {CHAT: "chat/completions", "embeddings": "embeddings"}

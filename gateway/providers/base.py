@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.cache import ModelRecord
 from gateway.pricing import Usage
+from gateway.records import ModelRecord
 
 CHAT = "chat.completions"
 EMBEDDINGS = "embeddings"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import orjson
 
-from gateway.cache import ModelRecord
 from gateway.pricing import Usage
 from gateway.providers.base import CHAT, ParsedResponse, UpstreamRequest, UsageChunk
+from gateway.records import ModelRecord
 
 _PATHS = {CHAT: "/chat/completions", "embeddings": "/embeddings"}
 _NULL_USAGE = (b'"usage":null', b'"usage": null')

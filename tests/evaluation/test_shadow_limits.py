@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from gateway import metrics
 from gateway.attribution import Labels
-from gateway.cache import KeyRecord, ModelRecord, ProviderRecord, RouterRecord
 from gateway.proxy import Call
+from gateway.records import KeyRecord, ModelRecord, ProviderRecord, RouterRecord
 from gateway.resolve import Plan
 from gateway.runtime import runtime
 from gateway.shadow import ShadowTicket, shadow_start

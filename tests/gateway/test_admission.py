@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from gateway.admission import estimate, to_nano, window_of
-from gateway.cache import ModelRecord, ProviderRecord
 from gateway.counters import Entry, LocalCounters
 from gateway.pricing import Price
+from gateway.records import ModelRecord, ProviderRecord
 from gateway.resolve import Plan
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway.cache import ModelRecord, ProviderRecord
 from gateway.errors import GatewayError
 from gateway.providers.anthropic import (
     AnthropicAdapter,
@@ -14,6 +13,7 @@ from gateway.providers.anthropic import (
     translate_response,
 )
 from gateway.providers.base import UsageChunk
+from gateway.records import ModelRecord, ProviderRecord
 from tests.openai_schema import assert_valid
 
 PROVIDER = ProviderRecord(

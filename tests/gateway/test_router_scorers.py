@@ -13,9 +13,10 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from gateway.cache import ModelRecord, OrgConfig, ProviderRecord, RouterRecord, org_config_load
+from gateway.cache import org_config_load
 from gateway.pricing import Price
 from gateway.providers.base import CHAT
+from gateway.records import ModelRecord, OrgConfig, ProviderRecord, RouterRecord
 from gateway.resolve import resolve
 from gateway.routing.features import FEATURE_NAMES, features, messages_clip, prompt_parts
 from gateway.routing.linear import LinearModel, hashed_terms

@@ -29,10 +29,10 @@ from gateway.balancer import (
 from gateway.balancer import (
     balancer as shared_balancer,
 )
-from gateway.cache import GroupRecord, ModelRecord, ProviderRecord
 from gateway.errors import GatewayError
 from gateway.pricing import Price
 from gateway.providers.base import CHAT
+from gateway.records import GroupRecord, ModelRecord, ProviderRecord
 from gateway.resolve import Plan
 
 PROVIDER = ProviderRecord(slug="p", kind="openai", base_url="http://x", api_key="", api_version="")
@@ -377,7 +377,7 @@ def test_unreachable_redis_never_fails_a_call(routing):
 
 
 def test_a_keys_fallbacks_follow_the_groups_chain_without_repeats_or_unknown_names():
-    from gateway.cache import OrgConfig
+    from gateway.records import OrgConfig
     from gateway.resolve import resolve
 
     a, b, c, d = (model(n) for n in "abcd")
