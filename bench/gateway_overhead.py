@@ -60,7 +60,7 @@ def wait_http(url: str, timeout: float = 30) -> None:
 def spawn_simulator(env: dict, port: int, *extra: str, core: str | None = "1") -> subprocess.Popen:
     """The upstream simulator, pinned next to the load generator."""
     pin = ["taskset", "-c", core] if core else []
-    cmd = [*pin, sys.executable, "manage.py", "simulate_upstream", "--port", str(port), *extra]
+    cmd = [*pin, sys.executable, "-m", "simulator", "--port", str(port), *extra]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )  # noqa: S603

@@ -41,7 +41,7 @@ def main() -> None:
     )
     sim_port = free_port()
     sim = subprocess.Popen(
-        [sys.executable, "manage.py", "simulate_upstream", "--port", str(sim_port)],
+        [sys.executable, "-m", "simulator", "--port", str(sim_port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -496,7 +496,7 @@ def main() -> int:  # noqa: C901 - one linear script
     began = time.monotonic()
     try:
         sim_port = free_port()
-        sim_cmd = [sys.executable, "manage.py", "simulate_upstream", "--port", str(sim_port)]
+        sim_cmd = [sys.executable, "-m", "simulator", "--port", str(sim_port)]
         sim_cmd += ["--latency-ms", "20", "--chunk-delay-ms", "10", "--chunks", "20"]
         procs.start("simulator", sim_cmd, env)
         sim_url = f"http://127.0.0.1:{sim_port}"

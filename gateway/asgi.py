@@ -152,7 +152,7 @@ class GatewayApp:
             _router_prompt_keep(config, plan, messages)
         if labels is None:
             labels = attribution.labels(scope, body, record, runtime.ledger)
-        experiment, arm = _experiment_apply(config, plan, requested, record, labels, api)
+        experiment, arm = _experiment_apply(config, plan, requested, record, labels=labels, api=api)
         stream = api == CHAT and body.get("stream") is True
         call = Call(
             request_id=request_id,
@@ -253,7 +253,7 @@ def _feedback_write(org_id: int, key_id: int, body):
     return hooks.feedback_record(org_id=org_id, key_id=key_id, body=body)
 
 
-def _experiment_apply(config, plan, requested: str, record, labels, api: str) -> tuple[str, str]:
+def _experiment_apply(config, plan, requested: str, record, *, labels, api: str) -> tuple[str, str]:
     """The first active experiment on this route for this key or feature: with probability
     ``share`` its candidate goes first (the route's deployments stay as fallbacks). Returns
     (experiment name, arm), ("", "") when none applies."""
@@ -286,9 +286,9 @@ def _router_prompt_keep(config, plan, messages) -> None:
             router.id,
             router.prompt_retention,
             messages,
-            plan.router_scorer,
-            plan.router_score,
-            _now(),
+            scorer=plan.router_scorer,
+            score=plan.router_score,
+            when=_now(),
         )
 
 
@@ -315,37 +315,48 @@ def _parse_body(raw: bytes, api: str) -> dict:
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise invalid("invalid_value", "'model' must be a non-empty string.", "model")
     if api == CHAT:
-        messages = body.get("messages")
-        if messages is None:
-            raise invalid("missing_field", "Missing required parameter: 'messages'.", "messages")
-        if not isinstance(messages, list) or not messages:
-            raise invalid("invalid_value", "'messages' must be a non-empty array.", "messages")
-        if not all(isinstance(m, dict) for m in messages):
-            raise invalid("invalid_value", "Each message must be an object.", "messages")
-        stream = body.get("stream")
-        if stream is not None and not isinstance(stream, bool):
-            raise invalid("invalid_value", "'stream' must be a boolean.", "stream")
-        options = body.get("stream_options")
-        if options is not None and not isinstance(options, dict):
-            raise invalid("invalid_value", "'stream_options' must be an object.", "stream_options")
-        for name in ("max_tokens", "max_completion_tokens"):
-            value = body.get(name)
-            if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value < 1
-            ):
-                raise invalid("invalid_value", f"'{name}' must be a positive integer.", name)
-        metadata = body.get("metadata")
-        if metadata is not None and not isinstance(metadata, dict):
-            raise invalid("invalid_value", "'metadata' must be an object.", "metadata")
+        _check_chat_messages(body)
+        _check_chat_options(body)
     else:
-        value = body.get("input")
-        if value is None:
-            raise invalid("missing_field", "Missing required parameter: 'input'.", "input")
-        if not isinstance(value, (str, list)) or (isinstance(value, list) and not value):
-            raise invalid(
-                "invalid_value", "'input' must be a string or a non-empty array.", "input"
-            )
+        _check_embedding_input(body)
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise invalid("invalid_value", "'user' must be a string.", "user")
     return body
+
+
+def _check_chat_messages(body: dict) -> None:
+    messages = body.get("messages")
+    if messages is None:
+        raise invalid("missing_field", "Missing required parameter: 'messages'.", "messages")
+    if not isinstance(messages, list) or not messages:
+        raise invalid("invalid_value", "'messages' must be a non-empty array.", "messages")
+    if not all(isinstance(m, dict) for m in messages):
+        raise invalid("invalid_value", "Each message must be an object.", "messages")
+
+
+def _check_chat_options(body: dict) -> None:
+    """The chat parameters the gateway itself reads (streaming, token caps, metadata)."""
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid("invalid_value", "'stream' must be a boolean.", "stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise invalid("invalid_value", "'stream_options' must be an object.", "stream_options")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = body.get(name)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise invalid("invalid_value", f"'{name}' must be a positive integer.", name)
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise invalid("invalid_value", "'metadata' must be an object.", "metadata")
+
+
+def _check_embedding_input(body: dict) -> None:
+    value = body.get("input")
+    if value is None:
+        raise invalid("missing_field", "Missing required parameter: 'input'.", "input")
+    if not isinstance(value, (str, list)) or (isinstance(value, list) and not value):
+        raise invalid("invalid_value", "'input' must be a string or a non-empty array.", "input")

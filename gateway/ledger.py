@@ -158,7 +158,7 @@ class LedgerWriter:
         self._queue.put(("feature", team_id, slug, key_id))
 
     def router_prompt(
-        self, router_id: int, retention: int, messages, scorer: str, score, when: datetime
+        self, router_id: int, retention: int, messages, *, scorer: str, score, when: datetime
     ) -> None:
         """A prompt for the router's sample: a best-effort side effect, never spooled."""
         self._queue.put(("prompt", router_id, retention, messages, scorer, score, when))

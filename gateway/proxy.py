@@ -488,7 +488,7 @@ async def proxy_stream(call: Call, send, receive) -> None:
     wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
 
     async def attempt(model: ModelRecord, number: int, dep: Deployment) -> None:
-        await _stream_attempt(call, send, receive, wants_usage, model, number, dep)
+        await _stream_attempt(call, send, receive, model, number, dep=dep, wants_usage=wants_usage)
 
     await _serve(call, attempt)
 
@@ -502,7 +502,7 @@ async def _first_line(response: aiohttp.ClientResponse) -> bytes:
 
 
 async def _stream_attempt(
-    call: Call, send, receive, wants_usage: bool, model: ModelRecord, attempt: int, dep
+    call: Call, send, receive, model: ModelRecord, attempt: int, *, dep, wants_usage: bool
 ) -> None:
     started = _now()
     t = time.perf_counter()
@@ -575,14 +575,11 @@ async def _stream_attempt(
             send,
             receive,
             response,
-            adapter,
-            model,
-            attempt,
-            started,
-            t,
-            wants_usage,
-            first,
-            first_byte,
+            _Attempt(model, attempt, started, t),
+            adapter=adapter,
+            wants_usage=wants_usage,
+            first=first,
+            first_byte=first_byte,
         )
         if not healthy:
             balancer.failed(dep)
@@ -601,23 +598,32 @@ async def _stream_attempt(
     raise failure
 
 
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One attempt at one deployment: what its ledger event is keyed and timed by."""
+
+    model: ModelRecord
+    number: int  # the call's attempts so far, this one included
+    started: datetime
+    t: float  # time.perf_counter() at its start
+
+
 async def _relay(
-    call,
+    call: Call,
     send,
     receive,
-    response,
+    response: aiohttp.ClientResponse,
+    attempt: _Attempt,
+    *,
     adapter,
-    model,
-    attempts,
-    started,
-    t,
-    wants_usage,
+    wants_usage: bool,
     first: bytes,
     first_byte: datetime,
 ) -> bool:
     """Forward an upstream stream chunk by chunk; meter it even if the client leaves early.
 
     Returns False when the upstream broke the stream (the client got an error event)."""
+    model = attempt.model
     parser = adapter.stream_parser(api=call.api, model=model)
     gone: list = []
     watcher = asyncio.create_task(_watch_disconnect(receive, response, gone))
@@ -630,22 +636,14 @@ async def _relay(
                 "status": 200,
                 "headers": [
                     *SSE_HEADERS,
-                    *_headers(call, model, attempts, None),
+                    *_headers(call, model, attempt.number, None),
                     *call.extra_headers,
                 ],
             }
         )
-        for out in parser.feed(first):
-            if isinstance(out, UsageChunk):
-                usage_chunk = out
-            else:
-                await send({"type": "http.response.body", "body": out, "more_body": True})
+        usage_chunk = await _forward(send, parser, first, usage_chunk)
         async for line in response.content:
-            for out in parser.feed(line):
-                if isinstance(out, UsageChunk):
-                    usage_chunk = out
-                else:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
+            usage_chunk = await _forward(send, parser, line, usage_chunk)
     except (TimeoutError, aiohttp.ClientError) as exc:
         if not gone:
             status, error_code = (
@@ -675,9 +673,9 @@ async def _relay(
     _record(
         call,
         model,
-        attempts,
-        started,
-        t,
+        attempt.number,
+        attempt.started,
+        attempt.t,
         status=status,
         http_status=200,
         error_code=error_code,
@@ -688,6 +686,43 @@ async def _relay(
     )
     if gone:
         return True
+    tail = _stream_tail(
+        call,
+        model,
+        usage,
+        status=status,
+        error_code=error_code,
+        wants_usage=wants_usage,
+        usage_chunk=usage_chunk,
+    )
+    with contextlib.suppress(OSError):
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+    return status != "error"
+
+
+async def _forward(send, parser, line: bytes, usage_chunk: UsageChunk | None) -> UsageChunk | None:
+    """Pass one upstream line's events to the client; the usage chunk (the latest seen) is
+    held back for the stream's end."""
+    for out in parser.feed(line):
+        if isinstance(out, UsageChunk):
+            usage_chunk = out
+        else:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+    return usage_chunk
+
+
+def _stream_tail(
+    call: Call,
+    model: ModelRecord,
+    usage: Usage,
+    *,
+    status: str,
+    error_code: str,
+    wants_usage: bool,
+    usage_chunk: UsageChunk | None,
+) -> bytes:
+    """The stream's last events: an error event, or the usage chunk with the call's cost when
+    the client asked for usage, then ``[DONE]``."""
     tail: list[bytes] = []
     if status == "error" and error_code != "upstream_stream_error":
         error = {
@@ -705,9 +740,7 @@ async def _relay(
         payload = orjson.dumps(chunk).replace(_COST_MARK, decimal_str(call.spent).encode())
         tail.append(b"data: " + payload + b"\n\n")
     tail.append(b"data: [DONE]\n\n")
-    with contextlib.suppress(OSError):
-        await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
-    return status != "error"
+    return b"".join(tail)
 
 
 def _synthetic_usage_chunk(call: Call, model: ModelRecord, usage: Usage) -> dict:

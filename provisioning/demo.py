@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from provisioning.config_apply import config_apply, config_load
+from provisioning.config import config_apply, config_load
 from teams.models import Membership, Organization, Role, Team, VirtualKey
 from teams.services import key_mint, key_revoke, membership_add
 

@@ -151,17 +151,7 @@ def spend_by_dimension(user, query: SpendQuery) -> list[dict]:
         queryset = queryset.filter(team_id__in=list(team_ids))
 
     zones = {pk: _zone(org) for pk, org in orgs.items()}
-    if by_hour:
-        window = Q(pk__in=[])
-        for pk, tz in zones.items():
-            window |= Q(
-                org_id=pk,
-                hour__gte=local_midnight(query.start, tz),
-                hour__lt=local_midnight(query.end + DAY, tz),
-            )
-        queryset = queryset.filter(window)
-    else:
-        queryset = queryset.filter(day__gte=query.start, day__lte=query.end)
+    queryset = queryset.filter(_spend_window(query, zones, by_hour=by_hour))
 
     columns = ["org_id"]
     for dim in query.group_by:
@@ -187,24 +177,59 @@ def spend_by_dimension(user, query: SpendQuery) -> list[dict]:
     rows = []
     for r in raw:
         row: dict = {"org": orgs[r["org_id"]].slug}
-        for dim in query.group_by:
-            if dim == "team":
-                row["team"] = _label(team_slugs, r["team_id"])
-            elif dim == "key":
-                row["key"] = _label(key_names, r["key_id"])
-                row["key_id"] = r["key_id"] or None
-            elif dim in ("feature", "endpoint", "user", "model", "provider"):
-                row[dim] = r[_COLUMN[dim]] or None
-            elif dim == "day":
-                row["day"] = (
-                    local_date(_aware(r["hour"]), zones[r["org_id"]]) if by_hour else r["day"]
-                ).isoformat()
-            elif dim == "hour":
-                row["hour"] = _aware(r["hour"]).strftime("%Y-%m-%dT%H:%M:%SZ")
+        _add_dimensions(
+            row,
+            r,
+            query.group_by,
+            team_slugs=team_slugs,
+            key_names=key_names,
+            zone=zones[r["org_id"]],
+            by_hour=by_hour,
+        )
         rows.append(_measures(row, r, include_evaluation=query.include_evaluation))
     time_key = "hour" if by_hour else ("day" if "day" in query.group_by else None)
     rows.sort(key=lambda row: (row[time_key] if time_key else "", -Decimal(row["cost"])))
     return rows
+
+
+def _spend_window(query: SpendQuery, zones: dict, *, by_hour: bool) -> Q:
+    """The rollup rows of the query's local days: the hours each organisation's days span, or
+    the days themselves."""
+    if not by_hour:
+        return Q(day__gte=query.start, day__lte=query.end)
+    window = Q(pk__in=[])
+    for pk, tz in zones.items():
+        window |= Q(
+            org_id=pk,
+            hour__gte=local_midnight(query.start, tz),
+            hour__lt=local_midnight(query.end + DAY, tz),
+        )
+    return window
+
+
+def _add_dimensions(
+    row: dict,
+    r: dict,
+    group_by: tuple[str, ...],
+    *,
+    team_slugs: dict[int, str],
+    key_names: dict[int, str],
+    zone: zoneinfo.ZoneInfo,
+    by_hour: bool,
+) -> None:
+    """Label one rollup group's dimensions on ``row`` (slugs, names or the raw value)."""
+    for dim in group_by:
+        if dim == "team":
+            row["team"] = _label(team_slugs, r["team_id"])
+        elif dim == "key":
+            row["key"] = _label(key_names, r["key_id"])
+            row["key_id"] = r["key_id"] or None
+        elif dim in ("feature", "endpoint", "user", "model", "provider"):
+            row[dim] = r[_COLUMN[dim]] or None
+        elif dim == "day":
+            row["day"] = (local_date(_aware(r["hour"]), zone) if by_hour else r["day"]).isoformat()
+        elif dim == "hour":
+            row["hour"] = _aware(r["hour"]).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _measures(row: dict, r: dict, *, include_evaluation: bool) -> dict:

@@ -94,7 +94,7 @@ def start_simulator(tmp: Path, *args: str) -> Server:
     port = free_port()
     log_path = tmp / f"simulator-{port}.log"
     proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "gateway.simulator", "--port", str(port), *args],
+        [sys.executable, "-m", "simulator", "--port", str(port), *args],
         cwd=ROOT,
         env=child_env(),
         stdout=log_path.open("wb"),

@@ -342,7 +342,7 @@ def grid_thresholds(step: float = GRID_STEP) -> list[float]:
     return [round(i * step, 4) for i in range(round(1 / step) + 1)]
 
 
-def _whatif(scope: RouterScope, start, end, data: _Labelled, strong_price, weak_price) -> dict:
+def _whatif(scope: RouterScope, start, end, data: _Labelled, *, strong_price, weak_price) -> dict:
     """Each grid threshold re-decides the range's scored calls (score >= t: strong) and
     re-prices their tokens; the last point, 1.00, is "every call to weak"."""
     thresholds = grid_thresholds()
@@ -418,6 +418,8 @@ def router_report(scope: RouterScope, rng: DateRange, *, now: datetime) -> dict:
         **_traffic(scope, start, end, strong_price),
         "quality": _quality(data, router.threshold),
         "curve": _curve(scope, data),
-        "whatif": _whatif(scope, start, end, data, strong_price, weak_price),
+        "whatif": _whatif(
+            scope, start, end, data, strong_price=strong_price, weak_price=weak_price
+        ),
         "evaluation_spend": _evaluation_spend(scope, start, end),
     }

@@ -81,63 +81,67 @@ def _tool_input(arguments) -> dict:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def translate_request(body: dict, model: ModelRecord) -> dict:
+def _add_turn(turns: list[dict], role: str, blocks: list[dict]) -> None:
+    """Append a turn, merged into the last one when the role repeats (the API wants them
+    alternating)."""
+    if not blocks:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1]["content"].extend(blocks)
+    else:
+        turns.append({"role": role, "content": blocks})
+
+
+def _assistant_blocks(message: dict) -> list[dict]:
+    """An assistant message's content blocks, its tool calls as ``tool_use`` blocks."""
+    blocks = _blocks(message.get("content"))
+    for call in message.get("tool_calls") or ():
+        fn = call.get("function") or {}
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or "",
+                "name": fn.get("name") or "",
+                "input": _tool_input(fn.get("arguments")),
+            }
+        )
+    return blocks
+
+
+def _tool_result_blocks(message: dict) -> list[dict]:
+    """A ``tool`` message as the ``tool_result`` block of a user turn."""
+    return [
+        {
+            "type": "tool_result",
+            "tool_use_id": message.get("tool_call_id") or "",
+            "content": _text(message.get("content")),
+        }
+    ]
+
+
+def _translate_messages(messages) -> tuple[list[dict], list[dict]]:
+    """OpenAI messages as (Anthropic ``system`` blocks, alternating turns)."""
     system: list[dict] = []
     turns: list[dict] = []
-
-    def add(role: str, blocks: list[dict]) -> None:
-        if not blocks:
-            return
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-
-    for message in body.get("messages", ()):
+    for message in messages:
         role = message.get("role")
         if role in ("system", "developer"):
             system.extend(b for b in _blocks(message.get("content")) if b["type"] == "text")
         elif role == "user":
-            add("user", _blocks(message.get("content")))
+            _add_turn(turns, "user", _blocks(message.get("content")))
         elif role == "assistant":
-            blocks = _blocks(message.get("content"))
-            for call in message.get("tool_calls") or ():
-                fn = call.get("function") or {}
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call.get("id") or "",
-                        "name": fn.get("name") or "",
-                        "input": _tool_input(fn.get("arguments")),
-                    }
-                )
-            add("assistant", blocks)
+            _add_turn(turns, "assistant", _assistant_blocks(message))
         elif role == "tool":
-            add(
-                "user",
-                [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": message.get("tool_call_id") or "",
-                        "content": _text(message.get("content")),
-                    }
-                ],
-            )
+            _add_turn(turns, "user", _tool_result_blocks(message))
         else:
             raise invalid("invalid_value", f"Unsupported message role {role!r}.", "messages")
     if not turns:
         raise invalid("invalid_value", "At least one user message is required.", "messages")
+    return system, turns
 
-    out: dict = {
-        "model": model.upstream_model,
-        "messages": turns,
-        "max_tokens": body.get("max_completion_tokens")
-        or body.get("max_tokens")
-        or model.max_output_tokens
-        or DEFAULT_MAX_TOKENS,
-    }
-    if system:
-        out["system"] = system
+
+def _copy_options(body: dict, out: dict) -> None:
+    """Sampling, stop sequences, streaming and the end user: the fields with a direct match."""
     for name in ("temperature", "top_p", "top_k"):
         if body.get(name) is not None:
             out[name] = body[name]
@@ -148,18 +152,24 @@ def translate_request(body: dict, model: ModelRecord) -> dict:
         out["stream"] = True
     if isinstance(body.get("user"), str) and body["user"]:
         out["metadata"] = {"user_id": body["user"]}
-    tools = body.get("tools")
-    if tools:
-        out["tools"] = [
-            {
-                "name": (t.get("function") or {}).get("name", ""),
-                "description": (t.get("function") or {}).get("description", ""),
-                "input_schema": (t.get("function") or {}).get("parameters")
-                or {"type": "object", "properties": {}},
-            }
-            for t in tools
-            if isinstance(t, dict) and t.get("type", "function") == "function"
-        ]
+
+
+def _translate_tools(tools: list) -> list[dict]:
+    return [
+        {
+            "name": (t.get("function") or {}).get("name", ""),
+            "description": (t.get("function") or {}).get("description", ""),
+            "input_schema": (t.get("function") or {}).get("parameters")
+            or {"type": "object", "properties": {}},
+        }
+        for t in tools
+        if isinstance(t, dict) and t.get("type", "function") == "function"
+    ]
+
+
+def _translate_tool_choice(body: dict) -> dict | None:
+    """``tool_choice`` and ``parallel_tool_calls`` as Anthropic's ``tool_choice`` (the caller
+    sends it only with tools)."""
     choice = body.get("tool_choice")
     mapped = None
     if choice == "auto":
@@ -170,10 +180,30 @@ def translate_request(body: dict, model: ModelRecord) -> dict:
         mapped = {"type": "none"}
     elif isinstance(choice, dict) and (choice.get("function") or {}).get("name"):
         mapped = {"type": "tool", "name": choice["function"]["name"]}
-    if body.get("parallel_tool_calls") is False and tools:
+    if body.get("parallel_tool_calls") is False:
         mapped = dict(mapped or {"type": "auto"}, disable_parallel_tool_use=True)
-    if mapped and tools:
-        out["tool_choice"] = mapped
+    return mapped
+
+
+def translate_request(body: dict, model: ModelRecord) -> dict:
+    system, turns = _translate_messages(body.get("messages", ()))
+    out: dict = {
+        "model": model.upstream_model,
+        "messages": turns,
+        "max_tokens": body.get("max_completion_tokens")
+        or body.get("max_tokens")
+        or model.max_output_tokens
+        or DEFAULT_MAX_TOKENS,
+    }
+    if system:
+        out["system"] = system
+    _copy_options(body, out)
+    tools = body.get("tools")
+    if tools:
+        out["tools"] = _translate_tools(tools)
+        mapped = _translate_tool_choice(body)
+        if mapped:
+            out["tool_choice"] = mapped
     return out
 
 

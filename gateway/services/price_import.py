@@ -312,40 +312,56 @@ def openrouter_catalog_parse(*, text: str | bytes) -> Catalog:
         if any(_number(v, strings=True) == OPENROUTER_VARIABLE for v in pricing.values()):
             skipped.append(key)  # a router (openrouter/auto): no fixed price to import
             continue
-        prices: dict[str, Decimal | None] = {}
-        not_modelled: list[str] = []
-        for name, value in pricing.items():
-            target = OPENROUTER_PRICES.get(name)
-            if value is None and target not in ("input_usd_per_mtok", "output_usd_per_mtok"):
-                continue
-            per_mtok = _per_mtok(value, f"{at}.pricing.{name}", errors, strings=True)
-            if target:
-                prices[target] = per_mtok
-            elif per_mtok:  # request, image, web_search, ...: billed, but not per token
-                not_modelled.append(name)
-        for required in ("prompt", "completion"):
-            if required not in pricing:
-                errors.append(f"{at}.pricing.{required}: missing")
-        prices.setdefault("cached_input_usd_per_mtok", None)
-        prices.setdefault("cache_write_usd_per_mtok", None)
-        top = row.get("top_provider")
-        if top is not None and not isinstance(top, dict):
-            errors.append(f"{at}.top_provider: expected an object, got {_type_name(top)}")
-            top = None
+        prices, not_modelled = _openrouter_prices(pricing, at, errors)
+        context, max_output = _openrouter_limits(row, at, errors)
         entries[key] = CatalogEntry(
             key=key,
             prices=prices,
-            context_window=_tokens(row.get("context_length"), f"{at}.context_length", errors),
-            max_output_tokens=_tokens(
-                (top or {}).get("max_completion_tokens"),
-                f"{at}.top_provider.max_completion_tokens",
-                errors,
-            ),
-            not_modelled=tuple(sorted(not_modelled)),
+            context_window=context,
+            max_output_tokens=max_output,
+            not_modelled=not_modelled,
         )
     if errors:
         raise PriceImportError(errors)
     return Catalog(format="openrouter", entries=entries, skipped=skipped)
+
+
+def _openrouter_prices(
+    pricing: dict, at: str, errors: list[str]
+) -> tuple[dict[str, Decimal | None], tuple[str, ...]]:
+    """A row's per-token prices, and the names of the prices billed otherwise (not modelled)."""
+    prices: dict[str, Decimal | None] = {}
+    not_modelled: list[str] = []
+    for name, value in pricing.items():
+        target = OPENROUTER_PRICES.get(name)
+        if value is None and target not in ("input_usd_per_mtok", "output_usd_per_mtok"):
+            continue
+        per_mtok = _per_mtok(value, f"{at}.pricing.{name}", errors, strings=True)
+        if target:
+            prices[target] = per_mtok
+        elif per_mtok:  # request, image, web_search, ...: billed, but not per token
+            not_modelled.append(name)
+    for required in ("prompt", "completion"):
+        if required not in pricing:
+            errors.append(f"{at}.pricing.{required}: missing")
+    prices.setdefault("cached_input_usd_per_mtok", None)
+    prices.setdefault("cache_write_usd_per_mtok", None)
+    return prices, tuple(sorted(not_modelled))
+
+
+def _openrouter_limits(row: dict, at: str, errors: list[str]) -> tuple[int | None, int | None]:
+    """A row's (context window, max output tokens)."""
+    top = row.get("top_provider")
+    if top is not None and not isinstance(top, dict):
+        errors.append(f"{at}.top_provider: expected an object, got {_type_name(top)}")
+        top = None
+    context = _tokens(row.get("context_length"), f"{at}.context_length", errors)
+    max_output = _tokens(
+        (top or {}).get("max_completion_tokens"),
+        f"{at}.top_provider.max_completion_tokens",
+        errors,
+    )
+    return context, max_output
 
 
 PARSERS: dict[str, Callable[..., Catalog]] = {

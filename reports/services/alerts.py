@@ -481,11 +481,13 @@ def spend_anomalies_evaluate(run: AlertRun, *, now: datetime) -> None:
                 continue
             if not feature:
                 flagged_teams.add(team_id)
-            if _anomaly_record(org, team_id, feature, today, value, median, z, tz, now):
+            if _anomaly_record(
+                org, team_id, feature, today, value=value, median=median, z=z, tz=tz, now=now
+            ):
                 run.recorded += 1
 
 
-def _anomaly_record(org, team_id, feature, today, value, median, z, tz, now) -> bool:
+def _anomaly_record(org, team_id, feature, today, *, value, median, z, tz, now) -> bool:
     team = Team.objects.filter(pk=team_id, org=org).first()
     if team is None:
         return False

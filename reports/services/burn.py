@@ -102,7 +102,7 @@ def budget_burn(budget: Budget, *, now: datetime, daily: dict[date, Decimal] | N
     else:
         days = [first + timedelta(days=i) for i in range((today - first).days)]
         if not days:
-            return _burn_json(budget, spend, actual_x, actual_y, None, tz)
+            return _burn_json(budget, spend, actual_x, actual_y, forecast=None, tz=tz)
         flat = sum((daily.get(d, Decimal(0)) for d in days), Decimal(0)) / len(days)
 
         def rate(d: date) -> Decimal:
@@ -144,7 +144,7 @@ def budget_burn(budget: Budget, *, now: datetime, daily: dict[date, Decimal] | N
         "band": "90%",
         "daily_sigma": money(sigma),
     }
-    result = _burn_json(budget, spend, actual_x, actual_y, summary, tz)
+    result = _burn_json(budget, spend, actual_x, actual_y, forecast=summary, tz=tz)
     result["projection"] = {
         "x": projection["x"],
         **{k: [money(v) for v in projection[k]] for k in ("y", "low", "high")},
@@ -152,7 +152,7 @@ def budget_burn(budget: Budget, *, now: datetime, daily: dict[date, Decimal] | N
     return result
 
 
-def _burn_json(budget: Budget, spend, actual_x, actual_y, forecast: dict | None, tz) -> dict:
+def _burn_json(budget: Budget, spend, actual_x, actual_y, *, forecast: dict | None, tz) -> dict:
     limit = spend.limit
     return {
         "id": budget.pk,

@@ -291,11 +291,11 @@ def _org_overview(user, org: Organization, rng: DateRange, *, now: datetime) -> 
             "model": _ranked(by["model"], _none, total.cost, n=TOP_N),
             "key": _ranked(by["key"], key_label, total.cost, n=TOP_N),
         },
-        "anomalies": _anomalies(user, org, daily, rng, team_label, tz),
+        "anomalies": _anomalies(user, org, daily, rng, team_label=team_label, tz=tz),
     }
 
 
-def _anomalies(user, org: Organization, daily, rng: DateRange, team_label, tz) -> list[dict]:
+def _anomalies(user, org: Organization, daily, rng: DateRange, *, team_label, tz) -> list[dict]:
     """Days in the range on which a team spent far above its trailing 28-day baseline (the
     alerting job's robust z-score test, applied to every day shown), and the anomaly alerts
     recorded in the range (which also cover features and today so far)."""

@@ -244,11 +244,13 @@ def _grain_rows(r: dict, lookups: _Lookups, *, include_evaluation: bool) -> Iter
         tokens, cost = counts[token_column], Decimal(r[cost_column] or 0)
         attributed += cost
         if tokens or cost:
-            yield _row(common, cost, tokens, "Tokens", f"{model}:{sku}", f"{model} {words}")
+            yield _row(
+                common, cost, tokens, "Tokens", sku=f"{model}:{sku}", text=f"{model} {words}"
+            )
     # The gateway writes cost = the sum of its directions; anything else is shown, not lost.
     rest = Decimal(r["cost"] or 0) - attributed
     if rest:
-        yield _row(common, rest, 0, "Tokens", f"{model}:other", f"{model} other usage")
+        yield _row(common, rest, 0, "Tokens", sku=f"{model}:other", text=f"{model} other usage")
     eval_attempts, eval_cost = r["eval_attempts"] or 0, Decimal(r["eval_cost"] or 0)
     if include_evaluation and (eval_attempts or eval_cost):
         row = _row(
@@ -256,14 +258,14 @@ def _grain_rows(r: dict, lookups: _Lookups, *, include_evaluation: bool) -> Iter
             eval_cost,
             eval_attempts,
             "Requests",
-            f"{model}:evaluation",
-            f"{model} evaluation (shadow) requests",
+            sku=f"{model}:evaluation",
+            text=f"{model} evaluation (shadow) requests",
         )
         row["x_Evaluation"] = "true"
         yield row
 
 
-def _row(common: dict, cost: Decimal, quantity: int, unit: str, sku: str, text: str) -> dict:
+def _row(common: dict, cost: Decimal, quantity: int, unit: str, *, sku: str, text: str) -> dict:
     amount = money(cost)
     return {
         **common,

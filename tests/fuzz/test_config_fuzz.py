@@ -39,7 +39,7 @@ from gateway.services.price_import import (
     openrouter_catalog_parse,
     prices_import,
 )
-from provisioning.config_apply import ConfigError, config_apply, config_load
+from provisioning.config import ConfigError, config_apply, config_load
 from teams.models import AuditEntry, Budget, Feature, Membership, Organization, Team
 from tests import factories as f
 from tests.fuzz.profiles import fuzz

@@ -22,7 +22,7 @@ from gateway.models import (
     Provider,
     Router,
 )
-from provisioning.config_apply import ConfigError, config_apply, config_load
+from provisioning.config import ConfigError, config_apply, config_load
 from teams.models import AuditEntry, Budget, Feature, Membership, Organization, Role, Team
 from teams.services import key_revoke
 from tests import factories as f

@@ -8,7 +8,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.config_apply import ConfigError, config_apply, config_load
+from provisioning.config import ConfigError, config_apply, config_load
 
 
 class Command(BaseCommand):

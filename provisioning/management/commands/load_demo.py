@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from provisioning.config_apply import ConfigError
+from provisioning.config import ConfigError
 from provisioning.demo import DEMO_SIM_URL, demo_load
 
 

@@ -25,7 +25,6 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -178,7 +177,6 @@ class Command(BaseCommand):
 
     def _children(self, *, host: str, port: int, sim_port: int, opts: dict) -> list[Child]:
         py = sys.executable
-        manage = str(Path(settings.BASE_DIR) / "manage.py")
         web = [
             py, "-m", "uvicorn", "finops.asgi:application",
             "--host", host, "--port", str(port),
@@ -191,7 +189,7 @@ class Command(BaseCommand):
         return [
             Child(
                 "simulator",
-                [py, manage, "simulate_upstream", "--host", "127.0.0.1", "--port", str(sim_port)],
+                [py, "-m", "simulator", "--host", "127.0.0.1", "--port", str(sim_port)],
                 ready_url=f"http://127.0.0.1:{sim_port}/_sim/health",
             ),
             Child("web", web, ready_url=f"http://{local}:{port}/healthz"),

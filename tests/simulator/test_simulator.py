@@ -19,7 +19,7 @@ import openai
 import orjson
 import pytest
 
-from gateway.simulator import DEFAULT_EMBEDDING_DIMS, SimConfig, generated_text
+from simulator import DEFAULT_EMBEDDING_DIMS, SimConfig, generated_text
 from tests.openai_schema import assert_valid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ class Sim:
             self.port = s.getsockname()[1]
         self.log = tmp / f"sim-{self.port}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.simulator", "--port", str(self.port), *flags],
+            [sys.executable, "-m", "simulator", "--port", str(self.port), *flags],
             cwd=ROOT,
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,

@@ -1,0 +1,79 @@
+"""Upstream simulator: a fake OpenAI- and Anthropic-compatible provider for demos, tests and
+benchmarks. ``python -m simulator --port N`` (or ``python manage.py simulate_upstream``). It
+imports nothing of the product and needs no Django.
+
+It is a raw ASGI app — no framework, no Django request cycle — because the benchmarks use it as
+the "direct" baseline: whatever it costs per request is charged to the baseline, not to the
+gateway. JSON goes through orjson.
+
+Endpoints: ``POST /v1/chat/completions`` (JSON and SSE), ``POST /v1/embeddings``,
+``GET /v1/models`` (and ``/v1/models/{id}``), ``POST /v1/messages`` (Anthropic Messages API,
+JSON and SSE); Azure-style ``/openai/deployments/{name}/chat/completions|embeddings`` too.
+Control endpoints (no auth, no failure injection): ``GET /_sim/health``,
+``GET /_sim/last?path=/v1/chat/completions`` (headers and body of the last request on that path,
+plus how many arrived), ``POST /_sim/reset``.
+
+Usage is deterministic, so tests can assert exact costs:
+
+- text tokens: ``ceil(len(text) / 4)``; a non-text content part (image, audio, file) counts 85.
+- chat ``prompt_tokens``: 3 per message + the tokens of its content (and ``name``) + 3, plus the
+  tokens of the JSON of ``tools`` when given. Anthropic: the same over ``messages`` and ``system``.
+- ``completion_tokens``: ``min(max_completion_tokens or max_tokens, 16)``, i.e. 16 by default;
+  ``finish_reason`` is ``length`` when the limit cut it short, else ``stop`` (``max_tokens`` /
+  ``end_turn`` for Anthropic). The text is that many words.
+- embeddings: each string input counts ``max(1, ceil(len / 4))``, a token-array input its length.
+  Vectors are unit length, derived from the input's hash (256 dimensions unless ``dimensions``).
+
+Per-request headers (all optional): ``x-sim-status`` (answer that error status),
+``x-sim-latency-ms`` (delay before answering), ``x-sim-chunk-delay-ms`` and ``x-sim-chunks``
+(stream shape), ``x-sim-no-usage: 1`` (omit usage entirely), ``x-sim-prompt-tokens`` and
+``x-sim-completion-tokens`` (override the counts), ``x-sim-cached-tokens`` (OpenAI
+``prompt_tokens_details.cached_tokens``, at most ``prompt_tokens``), ``x-sim-cache-read-tokens`` /
+``x-sim-cache-write-tokens`` (Anthropic ``cache_read_input_tokens`` /
+``cache_creation_input_tokens``; ``input_tokens`` is the prompt minus both, at least 0, since
+Anthropic's ``input_tokens`` excludes cache reads and writes).
+
+Faults a whole simulator can be started with (the gateway forwards no client header, so tests
+of its retries and fallbacks need faults chosen without one): ``--status`` (every answer that
+error; a 429 carries ``Retry-After: --retry-after``, 1 s by default), ``--fail-rate`` (a share of
+500s), ``--reset-rate`` (a share of requests whose connection is dropped without an answer),
+``--malformed-rate`` (a share of non-streaming answers that are a 200 with a body that is not
+JSON), ``--cut-stream-after N`` (every stream loses its connection after N content chunks).
+``--reply TEXT`` makes every non-streaming chat answer that text (an LLM judge's JSON verdict).
+With none of them set, serving a request does no extra work.
+
+Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``, except on
+``/v1/messages``, which answers Anthropic's ``{"type": "error", "error": {"type", "message"}}``
+as the real API does. A request without ``Authorization``, ``x-api-key`` or ``api-key`` gets 401.
+"""
+
+from simulator.app import Simulator
+from simulator.cli import add_arguments, config_from_options, main, serve
+from simulator.config import SimConfig
+from simulator.openai_models import MODEL_IDS
+from simulator.tokens import (
+    DEFAULT_COMPLETION_TOKENS,
+    DEFAULT_EMBEDDING_DIMS,
+    chat_prompt_tokens,
+    embedding_vector,
+    generated_text,
+    text_tokens,
+)
+from simulator.wire import SimError
+
+__all__ = [
+    "DEFAULT_COMPLETION_TOKENS",
+    "DEFAULT_EMBEDDING_DIMS",
+    "MODEL_IDS",
+    "SimConfig",
+    "SimError",
+    "Simulator",
+    "add_arguments",
+    "chat_prompt_tokens",
+    "config_from_options",
+    "embedding_vector",
+    "generated_text",
+    "main",
+    "serve",
+    "text_tokens",
+]

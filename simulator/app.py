@@ -1,0 +1,178 @@
+"""The ``Simulator`` ASGI app: routing (OpenAI's, Azure's and Anthropic's paths), the API-key
+check, request recording, latency and fault injection, then dispatch to the wire-format
+endpoints; ``/_sim/*`` goes to the control endpoints, ``lifespan`` is answered."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from dataclasses import replace
+
+from simulator.anthropic_messages import AnthropicMessages
+from simulator.config import NO_OPTIONS, Options, SimConfig, parse_options
+from simulator.control import Control
+from simulator.openai_chat import ChatCompletions
+from simulator.openai_embeddings import Embeddings
+from simulator.openai_models import list_models, retrieve_model
+from simulator.wire import SimError, drop, read_rest, send_error
+
+_MISSING_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an "
+    "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
+# /v1/{tail}: (endpoint, the method it takes)
+_V1_ENDPOINTS = {
+    "chat/completions": ("chat", "POST"),
+    "embeddings": ("embeddings", "POST"),
+    "messages": ("messages", "POST"),
+    "models": ("models", "GET"),
+}
+
+
+def route(method: str, path: str) -> tuple[str | None, str | None]:
+    """(endpoint, deployment or model id) for a path; Azure puts the model in the path.
+
+    The endpoint is None for an unknown path and ``"method"`` for a known one asked with
+    another method."""
+    if path.startswith("/v1/"):
+        tail = path[4:]
+        if tail in _V1_ENDPOINTS:
+            endpoint, wanted = _V1_ENDPOINTS[tail]
+            return (endpoint if method == wanted else "method"), None
+        if tail.startswith("models/") and len(tail) > 7:
+            return ("model" if method == "GET" else "method"), tail[7:]
+        return None, None
+    if path.startswith("/openai/deployments/"):
+        deployment, _, tail = path[20:].partition("/")
+        if deployment and tail in ("chat/completions", "embeddings"):
+            kind = "chat" if tail == "chat/completions" else "embeddings"
+            return (kind if method == "POST" else "method"), deployment
+    return None, None
+
+
+def request_key(raw_headers) -> tuple[bytes | None, dict[bytes, bytes] | None]:
+    """(the API key from ``Authorization``, ``x-api-key`` or ``api-key``; the ``x-sim-*``
+    headers, None when there are none). The last key header wins."""
+    key = None
+    sim = None
+    for name, value in raw_headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            key = token.strip() if scheme.lower() == b"bearer" else value.strip()
+        elif name[:2] == b"x-":
+            if name[:6] == b"x-sim-":
+                if sim is None:
+                    sim = {}
+                sim[name] = value
+            elif name == b"x-api-key":
+                key = value.strip()
+        elif name == b"api-key":
+            key = value.strip()
+    return key, sim
+
+
+async def lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class Simulator:
+    """The ASGI app, one instance per process. Its state: the last-request records and bounded
+    caches of parsed chat bodies, embedding answers and Anthropic cache prefixes (cleared
+    whenever they fill up)."""
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config = config or SimConfig()
+        self._rng = random.Random(config.seed)  # noqa: S311 - failure injection, not crypto
+        seq = itertools.count(1)
+        self._control = Control()
+        self._handlers = {  # endpoint: handler(body, opts, deployment, receive, send)
+            "chat": ChatCompletions(config, seq).handle,
+            "embeddings": Embeddings().handle,
+            "messages": AnthropicMessages(config, seq).handle,
+            "models": list_models,
+            "model": retrieve_model,
+        }
+        self._expected_key = config.api_key.encode() if config.api_key else None
+        self._faults = bool(config.reset_rate or config.malformed_rate)
+        # Without process-wide latency or faults, a request without x-sim-* headers skips
+        # fault injection altogether.
+        self._quiet = not (
+            config.latency_ms or config.status is not None or config.fail_rate or self._faults
+        )
+        retry_after = config.retry_after
+        self._retry_after = (
+            b"%d" % retry_after if retry_after == int(retry_after) else repr(retry_after).encode()
+        )
+
+    async def __call__(self, scope, receive, send) -> None:
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "lifespan":
+                await lifespan(receive, send)
+            return
+        path = scope["path"]
+        if path.startswith("/_sim/"):
+            await self._control.handle(scope, receive, send)
+            return
+        method = scope["method"]
+        if path == "/v1/chat/completions" and method == "POST":
+            endpoint, deployment = "chat", None
+        else:
+            endpoint, deployment = route(method, path)
+        try:
+            message = await receive()
+            body = message.get("body", b"")
+            if message.get("more_body"):
+                body = await read_rest(receive, body)
+            opts = self._admit(endpoint, scope, body)
+            if not (self._quiet and opts is NO_OPTIONS):
+                opts = await self._inject_faults(opts, send)
+                if opts is None:
+                    return  # the connection was dropped
+            await self._handlers[endpoint](body, opts, deployment, receive, send)
+        except SimError as exc:
+            anthropic = endpoint == "messages"
+            await send_error(send, exc, anthropic=anthropic, retry_after=self._retry_after)
+
+    def _admit(self, endpoint: str | None, scope, body: bytes) -> Options:
+        """Check the route and the key, record the request; its ``x-sim-*`` options."""
+        method, path = scope["method"], scope["path"]
+        if endpoint is None:
+            raise SimError(404, f"Unknown request URL: {method} {path}", "unknown_url")
+        if endpoint == "method":
+            raise SimError(405, f"Method {method} not allowed on {path}", "method_not_allowed")
+        key, sim = request_key(scope["headers"])
+        if not key:
+            raise SimError(401, _MISSING_KEY, "missing_api_key")
+        if self._expected_key is not None and key != self._expected_key:
+            raise SimError(401, "Incorrect API key provided.", "invalid_api_key")
+        self._control.record(path, method, scope, body)
+        return parse_options(sim) if sim else NO_OPTIONS
+
+    async def _inject_faults(self, opts: Options, send) -> Options | None:
+        """Wait the latency, raise the error asked for or rolled; None if the connection was
+        dropped, else the options (``malformed`` set when that was rolled)."""
+        latency = self.config.latency_ms if opts.latency_ms is None else opts.latency_ms
+        if latency:
+            await asyncio.sleep(latency / 1000)
+        status = opts.status if opts.status is not None else self.config.status
+        if status is not None and status >= 400:
+            code = "rate_limit_exceeded" if status == 429 else None
+            raise SimError(status, f"Simulated upstream error (status {status})", code)
+        if self.config.fail_rate and self._rng.random() < self.config.fail_rate:
+            raise SimError(500, "Simulated upstream failure (fail-rate)")
+        if self._faults:
+            roll = self._rng.random()
+            if roll < self.config.reset_rate:
+                await drop(send)
+                return None
+            if roll < self.config.reset_rate + self.config.malformed_rate:
+                return replace(opts, malformed=True)
+        return opts

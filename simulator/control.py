@@ -1,0 +1,78 @@
+"""The control endpoints under ``/_sim/`` (no auth, no failure injection) and what they report:
+``GET /_sim/health`` (with the request count), ``GET /_sim/last?path=...`` (headers and body of
+the last request on a path, plus how many arrived there) and ``POST /_sim/reset``."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs
+
+import orjson
+
+from simulator.wire import SimError, read_body, send_error, send_json
+
+MAX_RECORDED_PATHS = 256
+
+
+class Control:
+    """The last request per path (at most ``MAX_RECORDED_PATHS`` paths) and the counts."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple] = {}
+        self._counts: dict[str, int] = {}
+        self._total = 0
+
+    def record(self, path: str, method: str, scope, body: bytes) -> None:
+        self._total += 1
+        if path not in self._last and len(self._last) >= MAX_RECORDED_PATHS:
+            return
+        self._last[path] = (method, scope["query_string"], scope["headers"], body, time.time())
+        self._counts[path] = self._counts.get(path, 0) + 1
+
+    async def handle(self, scope, receive, send) -> None:
+        await read_body(receive)
+        path = scope["path"]
+        method = scope["method"]
+        if path == "/_sim/health" and method == "GET":
+            await send_json(send, 200, orjson.dumps({"status": "ok", "requests": self._total}))
+        elif path == "/_sim/last" and method == "GET":
+            await self._send_last(scope, send)
+        elif path == "/_sim/reset" and method == "POST":
+            self._last.clear()
+            self._counts.clear()
+            self._total = 0
+            await send_json(send, 200, b'{"status":"ok"}')
+        else:
+            err = SimError(404, f"Unknown request URL: {method} {path}", "unknown_url")
+            await send_error(send, err, anthropic=False)
+
+    async def _send_last(self, scope, send) -> None:
+        query = parse_qs(scope["query_string"].decode("latin-1"))
+        wanted = (query.get("path") or ["/v1/chat/completions"])[0]
+        record = self._last.get(wanted)
+        if record is None:
+            err = SimError(404, f"no request recorded for {wanted}", "not_recorded")
+            await send_error(send, err, anthropic=False)
+            return
+        await send_json(send, 200, orjson.dumps(self._describe(wanted, record)))
+
+    def _describe(self, path: str, record: tuple) -> dict:
+        method, query, raw_headers, body, at = record
+        headers: dict[str, str] = {}
+        for name, value in raw_headers:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        try:
+            parsed = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            parsed = body.decode("utf-8", "replace")
+        return {
+            "path": path,
+            "method": method,
+            "query": query.decode("latin-1"),
+            "headers": headers,
+            "body": parsed,
+            "count": self._counts.get(path, 0),
+            "received_at": at,
+        }
