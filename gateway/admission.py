@@ -21,16 +21,15 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 
+from gateway import billable
 from gateway.counters import NANO, Entry, Verdict
 from gateway.errors import GatewayError
 from gateway.pricing import decimal_str
-from gateway.records import BudgetRecord, KeyRecord, ModelRecord, OrgConfig
+from gateway.records import BudgetRecord, KeyRecord, OrgConfig
 from gateway.resolve import Plan
-from gateway.tokens import count_input, count_messages
 
 log = logging.getLogger("gateway.admission")
 
-DEFAULT_MAX_OUTPUT = 4096
 LEASE_TTL_MARGIN = 60.0  # seconds beyond the upstream timeout
 
 
@@ -80,30 +79,18 @@ def to_nano(value: Decimal, rounding=ROUND_HALF_UP) -> int:
     return int((value * NANO).to_integral_value(rounding=rounding))
 
 
-def _prompt_tokens(api: str, body: dict, model: ModelRecord) -> int:
-    if api == "embeddings":
-        return count_input(body.get("input"), model=model.upstream_model)
-    return count_messages(body.get("messages"), model=model.upstream_model)
-
-
 def estimate(api: str, body: dict, plan: Plan) -> tuple[Decimal, int]:
-    """(upper bound of the call's cost over every deployment it may reach, prompt tokens)."""
+    """(upper bound of the call's cost over every deployment it may reach, prompt tokens).
+
+    The bound is ``gateway.billable``'s: everything the provider may bill (messages, tools,
+    schemas, images, audio, files; ``n`` choices at the output cap the gateway enforces)."""
     worst = Decimal(0)
     tokens = 0
-    requested_out = body.get("max_completion_tokens") or body.get("max_tokens")
     for model in plan.deployments:
-        price = model.prices[0] if model.prices else None
-        prompt = _prompt_tokens(api, body, model)
-        tokens = max(tokens, prompt)
-        if price is None:
-            continue
-        out = (
-            0
-            if api == "embeddings"
-            else (requested_out or model.max_output_tokens or DEFAULT_MAX_OUTPUT)
-        )
-        input_price = max(price.input, price.cached_input, price.cache_write)
-        worst = max(worst, prompt * input_price + out * price.output)
+        limit = billable.bound(api, body, model)
+        tokens = max(tokens, limit.prompt)
+        if model.prices:
+            worst = max(worst, limit.cost(model.prices[0]))
     return worst, tokens
 
 

@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
+from gateway import billable
 from gateway.pricing import Cost, Usage, cost_of, price_at
 from gateway.records import ModelRecord
-from gateway.tokens import count_input, count_messages, count_text
+from gateway.tokens import count_text
 
 
 def usage_columns(usage: Usage, cost: Cost) -> dict:
@@ -28,14 +29,15 @@ def usage_columns(usage: Usage, cost: Cost) -> dict:
 
 
 def estimate_usage(*, api: str, body: dict, model: ModelRecord, completion_text: str) -> Usage:
-    """Counts for an upstream that reported none: tiktoken where the family is known, the UTF-8
-    byte length (an upper bound) otherwise. The event is marked estimated."""
-    name = model.upstream_model
+    """Counts for an upstream that reported none: the prompt's upper bound from
+    ``gateway.billable`` (tiktoken where the family is known, UTF-8 bytes otherwise), the
+    completion's text as it arrived. The event is marked estimated."""
+    prompt = billable.prompt_tokens(api, body, model, bound=True)
     if api == "embeddings":
-        prompt = count_input(body.get("input"), model=name)
         return Usage(uncached_input=prompt, estimated=True)
-    prompt = count_messages(body.get("messages"), model=name)
-    completion = count_text(completion_text, model=name)[0] if completion_text else 0
+    completion = (
+        count_text(completion_text, model=model.upstream_model)[0] if completion_text else 0
+    )
     return Usage(uncached_input=prompt, output=completion, estimated=True)
 
 

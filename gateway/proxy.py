@@ -32,7 +32,7 @@ import aiohttp
 import orjson
 from django.conf import settings
 
-from gateway import metering, metrics, tokens
+from gateway import billable, metering, metrics
 from gateway.balancer import (
     Deployment,
     backoff_delay,
@@ -113,6 +113,13 @@ def _headers(call: Call, model: ModelRecord | None, attempts: int, cost: Decimal
 def _upstream_body(call: Call, model: ModelRecord, *, stream: bool) -> dict:
     body = dict(call.body)
     body["model"] = model.upstream_model
+    if (
+        call.api == CHAT
+        and body.get("max_completion_tokens") is None
+        and body.get("max_tokens") is None
+    ):
+        # the reservation assumed this cap per choice; the provider must not exceed it
+        body["max_completion_tokens"] = billable.output_cap(body, model)
     if stream:
         # always ask for usage; the usage chunk is stripped again if the client did not ask
         options = dict(body.get("stream_options") or {})
@@ -206,21 +213,15 @@ def _client_error(status: int, message: str, code: str | None, headers: list) ->
 def _needed_tokens(
     call: Call, model: ModelRecord, memo: dict[str, tuple[int, int]]
 ) -> tuple[int, int]:
-    """(prompt tokens, output tokens asked for) as the model's context window sees them.
-
-    A family tiktoken knows is counted exactly; others with an OpenAI encoding, a fair
-    estimate (the byte length, the budgets' upper bound, would refuse prompts that fit).
-    """
-    name = model.upstream_model
-    family = name if tokens.count_text("", model=name)[1] else "gpt-4o"
-    found = memo.get(family)
+    """(prompt tokens, output tokens asked for) as the model's context window sees them: the
+    fair count of ``gateway.billable`` (the byte-length bound would refuse prompts that fit)."""
+    key = f"{model.provider.kind}:{model.upstream_model}"
+    found = memo.get(key)
     if found is None:
         body = call.body
-        prompt = tokens.count_messages(body.get("messages"), model=family)
-        if body.get("tools"):
-            prompt += tokens.count_text(orjson.dumps(body["tools"]).decode(), model=family)[0]
+        prompt = billable.prompt_tokens(call.api, body, model, bound=False)
         output = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-        found = memo[family] = (prompt, output)
+        found = memo[key] = (prompt, output)
     return found
 
 

@@ -67,6 +67,16 @@ def _add_fault_arguments(parser) -> None:
         metavar="S",
         help="the Retry-After (seconds) sent with 429 answers (default 1)",
     )
+    _billing_arguments(parser)
+
+
+def _billing_arguments(parser) -> None:
+    parser.add_argument(
+        "--bill-max",
+        action="store_true",
+        help="bill each chat request the most it allows: every one of its n choices as long as "
+        "its max tokens, images by OpenAI's tile rule at their largest",
+    )
 
 
 def config_from_options(options: dict) -> SimConfig:
@@ -83,6 +93,7 @@ def config_from_options(options: dict) -> SimConfig:
         cut_stream_after=options.get("cut_stream_after"),
         retry_after=options.get("retry_after", 1.0),
         reply=options.get("reply"),
+        bill_max=options.get("bill_max", False),
     )
 
 

@@ -27,6 +27,9 @@ class SimConfig:
     cut_stream_after: int | None = None  # streams lose their connection after N content chunks
     retry_after: float = 1.0  # seconds, sent as Retry-After with every 429
     reply: str | None = None  # every non-streaming chat answer's text (e.g. a judge's JSON)
+    # bill every chat request the most it allows: each of its ``n`` choices as long as its
+    # token cap, images by OpenAI's tile rule (a hostile but honest provider, for budget tests)
+    bill_max: bool = False
 
     def __post_init__(self) -> None:
         self._check_shape()

@@ -11,6 +11,7 @@ import orjson
 
 from simulator.config import NO_OPTIONS, Options, SimConfig, stream_shape
 from simulator.tokens import chat_prompt_tokens, completion_tokens, generated_text, pieces
+from simulator.vision import images_tokens
 from simulator.wire import (
     JSON_HEADERS,
     MALFORMED,
@@ -22,6 +23,7 @@ from simulator.wire import (
 )
 
 MAX_CACHED_PLANS = 1024
+MAX_CHOICES = 128
 MAX_CACHED_BODY = 64 * 1024
 
 _COMPLETION_DETAILS = {
@@ -43,11 +45,12 @@ class ChatPlan:
 
     model: str
     prompt: int
-    completion: int
+    completion: int  # over all choices
     cut: bool
     stream: bool
     include_usage: bool
     template: tuple[bytes, bytes, bytes]  # the default JSON answer around its id and created
+    n: int = 1
 
 
 def chat_usage(prompt: int, completion: int, cached: int) -> dict:
@@ -60,7 +63,9 @@ def chat_usage(prompt: int, completion: int, cached: int) -> dict:
     }
 
 
-def chat_body(rid, created, model: str, *, completion: int, finish: str, usage) -> dict:
+def chat_body(rid, created, model: str, *, completion: int, finish: str, usage, n: int = 1) -> dict:
+    """The answer: ``n`` choices of ``completion // n`` tokens each."""
+    each = generated_text(completion // n)
     body = {
         "id": rid,
         "object": "chat.completion",
@@ -68,16 +73,17 @@ def chat_body(rid, created, model: str, *, completion: int, finish: str, usage) 
         "model": model,
         "choices": [
             {
-                "index": 0,
+                "index": index,
                 "message": {
                     "role": "assistant",
-                    "content": generated_text(completion),
+                    "content": each,
                     "refusal": None,
                     "annotations": [],
                 },
                 "logprobs": None,
                 "finish_reason": finish,
             }
+            for index in range(n)
         ],
         "service_tier": "default",
         "system_fingerprint": "fp_simulator",
@@ -87,17 +93,34 @@ def chat_body(rid, created, model: str, *, completion: int, finish: str, usage) 
     return body
 
 
-def chat_plan(req: dict, deployment: str | None) -> ChatPlan:
+def _choices(req: dict) -> int:
+    n = req.get("n", 1)
+    if n is None:
+        return 1
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_CHOICES:
+        raise SimError(400, f"n: must be an integer within 1..{MAX_CHOICES}", "invalid_value", "n")
+    return n
+
+
+def chat_plan(req: dict, deployment: str | None, *, bill_max: bool = False) -> ChatPlan:
     model = req.get("model") or deployment
     if not isinstance(model, str) or not model:
         raise SimError(400, "you must provide a model parameter", "missing_field", "model")
     messages = req.get("messages")
     if not isinstance(messages, list) or not messages:
         raise SimError(400, "messages: a non-empty array is required", "missing_field", "messages")
-    completion, cut = completion_tokens(req.get("max_completion_tokens") or req.get("max_tokens"))
+    n = _choices(req)
+    limit = req.get("max_completion_tokens") or req.get("max_tokens")
+    if bill_max and isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+        completion, cut = limit, True
+    else:
+        completion, cut = completion_tokens(limit)
+    completion *= n
     prompt = chat_prompt_tokens(messages, req.get("tools"))
+    if bill_max:
+        prompt += images_tokens(model, messages)
     stream_options = req.get("stream_options")
-    body = _template_body(model, completion, cut, prompt)
+    body = _template_body(model, completion, cut, prompt, n)
     head, rest = orjson.dumps(body).split(b'"' + _ID_MARK.encode() + b'"', 1)
     middle, tail = rest.split(b'"' + _CREATED_MARK.encode() + b'"', 1)
     return ChatPlan(
@@ -109,14 +132,15 @@ def chat_plan(req: dict, deployment: str | None) -> ChatPlan:
         include_usage=isinstance(stream_options, dict)
         and stream_options.get("include_usage") is True,
         template=(head + b'"chatcmpl-sim', b'"' + middle, tail),
+        n=n,
     )
 
 
-def _template_body(model: str, completion: int, cut: bool, prompt: int) -> dict:
+def _template_body(model: str, completion: int, cut: bool, prompt: int, n: int) -> dict:
     finish = "length" if cut else "stop"
     usage = chat_usage(prompt, completion, 0)
     return chat_body(
-        _ID_MARK, _CREATED_MARK, model, completion=completion, finish=finish, usage=usage
+        _ID_MARK, _CREATED_MARK, model, completion=completion, finish=finish, usage=usage, n=n
     )
 
 
@@ -166,7 +190,7 @@ class ChatCompletions:
         # answers, its serialised response are computed once and reused.
         plan = self._plans.get(body) if deployment is None else None
         if plan is None:
-            plan = chat_plan(json_object(body), deployment)
+            plan = chat_plan(json_object(body), deployment, bill_max=self.config.bill_max)
             if deployment is None and len(body) <= MAX_CACHED_BODY:
                 if len(self._plans) >= MAX_CACHED_PLANS:
                     self._plans.clear()
@@ -214,7 +238,7 @@ class ChatCompletions:
             await send_json(send, 200, MALFORMED)
             return
         answer = chat_body(
-            rid, created, plan.model, completion=completion, finish=finish, usage=usage
+            rid, created, plan.model, completion=completion, finish=finish, usage=usage, n=plan.n
         )
         if self.config.reply is not None:
             answer["choices"][0]["message"]["content"] = self.config.reply
