@@ -87,7 +87,7 @@ def estimate(api: str, body: dict, plan: Plan) -> tuple[Decimal, int]:
     worst = Decimal(0)
     tokens = 0
     for model in plan.deployments:
-        limit = billable.bound(api, body, model)
+        limit = plan.bounds[model.name] = billable.bound(api, body, model)
         tokens = max(tokens, limit.prompt)
         if model.prices:
             worst = max(worst, limit.cost(model.prices[0]))

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from finops.logging import request_id_var
-from gateway import attribution, metrics, payload_log
+from gateway import attribution, billable, metrics, payload_log
 from gateway.errors import GatewayError, invalid
 from gateway.hooks import HookError, hooks
 from gateway.http import header, read_body, send_error, send_json
@@ -336,7 +336,7 @@ def _check_chat_messages(body: dict) -> None:
 
 
 def _check_chat_options(body: dict) -> None:
-    """The chat parameters the gateway itself reads (streaming, token caps, metadata)."""
+    """The chat parameters the gateway itself reads (streaming, token caps, choices, metadata)."""
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid("invalid_value", "'stream' must be a boolean.", "stream")
@@ -349,6 +349,13 @@ def _check_chat_options(body: dict) -> None:
             not isinstance(value, int) or isinstance(value, bool) or value < 1
         ):
             raise invalid("invalid_value", f"'{name}' must be a positive integer.", name)
+    n = body.get("n")
+    if n is not None and (
+        not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= billable.MAX_CHOICES
+    ):
+        raise invalid(
+            "invalid_value", f"'n' must be an integer from 1 to {billable.MAX_CHOICES}.", "n"
+        )
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise invalid("invalid_value", "'metadata' must be an object.", "metadata")

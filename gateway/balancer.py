@@ -419,6 +419,16 @@ class Balancer:
         elif started:
             self._cooldown_started(dep)
 
+    def misbehaved(self, dep: Deployment) -> None:
+        """A deployment that billed past the request's bound cools down at once (no threshold)."""
+        now = self.clock()
+        period = float(setting("FINOPS_COOLDOWN_SECONDS", 30.0))
+        started = dep.health.failed(now, threshold=1, period=period)
+        if self._redis_ok():
+            self._spawn(self._write_fail(dep, now, 1, period, started))
+        elif started:
+            self._cooldown_started(dep)
+
     def _cooldown_started(self, dep: Deployment) -> None:
         metrics.COOLDOWNS.labels(dep.name).inc()
         log.warning(

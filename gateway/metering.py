@@ -46,6 +46,23 @@ def price_usage(model: ModelRecord, usage: Usage, when: datetime) -> Cost:
     return cost_of(usage, price_at(model.prices, when))
 
 
+def exceeds_bound(call, model: ModelRecord | None, usage: Usage) -> bool:
+    """Whether the upstream billed more than the request allowed.
+
+    Against admission's bound (``call.plan.bounds``) when it was computed; otherwise the output
+    alone (``n`` choices at the cap the gateway sent), which needs no token count on the hot
+    path. The ledger keeps what was billed; the flag makes it visible and cools the deployment.
+    """
+    if model is None or usage.estimated:
+        return False
+    limit = call.plan.bounds.get(model.name)
+    if limit is not None:
+        return usage.prompt_tokens > limit.prompt or usage.output > limit.output
+    if call.api == "embeddings":
+        return False
+    return usage.output > billable.output_cap(call.body, model) * billable.choices(call.body)
+
+
 def event(
     call,
     *,
@@ -98,6 +115,7 @@ def event(
         "router_threshold": plan.router_threshold,
         "router_decision": plan.router_decision,
         "shadow": call.shadow,
+        "usage_exceeded_bound": exceeds_bound(call, model, usage),
         "experiment": call.experiment,
         "experiment_arm": call.experiment_arm,
         "budget_action": call.budget_action,

@@ -23,6 +23,11 @@ LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
+OVER_BOUND = Counter(
+    "finops_gateway_usage_over_bound_total",
+    "Attempts whose upstream billed more than the request allowed (ledger: usage_exceeded_bound).",
+    ["model"],
+)
 RETRIES = Counter(
     "finops_gateway_retries_total", "Retries of an upstream attempt on the same model.", ["model"]
 )
@@ -51,6 +56,8 @@ def observe(event: dict) -> None:
     if event["completion_tokens"]:
         TOKENS.labels(model, "completion").inc(event["completion_tokens"])
     LATENCY.labels(model).observe(event["latency_ms"] / 1000)
+    if event.get("usage_exceeded_bound"):
+        OVER_BOUND.labels(model).inc()
 
 
 # --- per request, process state, scrape-time figures -----------------------------------------

@@ -356,6 +356,12 @@ class UsageEvent(models.Model):
     experiment_arm = models.CharField(
         max_length=16, blank=True, default="", db_default="", help_text="control | candidate"
     )
+    usage_exceeded_bound = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="The upstream billed more than the request allowed (the row keeps what it "
+        "billed; the deployment was cooled down).",
+    )
     budget_action = models.CharField(
         max_length=16, blank=True, help_text="'downgrade' when a budget sent the call elsewhere."
     )

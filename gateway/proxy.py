@@ -190,6 +190,11 @@ def _record(
     )
     runtime.ledger.submit(event)
     metrics.observe(event)
+    if event["usage_exceeded_bound"] and model is not None:
+        # billing past what the request allowed is misbehaviour: stop sending it calls now, so
+        # the overshoot stays within the calls already in flight
+        log.warning("%s billed more than the request allowed; cooling it down", model.name)
+        balancer.misbehaved(balancer.get(model))
 
 
 def _final_error(failure: _Failure | None, headers: list) -> GatewayError:

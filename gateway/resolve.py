@@ -29,6 +29,8 @@ class Plan:
     router_threshold: float | None = None
     router_score: float | None = None
     extra: dict = field(default_factory=dict)
+    # model name -> gateway.billable.Bound, filled by admission: what each may bill at most
+    bounds: dict = field(default_factory=dict)
 
 
 def resolve(config: OrgConfig, requested: str, *, api: str, fallbacks=(), messages=None) -> Plan:

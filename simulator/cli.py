@@ -77,6 +77,14 @@ def _billing_arguments(parser) -> None:
         help="bill each chat request the most it allows: every one of its n choices as long as "
         "its max tokens, images by OpenAI's tile rule at their largest",
     )
+    parser.add_argument(
+        "--completion-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="report N completion tokens on every chat answer, whatever the request allowed "
+        "(a misbehaving upstream)",
+    )
 
 
 def config_from_options(options: dict) -> SimConfig:
@@ -94,6 +102,7 @@ def config_from_options(options: dict) -> SimConfig:
         retry_after=options.get("retry_after", 1.0),
         reply=options.get("reply"),
         bill_max=options.get("bill_max", False),
+        completion_tokens=options.get("completion_tokens"),
     )
 
 

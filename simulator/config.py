@@ -30,6 +30,9 @@ class SimConfig:
     # bill every chat request the most it allows: each of its ``n`` choices as long as its
     # token cap, images by OpenAI's tile rule (a hostile but honest provider, for budget tests)
     bill_max: bool = False
+    # report this many completion tokens on every chat answer, whatever the request allowed
+    # (a misbehaving upstream that bills past ``max_tokens``)
+    completion_tokens: int | None = None
 
     def __post_init__(self) -> None:
         self._check_shape()
@@ -42,6 +45,11 @@ class SimConfig:
             raise ValueError(f"chunk_delay_ms must be within 0..{MAX_DELAY_MS}")
         if not 1 <= self.chunks <= MAX_CHUNKS:
             raise ValueError(f"chunks must be within 1..{MAX_CHUNKS}")
+        if (
+            self.completion_tokens is not None
+            and not 0 <= self.completion_tokens <= MAX_TOKEN_COUNT
+        ):
+            raise ValueError(f"completion_tokens must be within 0..{MAX_TOKEN_COUNT}")
 
     def _check_faults(self) -> None:
         if not 0.0 <= self.fail_rate <= 1.0:

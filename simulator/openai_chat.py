@@ -201,7 +201,12 @@ class ChatCompletions:
         plan = self._plan(body, deployment)
         seq = next(self._seq)
         created = int(time.time())
-        if opts is NO_OPTIONS and not plan.stream and self.config.reply is None:
+        if (
+            opts is NO_OPTIONS
+            and not plan.stream
+            and self.config.reply is None
+            and self.config.completion_tokens is None
+        ):
             head, middle, tail = plan.template
             payload = b"%s%010d%s%d%s" % (head, seq, middle, created, tail)
             await send(
@@ -216,6 +221,8 @@ class ChatCompletions:
         completion, cut = plan.completion, plan.cut
         if opts.completion_tokens is not None:
             completion, cut = opts.completion_tokens, False
+        elif self.config.completion_tokens is not None:
+            completion, cut = self.config.completion_tokens, False
         prompt = plan.prompt if opts.prompt_tokens is None else opts.prompt_tokens
         usage = None if opts.no_usage else chat_usage(prompt, completion, opts.cached_tokens)
         finish = "length" if cut else "stop"

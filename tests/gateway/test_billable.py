@@ -228,3 +228,27 @@ def test_the_reservation_covers_a_call_that_bills_everything_it_may():
     billed = (billed_prompt * Decimal("2.5") + 20 * 300 * Decimal("10")) / 1_000_000
     assert prompt >= billed_prompt
     assert cost >= billed
+
+
+def test_usage_past_the_bound_is_flagged_and_estimates_never_are():
+    from types import SimpleNamespace
+
+    from gateway.metering import exceeds_bound
+    from gateway.pricing import Usage
+
+    model = _model("gpt-4o")
+    body = {"messages": USER, "max_tokens": 16, "n": 2}
+    plan = Plan(deployments=[model])
+    call = SimpleNamespace(api="chat.completions", body=body, plan=plan)
+    # without admission's bound: the output alone, n choices at the cap
+    assert exceeds_bound(call, model, Usage(uncached_input=10, output=32)) is False
+    assert exceeds_bound(call, model, Usage(uncached_input=10, output=33)) is True
+    assert (
+        exceeds_bound(call, model, Usage(uncached_input=10, output=5000, estimated=True)) is False
+    )
+    # with it: the prompt too
+    estimate("chat.completions", body, plan)
+    limit = plan.bounds[model.name]
+    assert exceeds_bound(call, model, Usage(uncached_input=limit.prompt, output=32)) is False
+    assert exceeds_bound(call, model, Usage(uncached_input=limit.prompt + 1, output=1)) is True
+    assert exceeds_bound(call, None, Usage(output=10**6)) is False

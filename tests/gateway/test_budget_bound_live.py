@@ -1,11 +1,13 @@
-"""A block budget holds against a provider that bills everything a request allows.
+"""A block budget holds against a provider that bills everything a request allows, and one
+that bills more is caught.
 
-The upstream here is the simulator with ``--bill-max``: each of a request's ``n`` choices as
+The first upstream is the simulator with ``--bill-max``: each of a request's ``n`` choices as
 long as its token cap, every tool schema, every image by OpenAI's tile rule (linked images at
-their largest). Whatever a hostile client sends — a hundred choices, 200 KB of tool schemas (the live app takes 256 KB), a
-thousand images, no output cap at all — the team's spend in the ledger never passes the limit,
-one call after another or fifty at once (issue: the reservation ignored ``n``, tools and images
-and let one call spend 5-6x a budget).
+their largest). Whatever a hostile client sends (a hundred choices, 200 KB of tool schemas: the
+live app takes 256 KB, dozens of images, no output cap at all) the team's spend in the ledger
+never passes the limit, one call after another or fifty at once. The second bills 5,000
+completion tokens for ``max_tokens=16``: the row keeps what it billed, flagged, the metric
+counts it and the deployment is cooled at once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import httpx
 import pytest
 from django.db.models import Sum
 
-from gateway.models import Provider, UsageEvent
+from gateway.models import LLMModel, Provider, UsageEvent
 from teams.models import Budget
 from teams.services import key_mint
 from tests import factories as f
@@ -175,3 +177,51 @@ def test_the_gateway_caps_the_output_it_reserved_for(live, billmax):
     last = httpx.get(f"{billmax[0].url}/_sim/last").json()
     assert last["body"]["max_completion_tokens"] == 4096
     assert response.json()["usage"]["completion_tokens"] == 4096
+
+
+@pytest.fixture(scope="module")
+def overbiller(live, live_tmp):
+    """A group whose member answers with 5,000 completion tokens whatever ``max_tokens`` says,
+    with the live world's healthy ``gpt-4o-mini`` as its fallback."""
+    sim = start_simulator(live_tmp, "--completion-tokens", "5000")
+    suffix = uuid.uuid4().hex[:6]
+    with live.blocker.unblock():
+        provider = Provider.objects.create(
+            org=live.org,
+            slug=f"overbill-{suffix}",
+            kind="openai",
+            base_url=f"{sim.url}/v1",
+            api_key_env="FINOPS_SIM_KEY",
+        )
+        rogue = f.make_model(
+            live.org, f"overbill-{suffix}", provider=provider, upstream_model="gpt-4o-mini"
+        )
+        healthy = LLMModel.objects.get(org=live.org, name="gpt-4o-mini")
+        group = f.make_group(
+            live.org, f"overbill-pool-{suffix}", members=[(rogue, 1)], fallbacks=[healthy]
+        )
+    deadline = time.monotonic() + 10
+    while group.name not in _model_ids(live):
+        assert time.monotonic() < deadline, "the group never became visible"
+        time.sleep(0.1)
+    yield rogue.name, group.name
+    sim.stop()
+
+
+def test_an_upstream_billing_past_the_request_is_flagged_counted_and_cooled(live, overbiller):
+    rogue, group = overbiller
+    body = {"model": group, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
+    first = _call(live, live.key_secret, body)
+    assert first.status_code == 200
+    assert first.headers["x-finops-model"] == rogue
+    [row] = live.events(first.headers["x-request-id"])
+    # the ledger keeps what was billed, and says it was more than the request allowed
+    assert (row.completion_tokens, row.usage_exceeded_bound) == (5000, True)
+    # the deployment is cooled at once: the next call goes to the fallback
+    second = _call(live, live.key_secret, body)
+    assert second.status_code == 200
+    assert second.headers["x-finops-model"] == "gpt-4o-mini"
+    [ok] = live.events(second.headers["x-request-id"])
+    assert ok.usage_exceeded_bound is False
+    scrape = httpx.get(f"{live.app.url}/metrics").text
+    assert f'finops_gateway_usage_over_bound_total{{model="{rogue}"}} 1.0' in scrape
