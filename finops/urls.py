@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from finops import ops_views
-from reports import key_views
+from reports.pages import keys as key_pages
 
 urlpatterns = [
     # The admin signs in through the throttled login page (teams.login_throttle), not its own.
@@ -19,7 +19,7 @@ urlpatterns = [
     path("metrics", ops_views.metrics, name="metrics"),
     path("", include("teams.urls")),
     # a control-plane page that shows spend, so it belongs to reports; its name is not namespaced
-    path("teams/<int:team_id>/keys/", key_views.team_keys, name="team-keys"),
+    path("teams/<int:team_id>/keys/", key_pages.team_keys, name="team-keys"),
     path("", include("reports.urls")),
     path("", include("evaluation.urls")),
 ]

@@ -114,7 +114,7 @@ class FocusExportView(ScopedAPIMixin, GenericAPIView):
         responses={(200, "text/csv"): OpenApiTypes.STR},
     )
     def get(self, request, *args, **kwargs):
-        from reports.services.focus import focus_csv, focus_rows
+        from reports.exports.focus import focus_csv, focus_rows
 
         params = s.FocusQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)

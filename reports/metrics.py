@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from prometheus_client.core import GaugeMetricFamily
 
-from reports.services.alerts import budget_spent
+from reports.forecast import budget_spent
 from teams.models import Budget
 
 MAX_BUDGETS = 1000

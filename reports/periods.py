@@ -13,6 +13,14 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
 
+def org_zone(org) -> zoneinfo.ZoneInfo:
+    """An organisation's timezone; UTC when its name is not a known zone."""
+    try:
+        return zoneinfo.ZoneInfo(org.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")
+
+
 def local_midnight(day: date, tz: tzinfo) -> datetime:
     """The instant (UTC) a local day starts."""
     return datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)

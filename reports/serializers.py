@@ -202,7 +202,7 @@ class FocusQuerySerializer(serializers.Serializer):
         return attrs
 
     def query(self):
-        from reports.services.focus import FocusQuery
+        from reports.exports.focus import FocusQuery
 
         data = self.validated_data
         return FocusQuery(

@@ -1,72 +1,46 @@
 """Alert evaluation: budget thresholds, budget forecasts, spend anomalies, chargeback statements.
 
-Every evaluation reads the day rollups (never the gateway's live counters) and *records* what it
-finds as a ``BudgetAlert`` named by a ``dedupe_key``; recording twice (a second run, a second
-worker) finds the row already there. Delivery (email, then webhooks) is separate and claims each
-alert with a conditional update (``reports.services.notify``), so nothing is sent twice.
+Every evaluation reads the day rollups (never the gateway's live counters; window spend, run
+rates and the robust z-score come from ``reports.forecast``) and *records* what it finds as a
+``BudgetAlert`` named by a ``dedupe_key`` (``reports.services.alert_recording``); recording
+twice (a second run, a second worker) finds the row already there. Delivery (email, then
+webhooks) is separate and claims each alert with a conditional update
+(``reports.services.notify``), so nothing is sent twice.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import statistics
-import zoneinfo
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from finops.money import money, usd
-from reports.models import AlertKind, AlertStatus, AlertWebhook, BudgetAlert, DailySpend
-from reports.periods import DAY, local_date, local_midnight, period_days
+from reports.forecast import BudgetSpend, budget_forecast, budget_spent, robust_z
+from reports.models import AlertKind, AlertStatus, BudgetAlert, DailySpend
+from reports.periods import DAY, local_date, local_midnight, org_zone
 from reports.selectors import budget_rows
-from teams.models import Budget, BudgetScope, Membership, Organization, Role, Team, VirtualKey
+from reports.services.alert_recording import (
+    AlertRun,
+    alert_recipients,
+    alert_record,
+    finance_addresses,
+    top_contributors,
+)
+from teams.models import Budget, BudgetScope, Organization, Team
 
 log = logging.getLogger(__name__)
 
 HUNDRED = Decimal(100)
-CENT = Decimal("0.01")
 
 
 def _setting(name: str, default):
     return getattr(settings, name, default)
-
-
-def _zone(org: Organization) -> zoneinfo.ZoneInfo:
-    try:
-        return zoneinfo.ZoneInfo(org.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo("UTC")
-
-
-# --- budget spend --------------------------------------------------------------------------------
-
-
-@dataclass
-class BudgetSpend:
-    budget: Budget
-    window_start: datetime
-    window_end: datetime
-    first_day: date
-    after_day: date
-    today: date
-    spent: Decimal
-
-    @property
-    def limit(self) -> Decimal:
-        return Decimal(self.budget.limit_usd)
-
-    @property
-    def percent(self) -> Decimal:
-        if self.limit <= 0:
-            return Decimal(0)
-        return (self.spent * HUNDRED / self.limit).quantize(CENT)
 
 
 def budget_team(budget: Budget) -> Team | None:
@@ -79,152 +53,12 @@ def budget_team(budget: Budget) -> Team | None:
     return None
 
 
-def budget_spent(budget: Budget, *, at: datetime | None = None) -> BudgetSpend:
-    """Spend of the budget's current window (calendar-aligned in the org's timezone)."""
-    at = at or timezone.now()
-    tz = _zone(budget.org)
-    today = local_date(at, tz)
-    first, after = period_days(budget.period, today)
-    spent = budget_rows(budget).filter(day__gte=first, day__lt=after).aggregate(s=Sum("cost"))[
-        "s"
-    ] or Decimal(0)
-    return BudgetSpend(
-        budget=budget,
-        window_start=local_midnight(first, tz),
-        window_end=local_midnight(after, tz),
-        first_day=first,
-        after_day=after,
-        today=today,
-        spent=Decimal(spent),
-    )
-
-
-# --- contributors and recipients -----------------------------------------------------------------
-
-
-def top_contributors(rows: QuerySet[DailySpend], column: str, *, org_id: int, n: int = 3) -> list:
-    """The ``n`` largest values of ``column`` in ``rows`` by cost, with their share."""
-    grouped = list(
-        rows.values(column).annotate(total=Sum("cost")).filter(total__gt=0).order_by("-total")
-    )
-    whole = sum((Decimal(g["total"]) for g in grouped), Decimal(0))
-    labels: dict = {}
-    ids = [g[column] for g in grouped[:n]]
-    if column == "team_id":
-        labels = dict(Team.objects.filter(id__in=ids).values_list("id", "slug"))
-    elif column == "key_id":
-        labels = dict(VirtualKey.objects.filter(id__in=ids).values_list("id", "name"))
-    out = []
-    for g in grouped[:n]:
-        value = g[column]
-        if column in ("team_id", "key_id"):
-            name = labels.get(value, f"#{value}") if value else "(none)"
-        else:
-            name = value or "(none)"
-        cost = Decimal(g["total"])
-        out.append(
-            {
-                "dimension": column.removesuffix("_id"),
-                "name": name,
-                "cost": money(cost),
-                "share": float((cost * HUNDRED / whole).quantize(CENT)) if whole else 0.0,
-            }
-        )
-    return out
-
-
 _CONTRIBUTOR_COLUMN = {
     BudgetScope.ORG: "team_id",
     BudgetScope.TEAM: "feature",
     BudgetScope.FEATURE: "endpoint",
     BudgetScope.KEY: "feature",
 }
-
-
-def _address(user) -> str | None:
-    if user.email:
-        return user.email
-    return user.username if "@" in (user.username or "") else None
-
-
-def alert_recipients(*, org: Organization, team: Team | None, extra=(), also=()) -> list[str]:
-    """``extra`` (e.g. a budget's recipients), then the team's leads, or for org-level alerts
-    the org's admins and finance people, then ``also``; case-insensitively unique, in order."""
-    members = Membership.objects.filter(org=org, user__is_active=True).select_related("user")
-    if team is not None:
-        members = members.filter(team=team, role=Role.LEAD)
-    else:
-        members = members.filter(team__isnull=True, role__in=[Role.ADMIN, Role.FINANCE])
-    out: list[str] = []
-    seen: set[str] = set()
-    for address in [*extra, *(_address(m.user) for m in members.order_by("id")), *also]:
-        if address and address.lower() not in seen:
-            seen.add(address.lower())
-            out.append(address)
-    return out
-
-
-def _finance(org: Organization) -> list[str]:
-    return [
-        a
-        for a in (
-            _address(m.user)
-            for m in Membership.objects.filter(
-                org=org, team__isnull=True, role=Role.FINANCE, user__is_active=True
-            ).select_related("user")
-        )
-        if a
-    ]
-
-
-# --- recording -----------------------------------------------------------------------------------
-
-
-def _webhook_targets(*, org_id: int, team_id: int | None, budget_id: int | None) -> bool:
-    hooks = AlertWebhook.objects.filter(org_id=org_id, active=True)
-    match = Q(team__isnull=True, budget__isnull=True)
-    if team_id:
-        match |= Q(team_id=team_id, budget__isnull=True)
-    if budget_id:
-        match |= Q(budget_id=budget_id)
-    return hooks.filter(match).exists()
-
-
-def alert_record(*, dedupe_key: str, now: datetime, **fields) -> tuple[BudgetAlert, bool]:
-    """Insert the alert unless one with this key exists: (alert, created)."""
-    existing = BudgetAlert.objects.filter(dedupe_key=dedupe_key).first()
-    if existing is not None:
-        return existing, False
-    team = fields.get("team")
-    budget = fields.get("budget")
-    if _webhook_targets(
-        org_id=fields["org"].pk,
-        team_id=team.pk if team else None,
-        budget_id=budget.pk if budget else None,
-    ):
-        fields.setdefault("webhook_status", "pending")
-        fields.setdefault("webhook_next_at", now)
-    fields.setdefault("created_at", now)
-    try:
-        with transaction.atomic():
-            return BudgetAlert.objects.create(dedupe_key=dedupe_key, **fields), True
-    except IntegrityError:  # another worker recorded it first
-        return BudgetAlert.objects.get(dedupe_key=dedupe_key), False
-
-
-@dataclass
-class AlertRun:
-    recorded: int = 0
-    sent: int = 0
-    failed: int = 0
-    webhooks: int = 0
-    errors: int = 0
-
-    def __str__(self) -> str:
-        return (
-            f"{self.recorded} alerts recorded, {self.sent} emailed, {self.failed} failed, "
-            f"{self.webhooks} webhooks delivered, {self.errors} errors"
-        )
 
 
 # --- thresholds ----------------------------------------------------------------------------------
@@ -302,86 +136,6 @@ def budget_thresholds_evaluate(
 # --- forecast ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Forecast:
-    projected: Decimal
-    exhausts_on: date | None
-    weekday_rate: Decimal
-    weekend_rate: Decimal
-    method: str
-
-
-def _daily_costs(rows: QuerySet[DailySpend], first: date, after: date) -> dict[date, Decimal]:
-    return {
-        r["day"]: Decimal(r["total"] or 0)
-        for r in rows.filter(day__gte=first, day__lt=after)
-        .values("day")
-        .annotate(total=Sum("cost"))
-    }
-
-
-HISTORY_DAYS = 28  # the run rates look back this many complete days
-
-
-def run_rates(daily: dict[date, Decimal], today: date):
-    """Weekday and weekend run rates over the trailing ``HISTORY_DAYS`` complete days, counted
-    from the scope's first day of spend in them: (days, weekday rate, weekend rate), or None
-    under 7 days. The alerts' forecast and the dashboards' burn-down both use it."""
-    history = {d: c for d, c in daily.items() if today - timedelta(days=HISTORY_DAYS) <= d < today}
-    active = sorted(d for d, c in history.items() if c > 0)
-    if not active or (today - active[0]).days < 7:
-        return None
-    days = [active[0] + timedelta(days=i) for i in range((today - active[0]).days)]
-    weekdays = [history.get(d, Decimal(0)) for d in days if d.weekday() < 5]
-    weekends = [history.get(d, Decimal(0)) for d in days if d.weekday() >= 5]
-    weekday_rate = sum(weekdays, Decimal(0)) / len(weekdays) if weekdays else Decimal(0)
-    weekend_rate = sum(weekends, Decimal(0)) / len(weekends) if weekends else weekday_rate
-    if not weekdays:
-        weekday_rate = weekend_rate
-    return days, weekday_rate, weekend_rate
-
-
-def budget_forecast(budget: Budget, spend: BudgetSpend, *, now: datetime) -> Forecast | None:
-    """Projected spend at the end of the window: what is spent, plus the rest of today and each
-    remaining day at the scope's run rate for that kind of day (weekday or weekend), from the
-    trailing 28 complete days (counted from the scope's first day of spend; none under 7)."""
-    tz = _zone(budget.org)
-    today = spend.today
-    history = _daily_costs(budget_rows(budget), today - timedelta(days=HISTORY_DAYS), today)
-    rates = run_rates(history, today)
-    if rates is None:
-        return None  # under a week of history: a projection would be noise
-    days, weekday_rate, weekend_rate = rates
-    method = f"weekday and weekend run rates over the last {len(days)} days"
-
-    def rate(day: date) -> Decimal:
-        return weekend_rate if day.weekday() >= 5 else weekday_rate
-
-    day_end = local_midnight(today + DAY, tz)
-    day_length = (day_end - local_midnight(today, tz)).total_seconds()
-    rest_of_today = Decimal(max(0.0, (day_end - now).total_seconds()) / day_length)
-    remaining = spend.limit - spend.spent
-    projected = spend.spent
-    exhausts_on = None
-    steps = [(today, rate(today) * rest_of_today)]
-    day = today + DAY
-    while day < spend.after_day:
-        steps.append((day, rate(day)))
-        day += DAY
-    for day, amount in steps:
-        projected += amount
-        remaining -= amount
-        if exhausts_on is None and remaining < 0:
-            exhausts_on = day
-    return Forecast(
-        projected=projected,
-        exhausts_on=exhausts_on,
-        weekday_rate=weekday_rate,
-        weekend_rate=weekend_rate,
-        method=method,
-    )
-
-
 def budget_forecast_evaluate(
     budget: Budget, spend: BudgetSpend, run: AlertRun, *, now: datetime
 ) -> None:
@@ -433,16 +187,6 @@ def budget_forecast_evaluate(
 # --- anomalies -----------------------------------------------------------------------------------
 
 
-def _robust_z(value: Decimal, history: list[Decimal]) -> tuple[float, Decimal]:
-    """(robust z-score, median): 0.6745 (x - median) / MAD; infinite when the MAD is zero and
-    the value is above the median."""
-    median = Decimal(statistics.median(history))
-    mad = Decimal(statistics.median([abs(h - median) for h in history]))
-    if mad == 0:
-        return (math.inf if value > median else 0.0), median
-    return float(Decimal("0.6745") * (value - median) / mad), median
-
-
 def spend_anomalies_evaluate(run: AlertRun, *, now: datetime) -> None:
     """A team's or a feature's spend today (local day, so far) far above its trailing 28-day
     baseline: robust z-score >= ``FINOPS_ANOMALY_Z``, at least ``FINOPS_ANOMALY_RATIO`` times
@@ -451,7 +195,7 @@ def spend_anomalies_evaluate(run: AlertRun, *, now: datetime) -> None:
     ratio = Decimal(str(_setting("FINOPS_ANOMALY_RATIO", 2)))
     floor = Decimal(str(_setting("FINOPS_ANOMALY_MIN_USD", 1)))
     for org in Organization.objects.all():
-        tz = _zone(org)
+        tz = org_zone(org)
         today = local_date(now, tz)
         first = today - timedelta(days=28)
         rows = DailySpend.objects.filter(
@@ -476,7 +220,7 @@ def spend_anomalies_evaluate(run: AlertRun, *, now: datetime) -> None:
                 by_day.get(active[0] + timedelta(days=i), Decimal(0))
                 for i in range((today - active[0]).days)
             ]
-            z, median = _robust_z(value, history)
+            z, median = robust_z(value, history)
             if z < z_min or value < median * ratio:
                 continue
             if not feature:
@@ -515,7 +259,7 @@ def _anomaly_record(org, team_id, feature, today, *, value, median, z, tz, now) 
         spent_usd=value,
         baseline_usd=median,
         contributors=contributors,
-        recipients=alert_recipients(org=org, team=team, also=_finance(org)),
+        recipients=alert_recipients(org=org, team=team, also=finance_addresses(org)),
         subject=subject[:300],
         details={"z": "inf" if math.isinf(z) else round(z, 2), "day": today.isoformat()},
     )
@@ -531,7 +275,7 @@ def chargeback_statements_evaluate(run: AlertRun, *, now: datetime) -> None:
     spend in the previous month: totals, by feature, by model, evaluation spend apart."""
     grace = int(_setting("FINOPS_CHARGEBACK_GRACE_DAYS", 3))
     for org in Organization.objects.all():
-        tz = _zone(org)
+        tz = org_zone(org)
         local = now.astimezone(tz)
         if local.day > grace or (local.day == 1 and local.hour < 1):
             continue
@@ -562,7 +306,7 @@ def chargeback_statements_evaluate(run: AlertRun, *, now: datetime) -> None:
                 window_end=local_midnight(after, tz),
                 spent_usd=cost,
                 contributors=top_contributors(team_rows, "feature", org_id=org.pk),
-                recipients=alert_recipients(org=org, team=team, also=_finance(org)),
+                recipients=alert_recipients(org=org, team=team, also=finance_addresses(org)),
                 subject=(
                     f"[LLM FinOps] Chargeback statement {month}: team {team.slug}, {usd(cost)} USD"
                 )[:300],

@@ -39,13 +39,17 @@ def alert_url(alert: BudgetAlert) -> str:
     return f"{settings.SITE_URL}{reverse('reports:alert-detail', args=[alert.pk])}"
 
 
+def statement_url(*, team_id: int, month: str) -> str:
+    """Absolute link to a team's statement (emails link here)."""
+    path = reverse("reports:team-statement", args=[team_id, month])
+    return f"{settings.SITE_URL}{path}"
+
+
 def alert_link(alert: BudgetAlert) -> str:
     """Where an alert's email points: a chargeback alert to its team's statement page, every
     other alert to its own page."""
     month = (alert.details or {}).get("month")
     if alert.kind == "chargeback" and alert.team_id and month:
-        from reports.services.statements import statement_url
-
         return statement_url(team_id=alert.team_id, month=month)
     return alert_url(alert)
 

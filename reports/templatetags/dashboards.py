@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 
 from finops.money import usd_six as _usd
-from reports.selectors_dashboard import dashboard_team_list, overview_org_list
+from reports.selectors import dashboard_team_list, overview_org_list
 
 register = template.Library()
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from evaluation.models import EvalPair
-from evaluation.services.router_report import quality_retained
+from evaluation.pages.router_report import quality_retained
 from gateway.models import RouterModel
 from tests import factories as f
 from tests.base import TwoOrgsTestCase

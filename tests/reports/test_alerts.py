@@ -12,8 +12,9 @@ from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 from django.test import override_settings
 
+from reports.forecast import budget_spent
 from reports.models import AlertKind, AlertStatus, AlertWebhook, BudgetAlert, RollupState
-from reports.services import budget_alerts_evaluate, budget_spent, usage_rollup
+from reports.services import budget_alerts_evaluate, usage_rollup
 from reports.services.notify import _claim, alert_deliver
 from teams.models import Role
 from tests import factories as f

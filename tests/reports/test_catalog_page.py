@@ -12,8 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from gateway.models import ModelPrice
+from reports.pages.catalog_data import reprice_team, window_days
 from reports.services import usage_rollup
-from reports.services.catalog_page import reprice_team, window_days
 from tests import factories as f
 from tests.base import TwoOrgsTestCase
 from tests.reports.ledger import event

@@ -14,9 +14,9 @@ from django.test import override_settings
 from django.test.client import Client
 
 from reports.models import AlertKind, BudgetAlert, RollupState
+from reports.pages.dashboard_data import org_overview, team_page
 from reports.ranges import RangeError, date_range_from_params
 from reports.services import usage_rollup
-from reports.services.dashboards import org_overview, team_page
 from tests import factories as f
 from tests.base import TwoOrgsTestCase
 from tests.reports.ledger import event, utc
@@ -370,7 +370,7 @@ class BurnAndAnomalyTests(DashboardTestCase):
         self.assertEqual(burn["actual"]["y"][-1], burn["spent"])
 
     def test_the_forecast_is_the_alerting_jobs(self):
-        from reports.services.alerts import budget_forecast, budget_spent
+        from reports.forecast import budget_forecast, budget_spent
 
         data = team_page(self.lead_a2, self.team_a2, self.rng(), now=NOW)
         spend = budget_spent(self.team_budget, at=NOW)

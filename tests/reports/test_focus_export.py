@@ -16,9 +16,9 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from gateway.models import Provider, UsageEvent
+from reports.exports.focus import COLUMNS
 from reports.models import RollupState
 from reports.services import usage_rollup
-from reports.services.focus import COLUMNS
 from tests.reports.ledger import event, utc
 from tests.teams.api_case import API, APITestCase
 

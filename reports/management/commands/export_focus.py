@@ -7,13 +7,9 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
+from reports.exports.focus import FocusQuery, focus_csv, focus_rows
+from reports.selectors import dangerously_org_hourly_spend
 from reports.serializers import MAX_FOCUS_DAYS
-from reports.services.focus import (
-    FocusQuery,
-    dangerously_org_hourly_spend,
-    focus_csv,
-    focus_rows,
-)
 from teams.models import Organization
 
 

@@ -11,7 +11,8 @@ threshold would do.
 - The what-if grid re-decides the range's scored calls at each threshold of a grid, in one SQL
   pass, and re-prices them at the chosen model's current price.
 
-Money is Decimal throughout and leaves as fixed-point strings.
+Money is Decimal throughout and leaves as fixed-point strings. The page, its tables and its JSON
+endpoint are ``evaluation.pages.routers``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from decimal import Decimal
 import numpy as np
 from django.db.models import Count, Q, Sum
 
-from evaluation.selectors_pages import RouterScope, router_pair_list, router_usage_rows
+from evaluation.selectors import RouterScope, router_pair_list, router_usage_rows
 from evaluation.services.curve import quality_curve, random_apgr
 from finops.money import money_or_none, usd_six
 from gateway.models import LLMModel, RouterModel

@@ -1,6 +1,6 @@
-"""Tenant-scoped reads behind the dashboards, on top of ``reports.selectors`` and
-``teams.selectors``: which organisations and teams a user may open, and the rollup rows, budgets,
-alerts and labels of one of them.
+"""Tenant-scoped reads behind the dashboards and a team's statement, on top of
+``reports.selectors.spend`` and ``teams.selectors``: which organisations and teams a user may
+open, and the rollup rows, budgets, alerts and labels of one of them.
 
 Every queryset here starts from a scoped selector and is only narrowed further, so a lead never
 reads another team's rows: the organisation overview is for whole-org readers (admin, finance,
@@ -13,7 +13,7 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from reports.models import BudgetAlert, DailyDimensionSpend, DailySpend, Dimension
-from reports.selectors import (
+from reports.selectors.spend import (
     budget_alert_list_for_user,
     daily_dimension_spend_list_for_user,
     daily_spend_list_for_user,
@@ -102,6 +102,19 @@ def team_budget_list(user, team: Team) -> QuerySet[Budget]:
         )
         .select_related("team__org", "feature__team__org", "key__team")
         .order_by("scope", "id")
+    )
+
+
+def statement_budget_list(user, team: Team) -> QuerySet[Budget]:
+    """The budgets a team's statement shows: on the team, its features and its keys."""
+    return (
+        budget_list_for_user(user)
+        .filter(
+            Q(scope=BudgetScope.TEAM, team=team)
+            | Q(scope=BudgetScope.FEATURE, feature__team=team)
+            | Q(scope=BudgetScope.KEY, key__team=team)
+        )
+        .order_by("scope", "period", "id")
     )
 
 

@@ -1,5 +1,8 @@
 """Dashboard pages (HTML with server-rendered tables; Plotly draws the charts from the JSON
-endpoints) and those JSON endpoints. An organisation or team the user may not read is a 404."""
+endpoints) and those JSON endpoints. An organisation or team the user may not read is a 404.
+
+Their figures are ``reports.pages.dashboard_data`` (one dict per page, the JSON as served), their
+tables ``reports.pages.dashboard_tables`` (built from that dict, so page, CSV and charts agree)."""
 
 from __future__ import annotations
 
@@ -9,17 +12,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from reports.dashboard_tables import overview_tables, team_tables
+from reports.pages.dashboard_data import org_overview, team_page
+from reports.pages.dashboard_tables import overview_tables, team_tables
+from reports.periods import org_zone
 from reports.ranges import PRESETS, DateRange, RangeError, date_range_from_params
-from reports.selectors_dashboard import dashboard_team_list, overview_org_list
-from reports.services.alerts import _zone
-from reports.services.dashboards import org_overview, team_page
+from reports.selectors import dashboard_team_list, overview_org_list
 from reports.tables import csv_or_none
 
 
 def _range(request, org, now) -> tuple[DateRange, str | None]:
     """The requested range, or the default one and the reason the requested one was refused."""
-    tz = _zone(org)
+    tz = org_zone(org)
     try:
         return date_range_from_params(request.GET, tz=tz, now=now), None
     except RangeError as exc:
@@ -75,7 +78,7 @@ def org_overview_data(request, org_id: int):
     org = get_object_or_404(overview_org_list(request.user), pk=org_id)
     now = timezone.now()
     try:
-        rng = date_range_from_params(request.GET, tz=_zone(org), now=now)
+        rng = date_range_from_params(request.GET, tz=org_zone(org), now=now)
     except RangeError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse(org_overview(request.user, org, rng, now=now))
@@ -113,7 +116,7 @@ def team_dashboard_data(request, team_id: int):
     team = get_object_or_404(dashboard_team_list(request.user), pk=team_id)
     now = timezone.now()
     try:
-        rng = date_range_from_params(request.GET, tz=_zone(team.org), now=now)
+        rng = date_range_from_params(request.GET, tz=org_zone(team.org), now=now)
     except RangeError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse(team_page(request.user, team, rng, now=now))

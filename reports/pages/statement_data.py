@@ -3,30 +3,26 @@ organisation's timezone (from the day rollups), broken down by feature, model, e
 its budgets and how much of them the month used, and evaluation (shadow) spend apart.
 
 Every number is read through the user's scoped selectors (``daily_spend_list_for_user``,
-``budget_list_for_user``); the page and its CSV downloads show the same ``Table`` rows.
+``statement_budget_list``); the page and its CSV downloads show the same ``Table`` rows. The
+view and the whole-statement CSV are ``reports.pages.statements``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.conf import settings
 from django.db.models import Q, QuerySet, Sum
-from django.urls import reverse
 
-from finops.money import money, usd
+from finops.money import money
 from reports.models import DailySpend
 from reports.periods import DAY, period_days
-from reports.selectors import budget_rows, daily_spend_list_for_user
-from reports.tables import Column, Table, _csv_cell
+from reports.selectors import budget_rows, daily_spend_list_for_user, statement_budget_list
+from reports.tables import Column, Table
 from teams.models import Budget, BudgetPeriod, BudgetScope, Team, VirtualKey
-from teams.selectors import budget_list_for_user
 
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 HUNDRED = Decimal(100)
@@ -51,12 +47,6 @@ def month_parse(value: str) -> date | None:
 
 def _next_month(first: date) -> date:
     return date(first.year + first.month // 12, first.month % 12 + 1, 1)
-
-
-def statement_url(*, team_id: int, month: str) -> str:
-    """Absolute link to a team's statement (emails link here)."""
-    path = reverse("reports:team-statement", args=[team_id, month])
-    return f"{settings.SITE_URL}{path}"
 
 
 @dataclass
@@ -117,18 +107,6 @@ def _breakdown(rows: QuerySet[DailySpend], column: str, *, whole: Decimal, label
             }
         )
     return out
-
-
-def _team_budgets(user, team: Team) -> QuerySet[Budget]:
-    return (
-        budget_list_for_user(user)
-        .filter(
-            Q(scope=BudgetScope.TEAM, team=team)
-            | Q(scope=BudgetScope.FEATURE, feature__team=team)
-            | Q(scope=BudgetScope.KEY, key__team=team)
-        )
-        .order_by("scope", "period", "id")
-    )
 
 
 def _budget_use(budget: Budget, first: date, after: date) -> tuple[str, Decimal]:
@@ -254,7 +232,7 @@ def statement_build(user, *, team: Team, first: date) -> Statement:
             Column("used", "Used (%)", numeric=True),
         ),
     )
-    for budget in _team_budgets(user, team):
+    for budget in statement_budget_list(user, team):
         window, spent = _budget_use(budget, first, after)
         limit = Decimal(budget.limit_usd)
         budget_table.rows.append(
@@ -305,102 +283,3 @@ def statement_build(user, *, team: Team, first: date) -> Statement:
         evaluation_cost=eval_cost,
         tables=tables,
     )
-
-
-STATEMENT_CSV_COLUMNS = (
-    "month",
-    "team",
-    "section",
-    "name",
-    "requests",
-    "attempts",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "share_percent",
-    "limit_usd",
-    "used_percent",
-)
-
-
-def statement_csv(statement: Statement) -> str:
-    """The whole statement as one long CSV (a row per line of every table, ``section`` naming
-    the table), with the same numbers as the page."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(STATEMENT_CSV_COLUMNS)
-    base = {"month": statement.month, "team": statement.team.slug}
-    s = statement.table("summary").rows[0]
-    writer.writerow(
-        _line(
-            base,
-            section="total",
-            name="production",
-            requests=s["requests"],
-            attempts=s["attempts"],
-            prompt_tokens=s["prompt_tokens"],
-            completion_tokens=s["completion_tokens"],
-            cost_usd=s["cost"],
-            share_percent="100.00" if statement.total_cost else "0.00",
-        )
-    )
-    writer.writerow(
-        _line(
-            base,
-            section="total",
-            name="evaluation",
-            requests=s["evaluation_requests"],
-            cost_usd=s["evaluation_cost"],
-        )
-    )
-    for name in ("features", "models", "endpoints", "keys"):
-        for r in statement.table(name).rows:
-            writer.writerow(
-                _line(
-                    base,
-                    section=name.removesuffix("s"),
-                    name=r["name"],
-                    requests=r["requests"],
-                    attempts=r["attempts"],
-                    prompt_tokens=r["prompt_tokens"],
-                    completion_tokens=r["completion_tokens"],
-                    cost_usd=r["cost"],
-                    share_percent=r["share"],
-                )
-            )
-    for r in statement.table("budgets").rows:
-        writer.writerow(
-            _line(
-                base,
-                section="budget",
-                name=f"{r['scope']} ({r['period']}; {r['window']})",
-                cost_usd=r["spent"],
-                limit_usd=r["limit"],
-                used_percent=r["used"],
-            )
-        )
-    for r in statement.table("evaluation").rows:
-        writer.writerow(
-            _line(
-                base,
-                section="evaluation",
-                name=f"{r['feature']} / {r['model']}",
-                requests=r["requests"],
-                attempts=r["attempts"],
-                cost_usd=r["cost"],
-            )
-        )
-    return out.getvalue()
-
-
-def _line(base: dict, **values) -> list:
-    row = {**base, **values}
-    return [_csv_cell(row.get(c, "")) for c in STATEMENT_CSV_COLUMNS]
-
-
-def statement_headline(statement: Statement) -> dict:
-    """Rounded figures for people (the tables keep full precision)."""
-    return {
-        "total_usd": usd(statement.total_cost),
-        "evaluation_usd": usd(statement.evaluation_cost),
-    }

@@ -1,12 +1,12 @@
 """A budget's burn: its window day by day, the forecast to the window's end and a band around it.
 
-The projection is the alerting job's method (``budget_forecast``: the rest of today and every
-remaining day at the scope's weekday / weekend run rate over the trailing 28 days), so a
-dashboard and a forecast email never disagree (a test holds them equal). It is computed here from
-one day-by-day read of the scope, which the overview shares with its other charts, instead of
-``budget_forecast``'s own queries: the page has a 300 ms budget. Under a week of history that
-method declines; the dashboard then falls back to a linear run rate over the window's complete
-days.
+The projection is the alerting job's method (``reports.forecast.budget_forecast``: the rest of
+today and every remaining day at the scope's weekday / weekend run rate over the trailing 28
+days), so a dashboard and a forecast email never disagree (a test holds them equal). It is
+computed here from one day-by-day read of the scope, which the overview shares with its other
+charts, instead of ``budget_forecast``'s own queries: the page has a 300 ms budget. Under a week
+of history that method declines; the dashboard then falls back to a linear run rate over the
+window's complete days.
 
 The band: the days of history scatter around their run rate with a standard deviation ``s``
 (residuals in Decimal); if days were independent, the spend of the next ``h`` days scatters by
@@ -23,9 +23,9 @@ from decimal import Decimal
 from django.db.models import Sum
 
 from finops.money import money
-from reports.periods import DAY, local_date, local_midnight, period_days
-from reports.selectors_dashboard import budget_dimension_rows
-from reports.services.alerts import HISTORY_DAYS, BudgetSpend, _zone, run_rates
+from reports.forecast import HISTORY_DAYS, BudgetSpend, run_rates
+from reports.periods import DAY, local_date, local_midnight, org_zone, period_days
+from reports.selectors import budget_dimension_rows
 from teams.models import Budget
 
 BAND_Z = Decimal("1.645")
@@ -63,7 +63,7 @@ def budget_burn(budget: Budget, *, now: datetime, daily: dict[date, Decimal] | N
     (``budget_dimension_rows``, the same sums as ``budget_rows``) when not given.
     Callers pass budgets from the user's scoped budget list.
     """
-    tz = _zone(budget.org)
+    tz = org_zone(budget.org)
     today = local_date(now, tz)
     first, after = period_days(budget.period, today)
     if daily is None:

@@ -2,7 +2,8 @@
 
 Whole-org readers (admin, finance; superusers as admin of every org) read every rollup row and
 alert of their organisations; leads and members read the rows of their own teams only (rows
-without a team are org-level and belong to whole-org readers). Nobody reads another org.
+without a team are org-level and belong to whole-org readers). Nobody reads another org. The
+``dangerously_*`` readers are unscoped, for jobs and operator commands, never for a request.
 """
 
 from __future__ import annotations
@@ -88,6 +89,12 @@ def budget_alert_list_for_user(user) -> QuerySet[BudgetAlert]:
 def dangerously_all_budget_alerts() -> QuerySet[BudgetAlert]:
     """Unscoped: for the alerting jobs only, never for a user."""
     return BudgetAlert.objects.all()
+
+
+def dangerously_org_hourly_spend(org: Organization) -> QuerySet[HourlySpend]:
+    """Unscoped by user: every hour row of one organisation, for the ``export_focus`` command
+    (run by an operator on the server), never for a request."""
+    return HourlySpend.objects.filter(org_id=org.pk)
 
 
 # --- latency -------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ Everything is read through the tenant-scoped selectors: the models of the viewer
 (``model_list_for_user``) and the rollups the viewer may read (``daily_spend_list_for_user``:
 the whole organisation for admin and finance, the viewer's own teams for leads and members).
 Only production traffic counts: the rollups' production columns exclude shadow (evaluation)
-attempts. Money stays ``Decimal`` from the rollup to the page.
+attempts. Money stays ``Decimal`` from the rollup to the page. The tables, the chart and the
+view are ``reports.pages.catalog``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db.models import Sum
 from django.utils import timezone
 
-from finops.money import usd_exact
 from gateway.models import LLMModel, ModelPrice
 from gateway.pricing import MTOK, ZERO, Price, Usage, cost_of
 from reports.models import LATENCY_FIELDS
 from reports.periods import local_date
 from reports.selectors import daily_spend_list_for_user, latency_quantile
-from reports.tables import Column, Table
 from teams.models import Organization, Team
 from teams.selectors import model_list_for_user
 
@@ -72,6 +71,18 @@ def billing_price(price: ModelPrice) -> Price:
         cached_input_usd_per_mtok=price.cached_input_usd_per_mtok,
         cache_write_usd_per_mtok=price.cache_write_usd_per_mtok,
     )
+
+
+def per_mtok_label(price: ModelPrice) -> str:
+    """ "in 0.15 / cached 0.075 / write 0.15 / out 0.6 $/Mtok", as billed."""
+    p = billing_price(price)
+    parts = [
+        ("in", p.input),
+        ("cached", p.cached_input),
+        ("write", p.cache_write),
+        ("out", p.output),
+    ]
+    return " / ".join(f"{label} {per_mtok(value * MTOK)}" for label, value in parts) + " $/Mtok"
 
 
 # --- the catalog ---------------------------------------------------------------------------------
@@ -141,115 +152,6 @@ def model_stats(user, *, org: Organization, first: date, last: date) -> dict[str
 
 def catalog_models(user, *, org: Organization) -> list[LLMModel]:
     return list(model_list_for_user(user).filter(org=org).order_by("name"))
-
-
-CATALOG_COLUMNS = (
-    Column("model", "Model"),
-    Column("provider", "Provider"),
-    Column("mode", "Mode"),
-    Column("input", "Input $/Mtok", numeric=True),
-    Column("cached_input", "Cached input $/Mtok", numeric=True),
-    Column("cache_write", "Cache write $/Mtok", numeric=True),
-    Column("output", "Output $/Mtok", numeric=True),
-    Column("context_window", "Context window", numeric=True),
-    Column("max_output", "Max output", numeric=True),
-    Column("p50_ms", "Latency p50 ms", numeric=True),
-    Column("p95_ms", "Latency p95 ms", numeric=True),
-    Column("throughput", "Output tok/s", numeric=True),
-    Column("error_rate", "Error rate %", numeric=True),
-    Column("requests", "Requests", numeric=True),
-    Column("tokens", "Tokens", numeric=True),
-    Column("spend", "Spend USD", numeric=True),
-)
-
-
-def _rounded(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f}"
-
-
-def _or_blank(value) -> str:
-    return "" if value is None else str(value)
-
-
-def catalog_table(models: list[LLMModel], stats: dict[str, ModelStats]) -> Table:
-    """One row per catalog model (prices as billed: a missing cache price is the input rate),
-    plus a row per model name seen in traffic but no longer in the catalog."""
-    rows = []
-    for model in models:
-        price = current_price(model)
-        rows.append(_catalog_row(model.name, stats.get(model.name), model=model, price=price))
-    known = {m.name for m in models}
-    for name in sorted(set(stats) - known):
-        rows.append(_catalog_row(name or "(unknown)", stats[name], model=None, price=None))
-    return Table(
-        name="models",
-        title="Models, prices and observed traffic",
-        columns=CATALOG_COLUMNS,
-        rows=rows,
-    )
-
-
-def _catalog_row(
-    name: str, s: ModelStats | None, *, model: LLMModel | None, price: ModelPrice | None
-) -> dict:
-    row: dict = {"model": name}
-    if model is not None:
-        row.update(
-            provider=model.provider.slug,
-            mode=model.mode,
-            context_window=_or_blank(model.context_window),
-            max_output=_or_blank(model.max_output_tokens),
-        )
-    else:
-        row["provider"] = "not in catalog"
-    if price is not None:
-        row.update(
-            input=per_mtok(price.input_usd_per_mtok),
-            cached_input=per_mtok(
-                price.cached_input_usd_per_mtok
-                if price.cached_input_usd_per_mtok is not None
-                else price.input_usd_per_mtok
-            ),
-            cache_write=per_mtok(
-                price.cache_write_usd_per_mtok
-                if price.cache_write_usd_per_mtok is not None
-                else price.input_usd_per_mtok
-            ),
-            output=per_mtok(price.output_usd_per_mtok),
-        )
-    if s is not None:
-        row.update(
-            p50_ms=_rounded(s.p50_ms),
-            p95_ms=_rounded(s.p95_ms),
-            throughput=_or_blank(s.throughput),
-            error_rate=_or_blank(s.error_rate),
-            requests=s.requests,
-            tokens=s.prompt_tokens + s.completion_tokens,
-            spend=usd_exact(s.cost),
-        )
-    return row
-
-
-def catalog_chart(models: list[LLMModel], stats: dict[str, ModelStats]) -> list[dict]:
-    """Points for the price-vs-latency chart: blended price ($/Mtok, input+output) vs p50.
-    Prices are sent as strings; the chart script turns them into numbers for plotting only."""
-    points = []
-    for model in models:
-        price = current_price(model)
-        s = stats.get(model.name)
-        if price is None or s is None or s.p50_ms is None:
-            continue
-        points.append(
-            {
-                "model": model.name,
-                "input": per_mtok(price.input_usd_per_mtok),
-                "output": per_mtok(price.output_usd_per_mtok),
-                "p50_ms": round(s.p50_ms, 1),
-                "p95_ms": round(s.p95_ms or 0, 1),
-                "requests": s.requests,
-            }
-        )
-    return points
 
 
 # --- re-price ------------------------------------------------------------------------------------
@@ -331,62 +233,3 @@ def reprice_team(user, *, team: Team, target: LLMModel, first: date, last: date)
             )
         )
     return Reprice(team=team, target=target, price=price, first=first, last=last, rows=rows)
-
-
-REPRICE_COLUMNS = (
-    Column("source", "Source model"),
-    Column("prompt_tokens", "Prompt tokens", numeric=True),
-    Column("cached_tokens", "Cached tokens", numeric=True),
-    Column("cache_write_tokens", "Cache-write tokens", numeric=True),
-    Column("completion_tokens", "Completion tokens", numeric=True),
-    Column("actual", "Actual USD", numeric=True),
-    Column("repriced", "On target USD", numeric=True),
-    Column("difference", "Difference USD", numeric=True),
-)
-
-
-def reprice_table(reprice: Reprice) -> Table:
-    rows = [
-        {
-            "source": r.source,
-            "prompt_tokens": r.prompt_tokens,
-            "cached_tokens": r.cached_tokens,
-            "cache_write_tokens": r.cache_write_tokens,
-            "completion_tokens": r.completion_tokens,
-            "actual": usd_exact(r.actual),
-            "repriced": usd_exact(r.repriced),
-            "difference": usd_exact(r.difference),
-        }
-        for r in reprice.rows
-    ]
-    if reprice.rows:
-        rows.append(
-            {
-                "source": "Total",
-                "prompt_tokens": sum(r.prompt_tokens for r in reprice.rows),
-                "cached_tokens": sum(r.cached_tokens for r in reprice.rows),
-                "cache_write_tokens": sum(r.cache_write_tokens for r in reprice.rows),
-                "completion_tokens": sum(r.completion_tokens for r in reprice.rows),
-                "actual": usd_exact(reprice.actual),
-                "repriced": usd_exact(reprice.repriced),
-                "difference": usd_exact(reprice.difference),
-            }
-        )
-    return Table(
-        name="reprice",
-        title=f"Team {reprice.team.slug} on {reprice.target.name}",
-        columns=REPRICE_COLUMNS,
-        rows=rows,
-    )
-
-
-def per_mtok_label(price: ModelPrice) -> str:
-    """ "in 0.15 / cached 0.075 / write 0.15 / out 0.6 $/Mtok", as billed."""
-    p = billing_price(price)
-    parts = [
-        ("in", p.input),
-        ("cached", p.cached_input),
-        ("write", p.cache_write),
-        ("out", p.output),
-    ]
-    return " / ".join(f"{label} {per_mtok(value * MTOK)}" for label, value in parts) + " $/Mtok"

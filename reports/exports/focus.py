@@ -11,7 +11,10 @@ point, unrounded). The gateway bills at catalog price with no discount or commit
 out unless asked for; then it comes as one row per grain (``SkuId`` ``<model>:evaluation``, priced
 per request, since the rollups keep its cost but not its tokens) marked ``x_Evaluation=true``.
 
-``docs/reports.md`` ("FOCUS export") tables every column.
+The rows come from a queryset the caller scoped: the API's through
+``reports.selectors.hourly_spend_list_for_user``, the ``export_focus`` command's through
+``reports.selectors.dangerously_org_hourly_spend``. ``docs/reports.md`` ("FOCUS export") tables
+every column.
 """
 
 from __future__ import annotations
@@ -138,12 +141,6 @@ def provider_names(provider: Provider | None, fallback: str) -> ProviderNames:
         invoice_issuer=provider.invoice_issuer or name,
         service=_KIND_SERVICE.get(provider.kind, f"{name} API"),
     )
-
-
-def dangerously_org_hourly_spend(org: Organization) -> QuerySet[HourlySpend]:
-    """Unscoped by user: every hour row of one organisation, for the ``export_focus`` command
-    (run by an operator on the server), never for a request."""
-    return HourlySpend.objects.filter(org_id=org.pk)
 
 
 def _utc(day: date) -> datetime:

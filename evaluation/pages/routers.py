@@ -1,11 +1,26 @@
-"""The tables of the router and A/B pages (``reports.tables.Table``), built from the same dict
-as their JSON endpoints, so page, CSV and charts show the same numbers. Money is USD at six
-places here (the JSON carries twelve)."""
+"""A cost router's page (HTML with server-rendered tables, a CSV download of each) and its JSON.
+The tables are built from the same dict as the JSON (``evaluation.pages.router_report``), so
+page, CSV and charts show the same numbers. Money is USD at six places in the tables (the JSON
+carries twelve). A router or team the user may not read is a 404.
+"""
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+
+from evaluation.pages.router_report import router_report, zone
+from evaluation.selectors import router_scope_get, router_scope_teams
 from finops.money import usd_six
-from reports.tables import Column, Table
+from reports.ranges import PRESETS, RangeError, date_range_from_params
+from reports.selectors import overview_org_list
+from reports.tables import Column, Table, csv_or_none
+from teams.selectors import access_for_user
+
+# --- tables --------------------------------------------------------------------------------------
 
 
 def _num(key: str, label: str) -> Column:
@@ -145,46 +160,67 @@ def router_tables(data: dict) -> list[Table]:
     return [traffic, savings, retained, curve_table, whatif, evaluation]
 
 
-def experiment_tables(data: dict) -> list[Table]:
-    arms = Table(
-        "arms",
-        "Arms",
-        [
-            Column("arm", "Arm"),
-            _num("calls", "Calls"),
-            _num("requests", "Requests"),
-            _num("cost", "Cost (USD)"),
-            _num("cost_per_call", "Cost per call (USD)"),
-            _num("latency_ms_p50", "Latency p50 (ms)"),
-            _num("latency_ms_p95", "Latency p95 (ms)"),
-            _num("error_rate", "Error rate"),
-            _num("quality", "Feedback score"),
-            _num("quality_n", "n"),
-            _num("quality_ci", "95% CI"),
-        ],
-        [
-            {
-                "arm": a["arm"],
-                "calls": a["calls"],
-                "requests": a["requests"],
-                "cost": usd_six(a["cost"]),
-                "cost_per_call": usd_six(a["cost_per_call"]),
-                "latency_ms_p50": "" if a["latency_ms_p50"] is None else a["latency_ms_p50"],
-                "latency_ms_p95": "" if a["latency_ms_p95"] is None else a["latency_ms_p95"],
-                "error_rate": _pct(a["error_rate_pct"]),
-                "quality": "" if a["quality"]["mean"] is None else a["quality"]["mean"],
-                "quality_n": a["quality"]["n"],
-                "quality_ci": ""
-                if a["quality"]["mean"] is None
-                else f"{a['quality']['low']} – {a['quality']['high']}",
-            }
-            for a in data["arms"]
-        ],
-    )
-    models = Table(
-        "models",
-        "Models that answered, per arm",
-        [Column("arm", "Arm"), Column("model", "Model"), _num("calls", "Calls")],
-        [{"arm": a["arm"], **m} for a in data["arms"] for m in a["models"]],
-    )
-    return [arms, models]
+# --- the page ------------------------------------------------------------------------------------
+
+
+def _router_scope(request, router_id: int):
+    scope = router_scope_get(request.user, router_id=router_id, team_id=request.GET.get("team"))
+    if scope is None:
+        raise Http404("No such router.")
+    return scope
+
+
+def _query(request) -> str:
+    query = request.GET.copy()
+    query.pop("format", None)
+    query.pop("table", None)
+    return query.urlencode()
+
+
+@login_required
+def router_page(request, router_id: int):
+    scope = _router_scope(request, router_id)
+    now = timezone.now()
+    error = None
+    try:
+        rng = date_range_from_params(request.GET, tz=zone(scope.router.org), now=now)
+    except RangeError as exc:
+        rng, error = date_range_from_params({}, tz=zone(scope.router.org), now=now), str(exc)
+    data = router_report(scope, rng, now=now)
+    tables = router_tables(data)
+    team = scope.team.slug if scope.team else "org"
+    name = f"{scope.router.org.slug}-{scope.router.name}-{team}-{rng.start}-{rng.end}"
+    download = csv_or_none(request, tables, name)
+    if download is not None:
+        return download
+    data_url = reverse("evaluation:router-data", args=[scope.router.pk])
+    query = _query(request)
+    context = {
+        "router": scope.router,
+        "scope": scope,
+        "teams": list(router_scope_teams(scope)),
+        "org_wide_allowed": access_for_user(request.user).reads_whole_org(scope.router.org_id),
+        "data": data,
+        "tables": {t.name: t for t in tables},
+        "range": rng,
+        "range_error": error,
+        "presets": PRESETS,
+        "data_url": f"{data_url}?{query}" if query else data_url,
+        "overview_url": (
+            reverse("reports:org-overview", args=[scope.router.org_id])
+            if overview_org_list(request.user).filter(pk=scope.router.org_id).exists()
+            else None
+        ),
+    }
+    return render(request, "evaluation/router.html", context)
+
+
+@login_required
+def router_data(request, router_id: int):
+    scope = _router_scope(request, router_id)
+    now = timezone.now()
+    try:
+        rng = date_range_from_params(request.GET, tz=zone(scope.router.org), now=now)
+    except RangeError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse(router_report(scope, rng, now=now))

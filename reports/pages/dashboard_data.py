@@ -2,7 +2,7 @@
 
 Both read only the per-dimension day marginals (``DailyDimensionSpend``: per team and day, its
 total and one row per feature / endpoint / model / key, a few dozen rows where ``DailySpend``
-holds their cross product), through ``reports.selectors_dashboard``, in a handful of queries:
+holds their cross product), through ``reports.selectors.dashboards``, in a handful of queries:
 the overview sums the range by dimension and value in one ``GROUP BY`` and reads the team totals
 by day once for its chart, anomalies and org budgets; the team page reads its rows by day once,
 over the range and its budgets' windows and history, and sums them in Python. The ledger and
@@ -13,23 +13,34 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db import connection, transaction
 from django.db.models import Sum
 from django.urls import reverse
 
 from finops.money import money
-from reports.models import LATENCY_BUCKETS, LATENCY_FIELDS, AlertKind, Dimension
-from reports.periods import DAY, local_midnight, period_days
+from reports.forecast import HISTORY_DAYS, robust_z
+from reports.models import AlertKind, Dimension
+from reports.pages.dashboard_burn import budget_burn
+from reports.pages.dashboard_measures import (
+    COUNTS,
+    LATENCY,
+    MONEY,
+    Tally,
+    _dec,
+    _none,
+    _ranked,
+    _ranked_pairs,
+    _series,
+    _sums,
+    _tuned,
+)
+from reports.periods import DAY, local_midnight, org_zone, period_days
 from reports.ranges import DateRange
-from reports.selectors import latency_quantile
-from reports.selectors_dashboard import (
+from reports.selectors import (
     key_labels,
     org_alert_list,
     org_budget_list,
@@ -39,135 +50,10 @@ from reports.selectors_dashboard import (
     team_budget_list,
     team_dimension_rows,
 )
-from reports.services.alerts import _robust_z, _zone
-from reports.services.burn import HISTORY_DAYS, budget_burn
 from teams.models import Budget, BudgetPeriod, BudgetScope, Organization, Team
 
-HUNDRED = Decimal(100)
-CENT = Decimal("0.01")
 TOP_N = 10
-SERIES_N = 8  # series drawn per chart; the rest is summed as "other"
 ANOMALY_HISTORY_DAYS = 28
-COUNTS = ("requests", "attempts", "successes", "failures")
-MONEY = ("cost", "failed_cost")
-LATENCY = ("latency_sum_ms", "latency_count", *LATENCY_FIELDS)
-
-
-@contextmanager
-def _tuned():
-    """PostgreSQL: enough ``work_mem`` that the GROUP BYs hash in memory instead of sorting text
-    on disk, and no JIT (compiling costs more than these sub-second queries take)."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)",
-            [str(getattr(settings, "FINOPS_DASHBOARD_WORK_MEM", "64MB"))],
-        )
-        yield
-
-
-def _dec(value) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value or 0))
-
-
-def _sums(*names: str) -> dict:
-    return {name: Sum(name) for name in names}
-
-
-def _pct(part: Decimal, whole: Decimal) -> str | None:
-    return str((part * HUNDRED / whole).quantize(CENT)) if whole else None
-
-
-@dataclass
-class Tally:
-    """Measures summed over rollup groups: calls, money, latency histogram."""
-
-    requests: int = 0
-    attempts: int = 0
-    successes: int = 0
-    failures: int = 0
-    cost: Decimal = Decimal(0)
-    failed_cost: Decimal = Decimal(0)
-    latency_sum_ms: int = 0
-    latency_count: int = 0
-    latency: list[int] = field(default_factory=lambda: [0] * LATENCY_BUCKETS)
-
-    def add(self, r: dict) -> None:
-        for name in COUNTS:
-            setattr(self, name, getattr(self, name) + (r.get(name) or 0))
-        self.cost += _dec(r.get("cost"))
-        self.failed_cost += _dec(r.get("failed_cost"))
-        if "latency_count" in r:
-            self.latency_sum_ms += r["latency_sum_ms"] or 0
-            self.latency_count += r["latency_count"] or 0
-            for i, name in enumerate(LATENCY_FIELDS):
-                self.latency[i] += r[name] or 0
-
-    def as_json(self) -> dict:
-        """Counts, costs and the retry / fallback overhead: ``cost_per_call`` is the cost of one
-        upstream attempt, ``cost_per_success`` what one successful response cost end to end
-        (failed attempts, retries and fallbacks included)."""
-        return {
-            "requests": self.requests,
-            "attempts": self.attempts,
-            "retries": max(0, self.attempts - self.requests),
-            "successes": self.successes,
-            "failures": self.failures,
-            "cost": money(self.cost),
-            "failed_cost": money(self.failed_cost),
-            "cost_per_call": money(self.cost / self.attempts) if self.attempts else None,
-            "cost_per_success": money(self.cost / self.successes) if self.successes else None,
-            "failed_share_pct": _pct(self.failed_cost, self.cost),
-        }
-
-    def latency_json(self) -> dict:
-        p50 = latency_quantile(self.latency, 0.5)
-        p95 = latency_quantile(self.latency, 0.95)
-        return {
-            "latency_count": self.latency_count,
-            "latency_ms_avg": (
-                round(self.latency_sum_ms / self.latency_count, 1) if self.latency_count else None
-            ),
-            "latency_ms_p50": None if p50 is None else round(p50, 1),
-            "latency_ms_p95": None if p95 is None else round(p95, 1),
-        }
-
-
-def _ranked_pairs(tallies: dict, label, total: Decimal, *, n: int | None = None) -> list:
-    """(key, row) per tally, most expensive first (then by label, so the order is stable)."""
-    order = sorted(tallies, key=lambda k: (-tallies[k].cost, str(label(k))))
-    return [
-        (k, {"name": label(k), **tallies[k].as_json(), "share_pct": _pct(tallies[k].cost, total)})
-        for k in order[:n]
-    ]
-
-
-def _ranked(tallies: dict, label, total: Decimal, *, n: int | None = None) -> list[dict]:
-    return [row for _, row in _ranked_pairs(tallies, label, total, n=n)]
-
-
-def _series(
-    by_day: dict, days: list[date], label, ranking: dict[object, Decimal], n: int = SERIES_N
-) -> list[dict]:
-    """One cost series per key (the ``n`` most expensive; the rest summed as "other")."""
-    order = sorted(ranking, key=lambda k: (-ranking[k], str(label(k))))
-    shown, rest = order[:n], order[n:]
-    out = [
-        {"key": k, "name": label(k), "values": [money(by_day[k].get(d, 0)) for d in days]}
-        for k in shown
-    ]
-    if rest:
-        values = [sum((by_day[k].get(d, Decimal(0)) for k in rest), Decimal(0)) for d in days]
-        out.append(
-            {"key": None, "name": f"other ({len(rest)})", "values": list(map(money, values))}
-        )
-    return out
-
-
-def _none(value: str) -> str:
-    return value or "(none)"
 
 
 def _range_query(rng: DateRange) -> str:
@@ -233,7 +119,7 @@ def _org_overview(user, org: Organization, rng: DateRange, *, now: datetime) -> 
 
     # Daily cost by team, read once for the stacked chart, the anomaly baseline (28 days before
     # the range) and every org budget's burn (its window, and 28 days of run-rate history).
-    tz = _zone(org)
+    tz = org_zone(org)
     today = rng.today
     budgets = list(org_budget_list(user, org).select_related("org"))
     firsts = [period_days(b.period, today)[0] for b in budgets]
@@ -319,7 +205,7 @@ def _anomalies(user, org: Organization, daily, rng: DateRange, *, team_label, tz
                 by_day.get(spending[i] + timedelta(days=n), Decimal(0))
                 for n in range((day - spending[i]).days)
             ]
-            z, median = _robust_z(value, history)
+            z, median = robust_z(value, history)
             if z < z_min or value < median * ratio:
                 continue
             found[(day.isoformat(), team_id, "")] = {

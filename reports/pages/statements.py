@@ -1,0 +1,146 @@
+"""A team's monthly chargeback statement page (``/reports/teams/<id>/statements/<YYYY-MM>/``):
+its tables, each a CSV download, and the whole statement as one CSV. The figures are
+``reports.pages.statement_data``; chargeback alerts (recorded by the alert job) link here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from finops.money import usd
+from reports.pages.statement_data import Statement, month_parse, statement_build
+from reports.tables import _csv_cell, csv_or_none
+from teams.selectors import team_list_for_user
+
+STATEMENT_CSV_COLUMNS = (
+    "month",
+    "team",
+    "section",
+    "name",
+    "requests",
+    "attempts",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "share_percent",
+    "limit_usd",
+    "used_percent",
+)
+
+
+def statement_csv(statement: Statement) -> str:
+    """The whole statement as one long CSV (a row per line of every table, ``section`` naming
+    the table), with the same numbers as the page."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(STATEMENT_CSV_COLUMNS)
+    base = {"month": statement.month, "team": statement.team.slug}
+    s = statement.table("summary").rows[0]
+    writer.writerow(
+        _line(
+            base,
+            section="total",
+            name="production",
+            requests=s["requests"],
+            attempts=s["attempts"],
+            prompt_tokens=s["prompt_tokens"],
+            completion_tokens=s["completion_tokens"],
+            cost_usd=s["cost"],
+            share_percent="100.00" if statement.total_cost else "0.00",
+        )
+    )
+    writer.writerow(
+        _line(
+            base,
+            section="total",
+            name="evaluation",
+            requests=s["evaluation_requests"],
+            cost_usd=s["evaluation_cost"],
+        )
+    )
+    for name in ("features", "models", "endpoints", "keys"):
+        for r in statement.table(name).rows:
+            writer.writerow(
+                _line(
+                    base,
+                    section=name.removesuffix("s"),
+                    name=r["name"],
+                    requests=r["requests"],
+                    attempts=r["attempts"],
+                    prompt_tokens=r["prompt_tokens"],
+                    completion_tokens=r["completion_tokens"],
+                    cost_usd=r["cost"],
+                    share_percent=r["share"],
+                )
+            )
+    for r in statement.table("budgets").rows:
+        writer.writerow(
+            _line(
+                base,
+                section="budget",
+                name=f"{r['scope']} ({r['period']}; {r['window']})",
+                cost_usd=r["spent"],
+                limit_usd=r["limit"],
+                used_percent=r["used"],
+            )
+        )
+    for r in statement.table("evaluation").rows:
+        writer.writerow(
+            _line(
+                base,
+                section="evaluation",
+                name=f"{r['feature']} / {r['model']}",
+                requests=r["requests"],
+                attempts=r["attempts"],
+                cost_usd=r["cost"],
+            )
+        )
+    return out.getvalue()
+
+
+def _line(base: dict, **values) -> list:
+    row = {**base, **values}
+    return [_csv_cell(row.get(c, "")) for c in STATEMENT_CSV_COLUMNS]
+
+
+def statement_headline(statement: Statement) -> dict:
+    """Rounded figures for people (the tables keep full precision)."""
+    return {
+        "total_usd": usd(statement.total_cost),
+        "evaluation_usd": usd(statement.evaluation_cost),
+    }
+
+
+@login_required
+def team_statement(request, team_id: int, month: str):
+    """A team's monthly chargeback statement (org timezone); ``?format=csv`` downloads it whole,
+    ``?format=csv&table=NAME`` one of its tables. A team the viewer may not read is a 404."""
+    team = get_object_or_404(team_list_for_user(request.user), pk=team_id)
+    first = month_parse(month)
+    if first is None:
+        raise Http404("Not a month (YYYY-MM).")
+    statement = statement_build(request.user, team=team, first=first)
+    filename = f"statement-{team.org.slug}-{team.slug}-{statement.month}"
+    if request.GET.get("format") == "csv" and not request.GET.get("table"):
+        response = HttpResponse(statement_csv(statement), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
+        return response
+    download = csv_or_none(request, statement.tables, filename)
+    if download is not None:
+        return download
+    return render(
+        request,
+        "reports/statement.html",
+        {
+            "statement": statement,
+            "team": team,
+            "org": team.org,
+            "tables": statement.tables,
+            **statement_headline(statement),
+        },
+    )
