@@ -3,7 +3,9 @@ control plane (``teams.admin.ScopedAdmin``).
 
 Providers show the *name* of the environment variable holding their credential, never a value.
 Prices are history: existing rows are read-only and a change is a new row. The ledger is
-read-only.
+read-only. Providers, models and routers save through ``gateway.services.catalog`` (as the API
+and the config files do: one set of rules, one audit entry per change); groups, whose members
+and fallbacks are inlines, keep the admin's own save and audit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import OuterRef, Q, Subquery
 from django.forms.models import BaseInlineFormSet
@@ -29,15 +32,19 @@ from gateway.models import (
 )
 from gateway.services import catalog
 from teams import selectors
-from teams.admin import ScopedAdmin, model_snapshot
+from teams.admin import ScopedAdmin, ServiceAdmin, model_snapshot
 from teams.models import Organization, Team
 from teams.permissions import Subject, may_manage_object
 
 
 @admin.register(Provider)
-class ProviderAdmin(ScopedAdmin):
+class ProviderAdmin(ServiceAdmin):
     subject = Subject.PROVIDER
     audit_name = "provider"
+    service_arg = "provider"
+    create_service = staticmethod(catalog.provider_create)
+    update_service = staticmethod(catalog.provider_update)
+    delete_service = staticmethod(catalog.provider_delete)
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("slug", "org", "kind", "base_url", "api_key_env", "credential_set")
     list_filter = ("kind", ("org", admin.RelatedOnlyFieldListFilter))
@@ -55,6 +62,10 @@ class ProviderAdmin(ScopedAdmin):
 
     def scoped_queryset(self, request):
         return selectors.org_scoped(request.user, Provider.objects.select_related("org"))
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "slug"] if obj is not None else fields  # models and config refer to it
 
     @admin.display(boolean=True, description="credential set")
     def credential_set(self, obj) -> bool:
@@ -93,11 +104,14 @@ class PriceHistoryInline(admin.TabularInline):
 
 
 class NewPriceFormSet(BaseInlineFormSet):
-    """A new price starts now (the default) or later, and after every price already recorded."""
+    """A new price starts now (the default) or later, and after every price already recorded; a
+    new model is created with its first price (``catalog.model_create``)."""
 
     def clean(self):
         super().clean()
         model = self.instance
+        if model.pk is None and not any(form.has_changed() for form in self.forms):
+            raise ValidationError("a new model needs its first price")
         latest = model.prices.order_by("-effective_from").first() if model.pk else None
         for form in self.forms:
             if not form.has_changed() or "effective_from" not in form.changed_data:
@@ -171,9 +185,15 @@ class NameFreeForm(forms.ModelForm):
 
 
 @admin.register(LLMModel)
-class LLMModelAdmin(ScopedAdmin):
+class LLMModelAdmin(ServiceAdmin):
+    """Changes go through ``catalog.model_update``; a new model is created with the price of the
+    "add a price" inline (``catalog.model_create``), once the inline is at hand (save_related).
+    No catalog service deletes a model: that stays the admin's own, audited, delete."""
+
     subject = Subject.MODEL
     audit_name = "model"
+    service_arg = "model"
+    update_service = staticmethod(catalog.model_update)
     form = NameFreeForm
     list_display = (
         "name",
@@ -218,6 +238,43 @@ class LLMModelAdmin(ScopedAdmin):
         price = obj.price_at()
         return price.output_usd_per_mtok.normalize() if price else "-"
 
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+        elif not may_manage_object(self.access(request), self.subject, obj):
+            raise PermissionDenied
+
+    def save_related(self, request, form, formsets, change):
+        if change:
+            super().save_related(request, form, formsets, change)
+            return
+        for formset in formsets:  # the admin's change message reads these
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        new_prices = next(fs for fs in formsets if isinstance(fs, NewPriceFormSet))
+        price_form = next(f for f in new_prices.forms if f.has_changed())  # the formset's rule
+        values = {name: getattr(form.instance, name) for name in form.fields}
+        model = catalog.model_create(
+            actor=request.user, **values, **self._price(price_form), source="admin"
+        )
+        self.adopt(form.instance, model)
+        new_prices.new_objects = list(model.prices.all())
+
+    def delete_model(self, request, obj):
+        ScopedAdmin.delete_model(self, request, obj)
+
+    @staticmethod
+    def _price(price_form) -> dict:
+        data = price_form.cleaned_data
+        return {
+            "input_usd_per_mtok": data["input_usd_per_mtok"],
+            "output_usd_per_mtok": data["output_usd_per_mtok"],
+            "cached_input_usd_per_mtok": data.get("cached_input_usd_per_mtok"),
+            "cache_write_usd_per_mtok": data.get("cache_write_usd_per_mtok"),
+            "effective_from": (
+                data["effective_from"] if "effective_from" in price_form.changed_data else None
+            ),
+        }
+
     def save_formset(self, request, form, formset, change):
         # The admin's change message reads these; existing prices are never changed.
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
@@ -226,18 +283,8 @@ class LLMModelAdmin(ScopedAdmin):
         for price_form in formset.forms:
             if not price_form.has_changed():
                 continue
-            data = price_form.cleaned_data
             price = catalog.model_price_add(
-                model=form.instance,
-                actor=request.user,
-                input_usd_per_mtok=data["input_usd_per_mtok"],
-                output_usd_per_mtok=data["output_usd_per_mtok"],
-                cached_input_usd_per_mtok=data.get("cached_input_usd_per_mtok"),
-                cache_write_usd_per_mtok=data.get("cache_write_usd_per_mtok"),
-                effective_from=(
-                    data["effective_from"] if "effective_from" in price_form.changed_data else None
-                ),
-                source="admin",
+                model=form.instance, actor=request.user, **self._price(price_form), source="admin"
             )
             formset.new_objects.append(price)
         return None
@@ -349,9 +396,13 @@ class RouterForm(NameFreeForm):
 
 
 @admin.register(Router)
-class RouterAdmin(ScopedAdmin):
+class RouterAdmin(ServiceAdmin):
     subject = Subject.ROUTER
     audit_name = "router"
+    service_arg = "router"
+    create_service = staticmethod(catalog.router_create)
+    update_service = staticmethod(catalog.router_update)
+    delete_service = staticmethod(catalog.router_delete)
     form = RouterForm
     list_display = ("name", "org", "strong", "weak", "scorer", "threshold", "shadow_rate")
     list_filter = ("scorer", ("org", admin.RelatedOnlyFieldListFilter))
@@ -361,6 +412,10 @@ class RouterAdmin(ScopedAdmin):
         return selectors.org_scoped(
             request.user, Router.objects.select_related("org", "strong", "weak", "judge_model")
         )
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "name"] if obj is not None else fields  # clients call it by name
 
 
 @admin.register(UsageEvent)

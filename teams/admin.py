@@ -4,7 +4,9 @@ Every admin here inherits ``ScopedAdmin``: its querysets come from ``teams.selec
 user may not read is not there: its change page answers 404), its write permissions come from
 ``teams.permissions`` (the same rules as the API), foreign-key choices are limited to what the
 user may manage, and every change is recorded in the audit log, through the services where they
-exist. Superusers act as ``admin`` of every organisation through those same selectors.
+exist (``ServiceAdmin``: teams, features, budgets, the catalog's providers, models and routers;
+members and keys call theirs too). Superusers act as ``admin`` of every organisation through
+those same selectors.
 
 Keys are minted, revoked and rotated through ``teams.services``; a secret is rendered once in the
 response to the request that created it and is never stored anywhere it could be read again.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +34,7 @@ from django.utils.html import format_html
 
 from gateway.models import LLMModel, Provider
 from teams import selectors, services
+from teams.audit import audit_record, audited_delete
 from teams.models import (
     AuditEntry,
     Budget,
@@ -201,7 +205,7 @@ class ScopedAdmin(admin.ModelAdmin):
         after = self.snapshot(obj)
         if change and before == after:
             return
-        services.audit_record(
+        audit_record(
             actor=request.user,
             org=self.org_of(obj),
             action=f"{self.audit_name}.{'updated' if change else 'created'}",
@@ -211,14 +215,13 @@ class ScopedAdmin(admin.ModelAdmin):
         )
 
     def delete_model(self, request, obj):
-        services.audit_record(
+        audited_delete(
+            obj,
             actor=request.user,
             org=self.org_of(obj),
             action=f"{self.audit_name}.deleted",
-            obj=obj,
-            before=self.snapshot(obj),
+            snapshot=self.snapshot,
         )
-        obj.delete()
 
     def get_deleted_objects(self, objs, request):
         """Keys are never deleted on their own (they are revoked), but they go with their team
@@ -251,6 +254,43 @@ class ScopedAdmin(admin.ModelAdmin):
         except ValidationError as exc:
             self.message_user(request, "; ".join(exc.messages), messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
+
+
+class ServiceAdmin(ScopedAdmin):
+    """A ``ScopedAdmin`` whose writes go through the services (they validate, save and audit).
+    The add form's fields are the create service's keyword arguments; the change form holds only
+    what the update service accepts (the rest read-only) and the changed fields are passed, as
+    the model's ``clean`` left them on the form's instance (a budget's team from its feature)."""
+
+    service_arg: str  # the keyword the update and delete services take the object by
+    create_service: Callable[..., Any]  # staticmethod(services.x_create) and so on
+    update_service: Callable[..., Any]
+    delete_service: Callable[..., Any]
+
+    def save_model(self, request, obj, form, change):
+        if not may_manage_object(self.access(request), self.subject, obj):
+            raise PermissionDenied
+        if change:
+            changes = {name: getattr(obj, name) for name in form.changed_data}
+            if changes:
+                fresh = type(obj).objects.get(pk=obj.pk)  # the before snapshot is the stored row
+                self.update_service(**{self.service_arg: fresh}, actor=request.user, **changes)
+            return
+        values = {name: getattr(obj, name) for name in form.fields}
+        self.adopt(obj, self.create_service(actor=request.user, **values))
+
+    @staticmethod
+    def adopt(obj, saved) -> None:
+        """The form's unsaved instance becomes the row the service created (messages, log)."""
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+
+    def save_related(self, request, form, formsets, change):
+        admin.ModelAdmin.save_related(self, request, form, formsets, change)  # audited already
+
+    def delete_model(self, request, obj):
+        self.delete_service(**{self.service_arg: obj}, actor=request.user)
 
 
 class CommaSeparatedField(forms.CharField):
@@ -320,10 +360,9 @@ class OrganizationAdmin(ScopedAdmin):
         obj.save()
 
     def delete_model(self, request, obj):
-        services.audit_record(
-            actor=request.user, org=None, action="org.deleted", obj=obj, before=self.snapshot(obj)
+        audited_delete(
+            obj, actor=request.user, org=None, action="org.deleted", snapshot=self.snapshot
         )
-        obj.delete()
 
 
 def _limit_field(label: str, help_text: str) -> forms.IntegerField:
@@ -344,9 +383,13 @@ class TeamForm(forms.ModelForm):
 
 
 @admin.register(Team)
-class TeamAdmin(ScopedAdmin):
+class TeamAdmin(ServiceAdmin):
     subject = Subject.TEAM
     audit_name = "team"
+    service_arg = "team"
+    create_service = staticmethod(services.team_create)
+    update_service = staticmethod(services.team_update)
+    delete_service = staticmethod(services.team_delete)
     form = TeamForm
     list_display = ("slug", "name", "org", "rpm_limit", "tpm_limit", "max_parallel", "created_at")
     list_filter = (("org", admin.RelatedOnlyFieldListFilter),)
@@ -362,9 +405,6 @@ class TeamAdmin(ScopedAdmin):
 
     def get_prepopulated_fields(self, request, obj=None):
         return {} if obj is not None else self.prepopulated_fields
-
-    def delete_model(self, request, obj):
-        services.team_delete(team=obj, actor=request.user)
 
 
 class MembershipAddForm(forms.ModelForm):
@@ -463,9 +503,13 @@ class ClaimedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Feature)
-class FeatureAdmin(ScopedAdmin):
+class FeatureAdmin(ServiceAdmin):
     subject = Subject.FEATURE
     audit_name = "feature"
+    service_arg = "feature"
+    create_service = staticmethod(services.feature_create)
+    update_service = staticmethod(services.feature_update)
+    delete_service = staticmethod(services.feature_delete)
     list_display = ("slug", "name", "team", "claimed", "created_by_key", "created_at")
     list_filter = (ClaimedFilter, ("team", admin.RelatedOnlyFieldListFilter))
     search_fields = ("slug", "name", "team__slug")
@@ -483,9 +527,6 @@ class FeatureAdmin(ScopedAdmin):
 
     def org_of(self, obj):
         return obj.team.org
-
-    def delete_model(self, request, obj):
-        services.feature_delete(feature=obj, actor=request.user)
 
     @admin.action(description="Claim selected features")
     def claim(self, request, queryset):
@@ -770,28 +811,18 @@ class BudgetForm(forms.ModelForm):
             "recipients",
         )
 
-    def clean(self):
-        data = super().clean()
-        org = data.get("org") or (self.instance.org if self.instance.org_id else None)
-        feature, key = data.get("feature"), data.get("key")
-        if not data.get("team") and (feature or key):
-            data["team"] = feature.team if feature else key.team
-            self.instance.team = data["team"]
-        owners = {
-            "team": data["team"].org_id if data.get("team") else None,
-            "feature": feature.team.org_id if feature else None,
-            "key": key.org_id if key else None,
-        }
-        for name, owner in owners.items():
-            if org and owner is not None and owner != org.pk:
-                self.add_error(name, "belongs to another organisation")
-        return data
+    # Who owns what (scope, team, feature, key, downgrade target) is Budget.clean's, which the
+    # form runs (full_clean) and so does every budget service.
 
 
 @admin.register(Budget)
-class BudgetAdmin(ScopedAdmin):
+class BudgetAdmin(ServiceAdmin):
     subject = Subject.BUDGET
     audit_name = "budget"
+    service_arg = "budget"
+    create_service = staticmethod(services.budget_create)
+    update_service = staticmethod(services.budget_update)
+    delete_service = staticmethod(services.budget_delete)
     form = BudgetForm
     list_display = (
         "__str__",
@@ -815,8 +846,10 @@ class BudgetAdmin(ScopedAdmin):
     def scoped_queryset(self, request):
         return selectors.budget_list_for_user(request.user)
 
-    def snapshot(self, obj) -> dict:
-        return services.budget_snapshot(obj)
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        # what a budget limits is what it is (its counters are its own): budget_update keeps it
+        return [*fields, "scope", "team", "feature", "key"] if obj is not None else fields
 
 
 # --- audit log ---------------------------------------------------------------------------

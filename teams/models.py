@@ -294,19 +294,13 @@ class Budget(models.Model):
         return f"org {self.org.slug}"
 
     def clean(self) -> None:
-        errors: dict[str, str] = {}
-        need = {
-            BudgetScope.ORG: (),
-            BudgetScope.TEAM: ("team",),
-            BudgetScope.FEATURE: ("feature",),
-            BudgetScope.KEY: ("key",),
-        }[BudgetScope(self.scope)]
-        for field in ("team", "feature", "key"):
-            present = getattr(self, f"{field}_id") is not None
-            if field in need and not present:
-                errors[field] = f"required for a {self.scope} budget"
-            if field not in need and present and not (field == "team" and self.scope != "org"):
-                errors[field] = f"not allowed on a {self.scope} budget"
+        """Who owns what first (the other rules read the owners), then the scope's fields, the
+        downgrade target, the thresholds and one budget per scope and period."""
+        self._team_fill()
+        owners = self._owner_errors()
+        if owners:
+            raise ValidationError(owners)
+        errors = self._scope_errors()
         if self.action == BudgetAction.DOWNGRADE and not self.downgrade_to_id:
             errors["downgrade_to"] = "required when the action is downgrade"
         if self.action != BudgetAction.DOWNGRADE and self.downgrade_to_id:
@@ -330,6 +324,52 @@ class Budget(models.Model):
             errors["period"] = f"this {self.scope} already has a {self.period} budget"
         if errors:
             raise ValidationError(errors)
+
+    def _team_fill(self) -> None:
+        """Feature and key budgets also carry their team, so a team's readers find them."""
+        if self.team_id is None and self.feature_id is not None:
+            self.team = self.feature.team
+        elif self.team_id is None and self.key_id is not None:
+            self.team = self.key.team
+
+    def _owner_errors(self) -> dict[str, str]:
+        """The team, feature and key are the budget's organisation's, and the feature and key
+        its team's."""
+        owners = {
+            "team": self.team.org_id if self.team_id else None,
+            "feature": self.feature.team.org_id if self.feature_id else None,
+            "key": self.key.org_id if self.key_id else None,
+        }
+        errors = {
+            name: "belongs to another organisation"
+            for name, owner in owners.items()
+            if self.org_id and owner is not None and owner != self.org_id
+        }
+        if not errors and (
+            (self.feature_id and self.feature.team_id != self.team_id)
+            or (self.key_id and self.key.team_id != self.team_id)
+        ):
+            errors["team"] = "does not own this feature or key"
+        return errors
+
+    def _scope_errors(self) -> dict[str, str]:
+        """A scope's own field is required; a team may also be set on feature and key budgets."""
+        errors: dict[str, str] = {}
+        if self.scope not in BudgetScope.values:
+            return errors  # an unknown scope is the field's own error (clean_fields)
+        need = {
+            BudgetScope.ORG: (),
+            BudgetScope.TEAM: ("team",),
+            BudgetScope.FEATURE: ("feature",),
+            BudgetScope.KEY: ("key",),
+        }[BudgetScope(self.scope)]
+        for field in ("team", "feature", "key"):
+            present = getattr(self, f"{field}_id") is not None
+            if field in need and not present:
+                errors[field] = f"required for a {self.scope} budget"
+            if field not in need and present and not (field == "team" and self.scope != "org"):
+                errors[field] = f"not allowed on a {self.scope} budget"
+        return errors
 
 
 class AuditEntry(models.Model):

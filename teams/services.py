@@ -1,4 +1,10 @@
-"""Control-plane writes: keys, members, audit. Views, admin, API and commands call these."""
+"""Control-plane writes: keys, members, organisations, teams, features, budgets. Views, admin, API
+and commands call these.
+
+Each write validates the model (``full_clean``: ``Budget.clean`` owns the budget's ownership
+rules) and records one audit entry, through ``teams.audit`` (``audited_save``,
+``audited_delete``); ``audit_record`` is re-exported here for callers that record their own.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,6 @@ import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -17,9 +22,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from teams.audit import audit_record, audited_delete, audited_save, changes_apply
 from teams.models import (
     KEY_PREFIX,
-    AuditEntry,
     Budget,
     BudgetAction,
     Feature,
@@ -63,35 +68,6 @@ def _new_secret(*, key: VirtualKey) -> str:
     secret = f"{KEY_PREFIX}{lookup}{_random(BODY_LEN)}"
     KeySecret.objects.create(key=key, lookup=lookup, digest=key_secret_digest(secret=secret))
     return secret
-
-
-def _actor_label(actor) -> str:
-    if actor is None:
-        return "system"
-    return getattr(actor, "username", None) or str(actor)
-
-
-def audit_record(
-    *,
-    actor,
-    org: Organization | None,
-    action: str,
-    obj: Any,
-    before: dict | None = None,
-    after: dict | None = None,
-) -> AuditEntry:
-    """Record one control-plane change. Callers pass snapshots that never contain a secret."""
-    return AuditEntry.objects.create(
-        org=org,
-        actor=actor if getattr(actor, "pk", None) else None,
-        actor_label=_actor_label(actor),
-        action=action,
-        object_type=type(obj).__name__.lower(),
-        object_id=str(getattr(obj, "pk", "") or ""),
-        object_repr=str(obj)[:300],
-        before=before,
-        after=after,
-    )
 
 
 def key_snapshot(key: VirtualKey) -> dict:
@@ -217,18 +193,9 @@ def key_update(*, key: VirtualKey, actor=None, **fields) -> VirtualKey:
         fields["fallbacks"] = key_fallbacks_clean(org=key.org, names=fields["fallbacks"] or [])
     for name, value in fields.items():
         setattr(key, name, value)
-    key.full_clean()
-    with transaction.atomic():
-        key.save()
-        audit_record(
-            actor=actor,
-            org=key.org,
-            action="key.updated",
-            obj=key,
-            before=before,
-            after=key_snapshot(key),
-        )
-    return key
+    return audited_save(
+        key, actor=actor, org=key.org, action="key.updated", snapshot=key_snapshot, before=before
+    )
 
 
 def key_secret_resolve(*, secret: str) -> KeySecret | None:
@@ -272,17 +239,9 @@ def membership_add(
     *, actor, org: Organization, user, role: str, team: Team | None = None
 ) -> Membership:
     membership = Membership(org=org, user=user, role=role, team=team)
-    membership.full_clean()
-    with transaction.atomic():
-        membership.save()
-        audit_record(
-            actor=actor,
-            org=org,
-            action="member.added",
-            obj=membership,
-            after={"user": user.username, "role": role, "team": team.slug if team else None},
-        )
-    return membership
+    return audited_save(
+        membership, actor=actor, org=org, action="member.added", snapshot=membership_snapshot
+    )
 
 
 def user_get_or_create(*, email_or_username: str):
@@ -320,33 +279,16 @@ BUDGET_EDITABLE = (
 )
 
 
-def _apply_changes(obj: Any, changes: dict[str, Any], editable: tuple[str, ...]) -> None:
-    unknown = set(changes) - set(editable)
-    if unknown:
-        raise ValidationError({name: "cannot be changed" for name in sorted(unknown)})
-    for name, value in changes.items():
-        setattr(obj, name, value)
-
-
 def org_snapshot(org: Organization) -> dict:
     return {"slug": org.slug, "name": org.name, "timezone": org.timezone}
 
 
 def org_update(*, org: Organization, actor, **changes) -> Organization:
     before = org_snapshot(org)
-    _apply_changes(org, changes, ORG_EDITABLE)
-    org.full_clean()
-    with transaction.atomic():
-        org.save()
-        audit_record(
-            actor=actor,
-            org=org,
-            action="org.updated",
-            obj=org,
-            before=before,
-            after=org_snapshot(org),
-        )
-    return org
+    changes_apply(org, changes, editable=ORG_EDITABLE)
+    return audited_save(
+        org, actor=actor, org=org, action="org.updated", snapshot=org_snapshot, before=before
+    )
 
 
 def team_snapshot(team: Team) -> dict:
@@ -380,30 +322,20 @@ def team_create(
         tpm_limit=tpm_limit,
         max_parallel=max_parallel,
     )
-    team.full_clean()
-    with transaction.atomic():
-        team.save()
-        audit_record(
-            actor=actor, org=org, action="team.created", obj=team, after=team_snapshot(team)
-        )
-    return team
+    return audited_save(team, actor=actor, org=org, action="team.created", snapshot=team_snapshot)
 
 
 def team_update(*, team: Team, actor, **changes) -> Team:
     before = team_snapshot(team)
-    _apply_changes(team, changes, TEAM_EDITABLE)
-    team.full_clean()
-    with transaction.atomic():
-        team.save()
-        audit_record(
-            actor=actor,
-            org=team.org,
-            action="team.updated",
-            obj=team,
-            before=before,
-            after=team_snapshot(team),
-        )
-    return team
+    changes_apply(team, changes, editable=TEAM_EDITABLE)
+    return audited_save(
+        team,
+        actor=actor,
+        org=team.org,
+        action="team.updated",
+        snapshot=team_snapshot,
+        before=before,
+    )
 
 
 def team_delete(*, team: Team, actor) -> None:
@@ -411,11 +343,7 @@ def team_delete(*, team: Team, actor) -> None:
     that no running service loses its key by accident (revoke them first)."""
     if team.keys.filter(revoked_at__isnull=True).exists():
         raise ValidationError("revoke the team's keys before deleting it")
-    with transaction.atomic():
-        audit_record(
-            actor=actor, org=team.org, action="team.deleted", obj=team, before=team_snapshot(team)
-        )
-        team.delete()
+    audited_delete(team, actor=actor, org=team.org, action="team.deleted", snapshot=team_snapshot)
 
 
 def membership_snapshot(membership: Membership) -> dict:
@@ -444,32 +372,26 @@ def membership_update(
     before = membership_snapshot(membership)
     membership.role = role
     membership.team = team
-    membership.full_clean()
-    with transaction.atomic():
-        membership.save()
-        audit_record(
-            actor=actor,
-            org=membership.org,
-            action="member.updated",
-            obj=membership,
-            before=before,
-            after=membership_snapshot(membership),
-        )
-    return membership
+    return audited_save(
+        membership,
+        actor=actor,
+        org=membership.org,
+        action="member.updated",
+        snapshot=membership_snapshot,
+        before=before,
+    )
 
 
 def membership_remove(*, membership: Membership, actor) -> None:
     if _last_admin(membership):
         raise ValidationError("an organisation keeps at least one admin")
-    with transaction.atomic():
-        audit_record(
-            actor=actor,
-            org=membership.org,
-            action="member.removed",
-            obj=membership,
-            before=membership_snapshot(membership),
-        )
-        membership.delete()
+    audited_delete(
+        membership,
+        actor=actor,
+        org=membership.org,
+        action="member.removed",
+        snapshot=membership_snapshot,
+    )
 
 
 def feature_snapshot(feature: Feature) -> dict:
@@ -490,47 +412,33 @@ def feature_create(
     feature = Feature(
         team=team, slug=slug, name=name or slug, claimed=claimed, default_model=default_model
     )
-    feature.full_clean()
-    with transaction.atomic():
-        feature.save()
-        audit_record(
-            actor=actor,
-            org=team.org,
-            action="feature.created",
-            obj=feature,
-            after=feature_snapshot(feature),
-        )
-    return feature
+    return audited_save(
+        feature, actor=actor, org=team.org, action="feature.created", snapshot=feature_snapshot
+    )
 
 
 def feature_update(*, feature: Feature, actor, **changes) -> Feature:
     """Rename or claim a feature; its slug stays, because the ledger attributes spend by it."""
     before = feature_snapshot(feature)
-    _apply_changes(feature, changes, FEATURE_EDITABLE)
-    feature.full_clean()
-    with transaction.atomic():
-        feature.save()
-        audit_record(
-            actor=actor,
-            org=feature.team.org,
-            action="feature.updated",
-            obj=feature,
-            before=before,
-            after=feature_snapshot(feature),
-        )
-    return feature
+    changes_apply(feature, changes, editable=FEATURE_EDITABLE)
+    return audited_save(
+        feature,
+        actor=actor,
+        org=feature.team.org,
+        action="feature.updated",
+        snapshot=feature_snapshot,
+        before=before,
+    )
 
 
 def feature_delete(*, feature: Feature, actor) -> None:
-    with transaction.atomic():
-        audit_record(
-            actor=actor,
-            org=feature.team.org,
-            action="feature.deleted",
-            obj=feature,
-            before=feature_snapshot(feature),
-        )
-        feature.delete()
+    audited_delete(
+        feature,
+        actor=actor,
+        org=feature.team.org,
+        action="feature.deleted",
+        snapshot=feature_snapshot,
+    )
 
 
 def budget_snapshot(budget: Budget) -> dict:
@@ -565,24 +473,8 @@ def budget_create(
     alert_thresholds: list[int] | None = None,
     recipients: list[str] | None = None,
 ) -> Budget:
-    """Create a budget. Feature and key budgets also carry their team, so a team's readers
-    find them."""
-    if feature is not None and team is None:
-        team = feature.team
-    if key is not None and team is None:
-        team = key.team
-    owners = {
-        "team": team.org_id if team else None,
-        "feature": feature.team.org_id if feature else None,
-        "key": key.org_id if key else None,
-    }
-    for name, owner in owners.items():
-        if owner is not None and owner != org.pk:
-            raise ValidationError({name: "belongs to another organisation"})
-    if (feature is not None and feature.team_id != team.pk) or (
-        key is not None and key.team_id != team.pk
-    ):
-        raise ValidationError({"team": "does not own this feature or key"})
+    """Create a budget. Feature and key budgets also carry their team (``Budget.clean`` fills it
+    in), so a team's readers find them; ``Budget.clean`` also checks who owns what."""
     budget = Budget(
         org=org,
         scope=scope,
@@ -599,47 +491,31 @@ def budget_create(
         ),
         recipients=list(recipients or []),
     )
-    budget.full_clean()
-    with transaction.atomic():
-        budget.save()
-        audit_record(
-            actor=actor, org=org, action="budget.created", obj=budget, after=budget_snapshot(budget)
-        )
-    return budget
+    return audited_save(
+        budget, actor=actor, org=org, action="budget.created", snapshot=budget_snapshot
+    )
 
 
 def budget_update(*, budget: Budget, actor, **changes) -> Budget:
     before = budget_snapshot(budget)
-    _apply_changes(budget, changes, BUDGET_EDITABLE)
+    changes_apply(budget, changes, editable=BUDGET_EDITABLE)
     if budget.action != BudgetAction.DOWNGRADE and "downgrade_to" not in changes:
         budget.downgrade_to = None  # switching away from downgrade drops its target
-    budget.full_clean()
-    after = budget_snapshot(budget)
-    if after == before:
-        return budget
-    with transaction.atomic():
-        budget.save()
-        audit_record(
-            actor=actor,
-            org=budget.org,
-            action="budget.updated",
-            obj=budget,
-            before=before,
-            after=after,
-        )
-    return budget
+    return audited_save(
+        budget,
+        actor=actor,
+        org=budget.org,
+        action="budget.updated",
+        snapshot=budget_snapshot,
+        before=before,
+        skip_unchanged=True,
+    )
 
 
 def budget_delete(*, budget: Budget, actor) -> None:
-    with transaction.atomic():
-        audit_record(
-            actor=actor,
-            org=budget.org,
-            action="budget.deleted",
-            obj=budget,
-            before=budget_snapshot(budget),
-        )
-        budget.delete()
+    audited_delete(
+        budget, actor=actor, org=budget.org, action="budget.deleted", snapshot=budget_snapshot
+    )
 
 
 def membership_invite(

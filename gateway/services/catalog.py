@@ -3,6 +3,8 @@
 Each change is validated by the model (``full_clean``), recorded in the audit log with
 before/after snapshots (names and settings only: provider credentials live in the environment
 and never reach a snapshot), and picked up by the gateways through the config stamp signal.
+The validate-save-record tail is ``teams.audit`` (``audited_save``, ``audited_delete``), the same
+as the control plane's.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from gateway.models import (
     Provider,
     Router,
 )
+from teams.audit import audit_record, audited_delete, audited_save, changes_apply
 from teams.models import Organization
-from teams.services import audit_record
 
 PROVIDER_EDITABLE = (
     "kind",
@@ -56,14 +58,6 @@ ROUTER_EDITABLE = (
     "judge_model",
     "judge_rubric",
 )
-
-
-def _apply(obj, changes: dict, editable: tuple[str, ...]) -> None:
-    unknown = set(changes) - set(editable)
-    if unknown:
-        raise ValidationError({name: "cannot be changed" for name in sorted(unknown)})
-    for name, value in changes.items():
-        setattr(obj, name, value)
 
 
 def _same_org(org: Organization, field: str, models: Iterable[LLMModel]) -> None:
@@ -122,47 +116,33 @@ def provider_create(
         publisher=publisher,
         invoice_issuer=invoice_issuer,
     )
-    provider.full_clean()
-    with transaction.atomic():
-        provider.save()
-        audit_record(
-            actor=actor,
-            org=org,
-            action="provider.created",
-            obj=provider,
-            after=provider_snapshot(provider),
-        )
-    return provider
+    return audited_save(
+        provider, actor=actor, org=org, action="provider.created", snapshot=provider_snapshot
+    )
 
 
 def provider_update(*, provider: Provider, actor, **changes) -> Provider:
     before = provider_snapshot(provider)
-    _apply(provider, changes, PROVIDER_EDITABLE)
-    provider.full_clean()
-    with transaction.atomic():
-        provider.save()
-        audit_record(
-            actor=actor,
-            org=provider.org,
-            action="provider.updated",
-            obj=provider,
-            before=before,
-            after=provider_snapshot(provider),
-        )
-    return provider
+    changes_apply(provider, changes, editable=PROVIDER_EDITABLE)
+    return audited_save(
+        provider,
+        actor=actor,
+        org=provider.org,
+        action="provider.updated",
+        snapshot=provider_snapshot,
+        before=before,
+    )
 
 
 def provider_delete(*, provider: Provider, actor) -> None:
     """Refused (ProtectedError) while models still use the provider."""
-    with transaction.atomic():
-        audit_record(
-            actor=actor,
-            org=provider.org,
-            action="provider.deleted",
-            obj=provider,
-            before=provider_snapshot(provider),
-        )
-        provider.delete()
+    audited_delete(
+        provider,
+        actor=actor,
+        org=provider.org,
+        action="provider.deleted",
+        snapshot=provider_snapshot,
+    )
 
 
 # --- models and prices --------------------------------------------------------------------------
@@ -226,18 +206,14 @@ def model_price_add(
         cache_write_usd_per_mtok=cache_write_usd_per_mtok,
         source=source,
     )
-    price.full_clean()
-    with transaction.atomic():
-        price.save()
-        audit_record(
-            actor=actor,
-            org=model.org,
-            action="model.price_added",
-            obj=price,
-            before=price_snapshot(latest) if latest else None,
-            after=price_snapshot(price),
-        )
-    return price
+    return audited_save(
+        price,
+        actor=actor,
+        org=model.org,
+        action="model.price_added",
+        snapshot=price_snapshot,
+        before=price_snapshot(latest) if latest else None,
+    )
 
 
 def model_create(
@@ -255,8 +231,11 @@ def model_create(
     context_window: int | None = None,
     max_output_tokens: int | None = None,
     active: bool = True,
+    effective_from: datetime | None = None,
+    source: str = "api",
 ) -> LLMModel:
-    """Create a model with its first price (effective now)."""
+    """Create a model with its first price, effective now unless ``effective_from`` says later
+    (``model_price_add``'s rules)."""
     _name_free(org=org, name=name)
     if provider.org_id != org.pk:
         raise ValidationError({"provider": "provider belongs to another organisation"})
@@ -270,12 +249,8 @@ def model_create(
         max_output_tokens=max_output_tokens,
         active=active,
     )
-    model.full_clean()
     with transaction.atomic():
-        model.save()
-        audit_record(
-            actor=actor, org=org, action="model.created", obj=model, after=model_snapshot(model)
-        )
+        audited_save(model, actor=actor, org=org, action="model.created", snapshot=model_snapshot)
         model_price_add(
             model=model,
             actor=actor,
@@ -283,6 +258,8 @@ def model_create(
             output_usd_per_mtok=output_usd_per_mtok,
             cached_input_usd_per_mtok=cached_input_usd_per_mtok,
             cache_write_usd_per_mtok=cache_write_usd_per_mtok,
+            effective_from=effective_from,
+            source=source,
         )
     return model
 
@@ -290,19 +267,15 @@ def model_create(
 def model_update(*, model: LLMModel, actor, **changes) -> LLMModel:
     """Change how a model is served. Its name stays: the ledger, keys and budgets refer to it."""
     before = model_snapshot(model)
-    _apply(model, changes, MODEL_EDITABLE)
-    model.full_clean()
-    with transaction.atomic():
-        model.save()
-        audit_record(
-            actor=actor,
-            org=model.org,
-            action="model.updated",
-            obj=model,
-            before=before,
-            after=model_snapshot(model),
-        )
-    return model
+    changes_apply(model, changes, editable=MODEL_EDITABLE)
+    return audited_save(
+        model,
+        actor=actor,
+        org=model.org,
+        action="model.updated",
+        snapshot=model_snapshot,
+        before=before,
+    )
 
 
 # --- groups -------------------------------------------------------------------------------------
@@ -398,12 +371,10 @@ def group_update(
     return group
 
 
-@transaction.atomic
 def group_delete(*, group: ModelGroup, actor) -> None:
-    audit_record(
-        actor=actor, org=group.org, action="group.deleted", obj=group, before=group_snapshot(group)
+    audited_delete(
+        group, actor=actor, org=group.org, action="group.deleted", snapshot=group_snapshot
     )
-    group.delete()
 
 
 # --- routers ------------------------------------------------------------------------------------
@@ -427,13 +398,13 @@ def router_snapshot(router: Router) -> dict:
 
 
 def _router_check(router: Router) -> None:
+    """The router's models are its organisation's, and two; ``audited_save`` runs full_clean."""
     _same_org(router.org, "strong", [router.strong])
     _same_org(router.org, "weak", [router.weak])
     if router.judge_model_id:
         _same_org(router.org, "judge_model", [router.judge_model])
     if router.strong_id == router.weak_id:
         raise ValidationError({"weak": "must differ from the strong model"})
-    router.full_clean()
 
 
 def router_create(
@@ -472,42 +443,26 @@ def router_create(
         judge_rubric=judge_rubric,
     )
     _router_check(router)
-    with transaction.atomic():
-        router.save()
-        audit_record(
-            actor=actor,
-            org=org,
-            action="router.created",
-            obj=router,
-            after=router_snapshot(router),
-        )
-    return router
+    return audited_save(
+        router, actor=actor, org=org, action="router.created", snapshot=router_snapshot
+    )
 
 
 def router_update(*, router: Router, actor, **changes) -> Router:
     before = router_snapshot(router)
-    _apply(router, changes, ROUTER_EDITABLE)
+    changes_apply(router, changes, editable=ROUTER_EDITABLE)
     _router_check(router)
-    with transaction.atomic():
-        router.save()
-        audit_record(
-            actor=actor,
-            org=router.org,
-            action="router.updated",
-            obj=router,
-            before=before,
-            after=router_snapshot(router),
-        )
-    return router
+    return audited_save(
+        router,
+        actor=actor,
+        org=router.org,
+        action="router.updated",
+        snapshot=router_snapshot,
+        before=before,
+    )
 
 
 def router_delete(*, router: Router, actor) -> None:
-    with transaction.atomic():
-        audit_record(
-            actor=actor,
-            org=router.org,
-            action="router.deleted",
-            obj=router,
-            before=router_snapshot(router),
-        )
-        router.delete()
+    audited_delete(
+        router, actor=actor, org=router.org, action="router.deleted", snapshot=router_snapshot
+    )
