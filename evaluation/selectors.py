@@ -21,8 +21,9 @@ from django.db.models import Q, QuerySet
 from evaluation.models import EvalPair, Experiment, Feedback
 from finops.ids import id_parse
 from gateway.models import Router, UsageEvent
+from gateway.selectors import router_list_for_user
 from teams.models import Team
-from teams.selectors import access_for_user, router_list_for_user, team_list_for_user
+from teams.selectors import access_for_user, team_list_for_user
 
 
 def pair_list_for_user(user) -> QuerySet[EvalPair]:

@@ -12,9 +12,9 @@ from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from gateway import selectors
 from gateway import serializers as s
 from gateway.services import catalog
-from teams import selectors
 from teams.apis import ScopedCreateMixin, ScopedDestroyMixin, ScopedUpdateMixin, ScopedViewSet
 from teams.permissions import Subject
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from gateway import selectors
 from gateway.models import (
     GroupStrategy,
     LLMModel,
@@ -28,7 +29,6 @@ from gateway.models import (
 )
 from gateway.services.catalog import ROUTER_EDITABLE
 from gateway.services.providers import provider_base_url_check
-from teams import selectors
 from teams.models import Organization
 from teams.serializers import ORG_HELP, ScopedInputSerializer
 

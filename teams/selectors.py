@@ -153,35 +153,3 @@ def org_scoped(user, queryset: QuerySet, *, org_field: str = "org_id") -> QueryS
 def dangerously_all_keys() -> QuerySet[VirtualKey]:
     """Unscoped: for the gateway's key cache and system jobs only, never for a user."""
     return VirtualKey.objects.all()
-
-
-def provider_list_for_user(user):
-    """Providers of the user's organisations (no credential is stored on them)."""
-    from gateway.models import Provider
-
-    return org_scoped(user, Provider.objects.select_related("org"))
-
-
-def model_list_for_user(user):
-    from gateway.models import LLMModel
-
-    return org_scoped(
-        user, LLMModel.objects.select_related("org", "provider").prefetch_related("prices")
-    )
-
-
-def group_list_for_user(user):
-    from gateway.models import ModelGroup
-
-    return org_scoped(
-        user,
-        ModelGroup.objects.select_related("org").prefetch_related(
-            "members__model", "fallback_links__model"
-        ),
-    )
-
-
-def router_list_for_user(user):
-    from gateway.models import Router
-
-    return org_scoped(user, Router.objects.select_related("org", "strong", "weak"))

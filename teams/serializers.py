@@ -17,6 +17,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from gateway import selectors as catalog_selectors
 from gateway.models import MODEL_NAME_RE
 from teams import selectors
 from teams.models import (
@@ -100,7 +101,7 @@ class ScopedInputSerializer(serializers.Serializer):
         return key
 
     def resolve_model(self, org: Organization, name: str, field: str = "model"):
-        model = selectors.model_list_for_user(self.user).filter(org=org, name=name).first()
+        model = catalog_selectors.model_list_for_user(self.user).filter(org=org, name=name).first()
         if model is None:
             raise serializers.ValidationError({field: f"no model {name!r} in {org.slug}"})
         return model

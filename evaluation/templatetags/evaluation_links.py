@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import template
 
 from evaluation.selectors import experiment_list_readable, router_list_for_org
-from teams.selectors import router_list_for_user
+from gateway.selectors import router_list_for_user
 
 register = template.Library()
 

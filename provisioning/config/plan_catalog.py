@@ -202,19 +202,10 @@ def _router_values(rs: RouterSpec, current: Router | None) -> dict[str, Any]:
 
 
 def _router_current(router: Router) -> dict[str, Any]:
-    return {
-        "strong": router.strong.name,
-        "weak": router.weak.name,
-        "scorer": router.scorer,
-        "threshold": router.threshold,
-        "store_prompts": router.store_prompts,
-        "prompt_retention": router.prompt_retention,
-        "shadow_rate": router.shadow_rate,
-        "pair_sample_rate": router.pair_sample_rate,
-        "pair_retention_days": router.pair_retention_days,
-        "judge_model": router.judge_model.name if router.judge_model_id else "",
-        "judge_rubric": router.judge_rubric,
-    }
+    """The router as the file describes it: the catalog's snapshot without its name."""
+    current = catalog.router_snapshot(router)
+    current.pop("name")
+    return current
 
 
 def plan_routers(p: Plan) -> None:

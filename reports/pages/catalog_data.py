@@ -20,11 +20,11 @@ from django.utils import timezone
 
 from gateway.models import LLMModel, ModelPrice
 from gateway.pricing import MTOK, ZERO, Price, Usage, cost_of
+from gateway.selectors import model_list_for_user
 from reports.models import LATENCY_FIELDS
 from reports.periods import local_date
 from reports.selectors import daily_spend_list_for_user, latency_quantile
 from teams.models import Organization, Team
-from teams.selectors import model_list_for_user
 
 WINDOW_DAYS = 30
 _TOKEN_SUMS = ("prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens")

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 from gateway.admission import estimate, to_nano, window_of
 from gateway.counters import Entry, LocalCounters
-from gateway.pricing import Price
-from gateway.records import ModelRecord, ProviderRecord
+from gateway.records import ModelRecord
 from gateway.resolve import Plan
+from tests.records import model_record, price
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 KOLKATA = zoneinfo.ZoneInfo("Asia/Kolkata")
@@ -41,24 +41,8 @@ def test_a_day_window_across_a_dst_change_is_23_hours_long():
 
 
 def _model(name="gpt-4o-mini", max_out=None, **prices) -> ModelRecord:
-    provider = ProviderRecord(
-        slug="p", kind="openai", base_url="http://x", api_key="", api_version=""
-    )
-    price = Price.per_mtok(
-        effective_from=datetime(2026, 1, 1, tzinfo=UTC),
-        input_usd_per_mtok=Decimal(prices.get("inp", "1")),
-        output_usd_per_mtok=Decimal(prices.get("out", "2")),
-        cached_input_usd_per_mtok=None,
-        cache_write_usd_per_mtok=Decimal(prices["write"]) if "write" in prices else None,
-    )
-    return ModelRecord(
-        name=name,
-        upstream_model=name,
-        mode="chat",
-        max_output_tokens=max_out,
-        provider=provider,
-        prices=(price,),
-    )
+    cost = price(prices.get("inp", "1"), prices.get("out", "2"), write=prices.get("write"))
+    return model_record(name, prices=[cost], max_out=max_out)
 
 
 def test_estimate_is_an_upper_bound_over_every_deployment_and_direction():

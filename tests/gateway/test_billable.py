@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -15,9 +14,9 @@ import pytest
 from gateway import billable, tokens
 from gateway.admission import estimate
 from gateway.image_tokens import data_url_size, image_tokens, openai_image_tokens
-from gateway.pricing import Price
-from gateway.records import ModelRecord, ProviderRecord
+from gateway.records import ModelRecord
 from gateway.resolve import Plan
+from tests.records import model_record, price
 
 USER = [{"role": "user", "content": "Describe the chart."}]
 
@@ -28,22 +27,8 @@ def _encodings():
 
 
 def _model(name="gpt-4o", *, kind="openai", window=None, max_out=None) -> ModelRecord:
-    provider = ProviderRecord(slug="p", kind=kind, base_url="http://x", api_key="", api_version="")
-    price = Price.per_mtok(
-        effective_from=datetime(2026, 1, 1, tzinfo=UTC),
-        input_usd_per_mtok=Decimal("2.5"),
-        output_usd_per_mtok=Decimal("10"),
-        cached_input_usd_per_mtok=None,
-        cache_write_usd_per_mtok=None,
-    )
-    return ModelRecord(
-        name=name,
-        upstream_model=name,
-        mode="chat",
-        max_output_tokens=max_out,
-        provider=provider,
-        prices=(price,),
-        context_window=window,
+    return model_record(
+        name, kind=kind, prices=[price("2.5", "10")], window=window, max_out=max_out
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from gateway import tokens
 from gateway.metering import estimate_usage
-from gateway.records import ModelRecord, ProviderRecord
+from tests.records import model_record
 
 HELLO = [{"role": "user", "content": "hello world"}]
 
@@ -26,17 +26,7 @@ def fresh(monkeypatch, tmp_path):
 
 
 def _model(name: str):
-    provider = ProviderRecord(
-        slug="p", kind="openai", base_url="http://x", api_key="", api_version=""
-    )
-    return ModelRecord(
-        name=name,
-        upstream_model=name,
-        mode="chat",
-        max_output_tokens=None,
-        provider=provider,
-        prices=(),
-    )
+    return model_record(name, prices=())
 
 
 def test_bundled_encodings_are_tiktokens_published_files():
