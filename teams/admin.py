@@ -34,6 +34,7 @@ from django.utils.html import format_html
 
 from gateway.models import LLMModel, Provider
 from teams import selectors, services
+from teams.admin_forms import CommaSeparatedField, KeyForm
 from teams.audit import audit_record, audited_delete
 from teams.models import (
     AuditEntry,
@@ -293,36 +294,6 @@ class ServiceAdmin(ScopedAdmin):
         self.delete_service(**{self.service_arg: obj}, actor=request.user)
 
 
-class CommaSeparatedField(forms.CharField):
-    """A list stored in a JSONField, edited as ``a, b, c``."""
-
-    def __init__(self, *, item=str, **kwargs):
-        kwargs.setdefault("required", False)
-        super().__init__(**kwargs)
-        self.item = item
-
-    def prepare_value(self, value):
-        if isinstance(value, list | tuple):
-            return ", ".join(str(v) for v in value)
-        return value
-
-    def to_python(self, value):
-        if isinstance(value, list):
-            return value
-        text = super().to_python(value) or ""
-        items = [part.strip() for part in text.split(",") if part.strip()]
-        try:
-            return [self.item(part) for part in items]
-        except ValueError as exc:
-            raise ValidationError(f"not a comma-separated list ({exc})") from exc
-
-    def has_changed(self, initial, data) -> bool:
-        try:
-            return list(initial or []) != self.to_python(data)
-        except ValidationError:
-            return True
-
-
 # --- organisations, teams, members -----------------------------------------------------------
 
 
@@ -568,47 +539,6 @@ class KeySecretInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
-
-
-class KeyForm(forms.ModelForm):
-    allowed_models = CommaSeparatedField(
-        label="Allowed models",
-        help_text="Comma-separated model, group or router names; empty allows all.",
-    )
-    fallbacks = CommaSeparatedField(
-        label="Fallback models",
-        help_text="Comma-separated chat models tried in order when the requested one fails.",
-    )
-
-    class Meta:
-        model = VirtualKey
-        fields = (
-            "team",
-            "name",
-            "default_feature",
-            "allowed_models",
-            "default_model",
-            "fallbacks",
-            "rpm_limit",
-            "tpm_limit",
-            "max_parallel",
-            "expires_at",
-        )
-
-    def clean(self):
-        data = super().clean()
-        team = data.get("team") or (self.instance.team if self.instance.pk else None)
-        feature = data.get("default_feature")
-        if team is not None and feature is not None and feature.team_id != team.pk:
-            self.add_error("default_feature", "belongs to another team")
-        if team is not None and data.get("fallbacks"):
-            try:
-                data["fallbacks"] = services.key_fallbacks_clean(
-                    org=team.org, names=data["fallbacks"]
-                )
-            except ValueError as exc:
-                self.add_error("fallbacks", str(exc))
-        return data
 
 
 class KeyStatusFilter(admin.SimpleListFilter):

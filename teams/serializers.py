@@ -35,7 +35,7 @@ from teams.models import (
     VirtualKey,
     validate_timezone,
 )
-from teams.services import key_fallbacks_clean
+from teams.services import key_fallbacks_clean, key_model_names_clean
 
 ORG_HELP = "Organisation slug; may be left out by users who belong to exactly one organisation."
 # PositiveIntegerField's range on every backend; a larger limit would fail in the database.
@@ -367,6 +367,18 @@ class _KeyFieldsSerializer(ScopedInputSerializer):
     def validate_allowed_models(self, value: list[str]) -> list[str]:
         return sorted(set(value))
 
+    def _clean_models(self, attrs: dict[str, Any], org) -> None:
+        """The names must be the org's (the service checks again; here they become field
+        errors)."""
+        for field in ("allowed_models", "default_model"):
+            value = attrs.get(field)
+            if not value:
+                continue
+            try:
+                key_model_names_clean(org=org, names=value if isinstance(value, list) else [value])
+            except ValueError as exc:
+                raise serializers.ValidationError({field: [str(exc)]}) from exc
+
     def _clean_fallbacks(self, attrs: dict[str, Any], org) -> None:
         if "fallbacks" in attrs:
             try:
@@ -389,6 +401,7 @@ class KeyCreateSerializer(_KeyFieldsSerializer):
         attrs["org"] = self.resolve_org(attrs.get("org"))
         attrs["team"] = self.resolve_team(attrs["org"], attrs["team"])
         self._resolve_feature(attrs, attrs["team"])
+        self._clean_models(attrs, attrs["org"])
         self._clean_fallbacks(attrs, attrs["org"])
         return attrs
 
@@ -396,6 +409,7 @@ class KeyCreateSerializer(_KeyFieldsSerializer):
 class KeyUpdateSerializer(_KeyFieldsSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         self._resolve_feature(attrs, self.instance.team)
+        self._clean_models(attrs, self.instance.org)
         self._clean_fallbacks(attrs, self.instance.org)
         return attrs
 

@@ -110,12 +110,15 @@ def key_mint(
     """Create a key and return its secret: the only time the secret exists outside the caller."""
     if default_feature is not None and default_feature.team_id != team.pk:
         raise ValueError("default feature belongs to another team")
+    allowed_models = key_model_names_clean(org=team.org, names=allowed_models or [])
+    if default_model:
+        key_model_names_clean(org=team.org, names=[default_model])
     key = VirtualKey.objects.create(
         org=team.org,
         team=team,
         name=name,
         default_feature=default_feature,
-        allowed_models=sorted(set(allowed_models or [])),
+        allowed_models=allowed_models,
         fallbacks=key_fallbacks_clean(org=team.org, names=fallbacks or []),
         default_model=default_model,
         rpm_limit=rpm_limit,
@@ -127,6 +130,22 @@ def key_mint(
     secret = _new_secret(key=key)
     audit_record(actor=actor, org=team.org, action="key.minted", obj=key, after=key_snapshot(key))
     return MintedKey(key=key, secret=secret)
+
+
+def key_model_names_clean(*, org: Organization, names: list[str]) -> list[str]:
+    """Names a key may call or default to: its org's models, groups and routers (a router as
+    ``router:NAME`` or bare), sorted and distinct. Raises ``ValueError`` naming the unknown ones
+    (another org's model is unknown here: a key cannot reach it)."""
+    from gateway.models import LLMModel, ModelGroup, Router
+
+    known = set(LLMModel.objects.filter(org=org).values_list("name", flat=True))
+    known |= set(ModelGroup.objects.filter(org=org).values_list("name", flat=True))
+    routers = set(Router.objects.filter(org=org).values_list("name", flat=True))
+    known |= routers | {f"router:{r}" for r in routers}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown model(s) in organisation {org.slug}: {', '.join(unknown)}")
+    return sorted(set(names))
 
 
 def key_fallbacks_clean(*, org: Organization, names: list[str]) -> list[str]:
@@ -191,6 +210,12 @@ def key_update(*, key: VirtualKey, actor=None, **fields) -> VirtualKey:
     before = key_snapshot(key)
     if "fallbacks" in fields:
         fields["fallbacks"] = key_fallbacks_clean(org=key.org, names=fields["fallbacks"] or [])
+    if "allowed_models" in fields:
+        fields["allowed_models"] = key_model_names_clean(
+            org=key.org, names=fields["allowed_models"] or []
+        )
+    if fields.get("default_model"):
+        key_model_names_clean(org=key.org, names=[fields["default_model"]])
     for name, value in fields.items():
         setattr(key, name, value)
     return audited_save(

@@ -1,5 +1,5 @@
 """Operations endpoints and logs: /readyz checks the database and (when configured) Redis,
-/metrics aggregates every worker process and can require a bearer token, JSON logs carry the
+/metrics aggregates every worker process and needs a bearer token outside DEBUG, JSON logs carry the
 request id."""
 
 from __future__ import annotations
@@ -56,7 +56,18 @@ def test_metrics_need_the_bearer_token_when_one_is_set():
         ok = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me-please")
         assert ok.status_code == 200
         assert "finops_ledger_spool_bytes" in ok.content.decode()
-    assert Client().get("/metrics").status_code == 200
+    with override_settings(DEBUG=True):  # a laptop: no token set, no token asked for
+        assert Client().get("/metrics").status_code == 200
+
+
+@pytest.mark.django_db
+def test_metrics_refuse_everyone_in_production_while_no_token_is_set():
+    """They name every tenant's models and budget ratios: never served anonymously."""
+    with override_settings(DEBUG=False, FINOPS_METRICS_TOKEN=""):
+        response = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer ")
+        assert response.status_code == 401
+        assert "FINOPS_METRICS_TOKEN" in response.content.decode()
+        assert Client().get("/metrics").status_code == 401
 
 
 @pytest.mark.django_db
@@ -71,7 +82,8 @@ def test_budget_utilisation_is_exported_from_the_rollups():
     budget = Budget.objects.create(
         org=org, scope="team", team=team, period="month", limit_usd=Decimal("10")
     )
-    text = Client().get("/metrics").content.decode()
+    with override_settings(FINOPS_METRICS_TOKEN="t0ken"):
+        text = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken").content.decode()
     labels = dict(org="metrics-org", budget=str(budget.pk), scope="team", period="month")
     assert sample(text, "finops_budget_utilisation_ratio", **labels, action=budget.action) == 0.0
     assert f'budget="{budget.pk}"' in text

@@ -72,7 +72,7 @@ SKIPPED = {
     "api-docs": "Swagger UI shell; no tenant data",
     "healthz": "liveness probe; no tenant data",
     "readyz": "readiness probe; no tenant data",
-    "metrics": "Prometheus text, aggregated; guarded by FINOPS_METRICS_TOKEN when set",
+    "metrics": "Prometheus text, aggregated; needs FINOPS_METRICS_TOKEN unless DEBUG",
 }
 # Admin models of apps still being built; each needs an object factory in ``admin_objects``.
 ADMIN_PENDING = {

@@ -8,7 +8,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from teams.models import AuditEntry, KeySecret, VirtualKey
-from teams.services import key_authenticate, key_secret_digest
+from teams.services import key_authenticate, key_model_names_clean, key_secret_digest
+from tests import factories as f
 from tests.teams.api_case import APITestCase
 
 
@@ -17,6 +18,8 @@ class KeyMintTests(APITestCase):
         return self.post(user, "/keys/", {"team": "search", "name": "batch-svc", **body})
 
     def test_mint_returns_the_secret_once_and_the_database_holds_only_its_digest(self):
+        f.make_model(self.org_a, "gpt-4.1")
+        f.make_model(self.org_a, "gpt-4o-mini")
         response = self.mint(self.lead_a, allowed_models=["gpt-4.1", "gpt-4o-mini"], rpm_limit=60)
         self.assertEqual(response.status_code, 201, response.content)
         body = response.json()
@@ -88,8 +91,6 @@ class KeyMintTests(APITestCase):
         )
 
     def test_fallbacks_are_chat_models_of_the_keys_org_in_order(self):
-        from tests import factories as f
-
         f.make_model(self.org_a, "gpt-4o-mini")
         f.make_model(self.org_a, "gpt-4.1")
         f.make_model(self.org_b, "globex-only")
@@ -113,6 +114,8 @@ class KeyMintTests(APITestCase):
         self.assertEqual(entry.after["fallbacks"], ["gpt-4.1"])
 
     def test_default_model_is_set_at_mint_and_changed_later(self):
+        mini = f.make_model(self.org_a, "gpt-4o-mini")
+        f.make_router(self.org_a, "smart", strong=f.make_model(self.org_a, "gpt-4o"), weak=mini)
         ok = self.mint(self.lead_a, default_model="router:smart")
         self.assertEqual(ok.status_code, 201, ok.content)
         self.assertEqual(ok.json()["default_model"], "router:smart")
@@ -122,6 +125,28 @@ class KeyMintTests(APITestCase):
         bad = self.patch(self.lead_a, f"/keys/{key_id}/", {"default_model": "bad name!"})
         self.assertEqual(bad.status_code, 400)
         self.assertIn("default_model", bad.json())
+
+    def test_names_the_org_does_not_have_are_refused_on_mint_and_update(self):
+        """A key's allowed and default models must be its org's: another org's model name, or
+        one that does not exist, is a 400 naming the field (mint_key refused them already)."""
+        f.make_model(self.org_a, "gpt-4o-mini")
+        f.make_model(self.org_b, "globex-only")
+        for field, value in (
+            ("allowed_models", ["gpt-4o-mini", "globex-only"]),
+            ("allowed_models", ["no-such-model"]),
+            ("default_model", "globex-only"),
+            ("default_model", "router:nope"),
+        ):
+            minted = self.mint(self.lead_a, **{field: value})
+            self.assertEqual(minted.status_code, 400, (field, value))
+            self.assertIn("unknown model(s) in organisation acme", str(minted.json()[field]))
+            key = self.minted_a.key
+            changed = self.patch(self.lead_a, f"/keys/{key.pk}/", {field: value})
+            self.assertEqual(changed.status_code, 400, (field, value))
+            self.assertIn(field, changed.json())
+        with self.assertRaises(ValueError):
+            key_model_names_clean(org=self.org_a, names=["globex-only"])
+        self.assertFalse(VirtualKey.objects.filter(name="batch-svc").exists())
 
     def test_anonymous_request_is_refused(self):
         from rest_framework.test import APIClient
@@ -169,6 +194,7 @@ class KeyLifecycleTests(APITestCase):
         self.assertEqual(key.secrets.count(), 1)
 
     def test_lead_updates_limits_and_allowed_models_of_own_team_key(self):
+        f.make_model(self.org_a, "gpt-4o")
         key = self.minted_a.key
         response = self.patch(
             self.lead_a,

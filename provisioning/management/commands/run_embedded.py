@@ -15,7 +15,6 @@ SIGTERM them if the supervisor itself dies (``PR_SET_PDEATHSIG``), so none is le
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -31,6 +30,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
+from gateway.procs import die_with_parent
 from provisioning.demo import demo_load
 
 POLL_SECONDS = 0.2
@@ -60,22 +60,6 @@ def port_busy(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def _die_with_parent(parent_pid: int):
-    """A ``preexec_fn``: have the kernel SIGTERM the child when the supervisor dies (Linux)."""
-
-    def preexec() -> None:
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL("libc.so.6", use_errno=True)
-                libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-            except OSError:
-                pass
-        if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
 
 
 class Command(BaseCommand):
@@ -243,7 +227,7 @@ class Command(BaseCommand):
                 cwd=settings.BASE_DIR,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - single-threaded here
+                preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509 - single-threaded here
             )
             started.append(child)
         # let the worker and beat boot (and print their banners) before ours; a child that

@@ -12,9 +12,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.text import slugify
 
-from gateway.models import LLMModel, ModelGroup, Router
 from teams.models import Feature, Organization, Team
-from teams.services import key_mint
+from teams.services import key_mint, key_model_names_clean
 
 
 def _positive(value: str) -> int:
@@ -91,11 +90,7 @@ class Command(BaseCommand):
 def _allowed_models(org: Organization, raw: str | None) -> list[str]:
     """Names a key may call: models, groups and routers (``router:NAME`` or the bare name)."""
     names = [n.strip() for n in (raw or "").split(",") if n.strip()]
-    known = set(LLMModel.objects.filter(org=org).values_list("name", flat=True))
-    known |= set(ModelGroup.objects.filter(org=org).values_list("name", flat=True))
-    routers = set(Router.objects.filter(org=org).values_list("name", flat=True))
-    known |= routers | {f"router:{r}" for r in routers}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise CommandError(f"unknown model(s) in organisation {org.slug}: {', '.join(unknown)}")
-    return names
+    try:
+        return key_model_names_clean(org=org, names=names)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
