@@ -237,6 +237,7 @@ class AlertKind(models.TextChoices):
     FORECAST = "forecast", "Budget forecast"
     ANOMALY = "anomaly", "Spend anomaly"
     CHARGEBACK = "chargeback", "Monthly chargeback statement"
+    OVER_BOUND = "over_bound", "Upstream billed past the request"
 
 
 class AlertStatus(models.TextChoices):

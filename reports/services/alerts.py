@@ -32,6 +32,7 @@ from reports.services.alert_recording import (
     finance_addresses,
     top_contributors,
 )
+from reports.services.over_bound import usage_over_bound_evaluate
 from teams.models import Budget, BudgetScope, Organization, Team
 
 log = logging.getLogger(__name__)
@@ -365,7 +366,11 @@ def budget_alerts_evaluate(*, now: datetime | None = None) -> AlertRun:
         except Exception:
             log.exception("alerts: evaluating budget %s failed", budget.pk)
             run.errors += 1
-    for job in (spend_anomalies_evaluate, chargeback_statements_evaluate):
+    for job in (
+        spend_anomalies_evaluate,
+        chargeback_statements_evaluate,
+        usage_over_bound_evaluate,
+    ):
         try:
             job(run, now=now)
         except Exception:

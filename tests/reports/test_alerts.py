@@ -406,3 +406,45 @@ class AlertAPITests(AlertTestCase):
         response = self.client_for(staff).get("/admin/reports/budgetalert/")
         self.assertContains(response, "team acme/ads")
         self.assertNotContains(response, "org globex")
+
+
+class OverBoundAlertTests(AlertTestCase):
+    """Ledger rows the gateway flagged ``usage_exceeded_bound`` (an upstream billed more than the
+    request allowed) become one alert per organisation and local day, to its admins and finance,
+    naming the models; rows of another organisation or day, and unflagged rows, do not count."""
+
+    def test_flagged_rows_raise_one_alert_per_org_and_day_naming_the_models(self):
+        for _ in range(3):
+            event(
+                org=self.org_a,
+                team=self.team_a,
+                model="rogue-4o",
+                provider="cheapo",
+                started_at=NOW - timedelta(hours=1),
+                completion_tokens=5000,
+                output_cost="0.05",
+                usage_exceeded_bound=True,
+            )
+        event(org=self.org_a, team=self.team_a, started_at=NOW - timedelta(hours=1))
+        event(
+            org=self.org_a,
+            team=self.team_a,
+            started_at=NOW - timedelta(days=3),
+            usage_exceeded_bound=True,
+        )
+        event(org=self.org_b, team=self.team_b, started_at=NOW, usage_exceeded_bound=False)
+        run = self.evaluate()
+        [alert] = BudgetAlert.objects.filter(kind=AlertKind.OVER_BOUND)
+        self.assertEqual(alert.org, self.org_a)
+        self.assertEqual(alert.details["calls"], 3)
+        self.assertEqual(alert.spent_usd, Decimal("0.150045"))
+        self.assertEqual([r["name"] for r in alert.details["by_model"]], ["rogue-4o (cheapo)"])
+        self.assertIn("rogue-4o (cheapo)", alert.subject)
+        self.assertEqual(sorted(alert.recipients), ["admin@acme.test", "finance@acme.test"])
+        self.assertGreaterEqual(run.recorded, 1)
+        [message] = self.mails("over_bound")
+        self.assertIn("billed more than the request allowed", message.body)
+        self.assertIn("rogue-4o (cheapo)", message.body)
+        # the next run records nothing new for the same day
+        self.evaluate()
+        self.assertEqual(BudgetAlert.objects.filter(kind=AlertKind.OVER_BOUND).count(), 1)
