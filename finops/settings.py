@@ -206,6 +206,9 @@ FINOPS_LOGIN_FAILURES_PER_ADDRESS = _typed("FINOPS_LOGIN_FAILURES_PER_ADDRESS", 
 FINOPS_LOGIN_WINDOW_SECONDS = _typed("FINOPS_LOGIN_WINDOW_SECONDS", int, 900)
 FINOPS_TRUSTED_PROXY_HOPS = _typed("FINOPS_TRUSTED_PROXY_HOPS", int, 0)
 FINOPS_PROVIDER_HOSTS = _typed("FINOPS_PROVIDER_HOSTS", list, ["*"])
+# Environment variables a provider's api_key_env may name (names or PREFIX_* patterns); the
+# server's own settings are refused whatever this says (gateway/services/providers.py).
+FINOPS_PROVIDER_KEY_ENVS = _typed("FINOPS_PROVIDER_KEY_ENVS", list, ["*"] if DEBUG else [])
 FINOPS_MAX_REQUEST_BYTES = _typed("FINOPS_MAX_REQUEST_BYTES", int, 4 * 1024 * 1024)
 FINOPS_UPSTREAM_TIMEOUT = _typed("FINOPS_UPSTREAM_TIMEOUT", float, 600.0)
 FINOPS_UPSTREAM_CONNECT_TIMEOUT = _typed("FINOPS_UPSTREAM_CONNECT_TIMEOUT", float, 10.0)

@@ -10,8 +10,6 @@ and fallbacks are inlines, keep the admin's own save and audit.
 
 from __future__ import annotations
 
-import os
-
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -31,6 +29,7 @@ from gateway.models import (
     UsageEvent,
 )
 from gateway.services import catalog
+from gateway.services.providers import is_operator, provider_key_from_env
 from teams import selectors
 from teams.admin import ScopedAdmin, ServiceAdmin, model_snapshot
 from teams.models import Organization, Team
@@ -65,12 +64,20 @@ class ProviderAdmin(ServiceAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
-        return [*fields, "slug"] if obj is not None else fields  # models and config refer to it
+        if obj is not None:
+            fields.append("slug")  # models and config refer to it
+        if not is_operator(request.user):
+            # a server variable is the operators' to name (gateway/services/providers.py), and a
+            # provider holding one is theirs to move
+            fields.append("api_key_env")
+            if obj is not None and obj.api_key_env:
+                fields += ["base_url", "kind"]
+        return fields
 
     @admin.display(boolean=True, description="credential set")
     def credential_set(self, obj) -> bool:
-        """Whether the variable is set in this process; its value is never displayed."""
-        return bool(obj.api_key_env and os.environ.get(obj.api_key_env))
+        """Whether the gateway would find a credential; its value is never displayed."""
+        return bool(provider_key_from_env(obj.api_key_env))
 
 
 class PriceHistoryInline(admin.TabularInline):

@@ -6,7 +6,6 @@ Both are filled lazily off the event loop and dropped whole when a config stamp 
 
 from __future__ import annotations
 
-import os
 import time
 
 from django.conf import settings
@@ -26,6 +25,7 @@ from gateway.records import (
     TeamLimits,
 )
 from gateway.routing.scorers import scorer_build
+from gateway.services.providers import provider_key_from_env
 from teams.services import key_secret_digest
 
 
@@ -134,7 +134,7 @@ def org_config_load(org_id: int) -> OrgConfig:
                 slug=p.slug,
                 kind=p.kind,
                 base_url=p.base_url.rstrip("/"),
-                api_key=os.environ.get(p.api_key_env, "") if p.api_key_env else "",
+                api_key=provider_key_from_env(p.api_key_env),
                 api_version=p.api_version,
             )
         prices = sorted(m.prices.all(), key=lambda r: r.effective_from, reverse=True)

@@ -55,12 +55,13 @@ class Provider(models.Model):
         return f"{self.org.slug}/{self.slug}"
 
     def clean(self) -> None:
-        from gateway.services.providers import provider_base_url_check
+        from gateway.services.providers import provider_base_url_check, provider_key_env_check
 
         if self.base_url:
             provider_base_url_check(base_url=self.base_url)
         if self.api_key_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", self.api_key_env):
             raise ValidationError({"api_key_env": "must be an environment variable name"})
+        provider_key_env_check(name=self.api_key_env)
 
 
 class ModelMode(models.TextChoices):

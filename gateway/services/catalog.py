@@ -26,6 +26,7 @@ from gateway.models import (
     Provider,
     Router,
 )
+from gateway.services.providers import provider_credential_guard
 from teams.audit import audit_record, audited_delete, audited_save, changes_apply
 from teams.models import Organization
 
@@ -103,7 +104,9 @@ def provider_create(
     publisher: str = "",
     invoice_issuer: str = "",
 ) -> Provider:
-    """Create a provider; ``Provider.clean`` bounds base_url by FINOPS_PROVIDER_HOSTS."""
+    """Create a provider; ``Provider.clean`` bounds base_url by FINOPS_PROVIDER_HOSTS and the
+    credential's name by FINOPS_PROVIDER_KEY_ENVS; only an operator names one."""
+    provider_credential_guard(actor=actor, provider=None, changes={"api_key_env": api_key_env})
     if Provider.objects.filter(org=org, slug=slug).exists():
         raise ValidationError({"slug": f"{org.slug} already has a provider {slug!r}"})
     provider = Provider(
@@ -122,6 +125,7 @@ def provider_create(
 
 
 def provider_update(*, provider: Provider, actor, **changes) -> Provider:
+    provider_credential_guard(actor=actor, provider=provider, changes=changes)
     before = provider_snapshot(provider)
     changes_apply(provider, changes, editable=PROVIDER_EDITABLE)
     return audited_save(

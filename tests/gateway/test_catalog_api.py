@@ -124,12 +124,15 @@ class ProviderTests(CatalogTestCase):
             "slug": "openai",
             "kind": "openai",
             "base_url": "https://api.openai.com/v1",
-            "api_key_env": "OPENAI_API_KEY",
             **extra,
         }
 
     def test_admin_creates_a_provider_and_no_credential_is_exposed(self):
-        response = self.post(self.admin_a, "/providers/", self.provider_body())
+        response = self.post(
+            self.superuser,
+            "/providers/",
+            self.provider_body(api_key_env="OPENAI_API_KEY", org="acme"),
+        )
         self.assertEqual(response.status_code, 201, response.content)
         body = response.json()
         self.assertEqual((body["org"], body["api_key_env"]), ("acme", "OPENAI_API_KEY"))
@@ -139,11 +142,12 @@ class ProviderTests(CatalogTestCase):
 
     def test_provider_credentials_from_the_environment_never_appear(self):
         with mock.patch.dict(os.environ, {"FINOPS_TEST_UPSTREAM_KEY": "sk-upstream-secret"}):
-            self.post(
-                self.admin_a,
+            created = self.post(
+                self.superuser,
                 "/providers/",
-                self.provider_body(api_key_env="FINOPS_TEST_UPSTREAM_KEY"),
+                self.provider_body(api_key_env="FINOPS_TEST_UPSTREAM_KEY", org="acme"),
             )
+            self.assertEqual(created.status_code, 201, created.content)
             text = self.get(self.admin_a, "/providers/").content.decode()
             text += self.get(self.admin_a, "/audit/").content.decode()
         self.assertIn("FINOPS_TEST_UPSTREAM_KEY", text)
@@ -171,6 +175,60 @@ class ProviderTests(CatalogTestCase):
         self.assertEqual(moved.status_code, 400)
         self.assertIn("base_url", moved.json())
 
+    def test_a_tenant_admin_cannot_name_a_server_variable_as_credential(self):
+        """The exfiltration the issue found: an org admin names the server's pepper (or another
+        tenant's key) and points base_url at a host they control. Refused, with the rule."""
+        for name in ("FINOPS_KEY_PEPPER", "OPENAI_API_KEY"):
+            response = self.post(self.admin_a, "/providers/", self.provider_body(api_key_env=name))
+            self.assertEqual(response.status_code, 400, name)
+            self.assertIn("operators", response.json()["api_key_env"][0])
+        self.assertFalse(Provider.objects.filter(slug="openai").exists())
+
+    def test_the_servers_own_settings_are_never_a_credential_not_even_for_a_superuser(self):
+        for name in ("FINOPS_KEY_PEPPER", "SECRET_KEY", "DATABASE_URL", "FINOPS_ENCRYPTION_KEY"):
+            response = self.post(
+                self.superuser, "/providers/", self.provider_body(api_key_env=name, org="acme")
+            )
+            self.assertEqual(response.status_code, 400, name)
+            self.assertIn("this server's own configuration", response.json()["api_key_env"][0])
+        with override_settings(FINOPS_PROVIDER_KEY_ENVS=["OPENAI_*"]):
+            refused = self.post(
+                self.superuser,
+                "/providers/",
+                self.provider_body(api_key_env="GROQ_KEY", org="acme"),
+            )
+            self.assertIn("FINOPS_PROVIDER_KEY_ENVS", refused.json()["api_key_env"][0])
+            allowed = self.post(
+                self.superuser,
+                "/providers/",
+                self.provider_body(api_key_env="OPENAI_API_KEY", org="acme"),
+            )
+            self.assertEqual(allowed.status_code, 201, allowed.content)
+
+    def test_a_tenant_cannot_move_a_provider_that_holds_an_operators_credential(self):
+        provider = Provider.objects.create(
+            org=self.org_a, slug="op", kind="openai", base_url="https://api.openai.com/v1",
+            api_key_env="OPENAI_API_KEY",
+        )  # fmt: skip
+        moved = self.patch(
+            self.admin_a, f"/providers/{provider.pk}/", {"base_url": "https://evil.example/v1"}
+        )
+        self.assertEqual(moved.status_code, 400)
+        self.assertIn("only an operator", moved.json()["base_url"][0])
+        renamed = self.patch(self.admin_a, f"/providers/{provider.pk}/", {"api_key_env": ""})
+        self.assertEqual(renamed.status_code, 400)
+        fine = self.patch(self.admin_a, f"/providers/{provider.pk}/", {"publisher": "OpenAI"})
+        self.assertEqual(fine.status_code, 200, fine.content)
+
+    def test_the_gateway_never_reads_a_refused_variable_saved_before_the_rule(self):
+        from gateway.services.providers import provider_key_from_env
+
+        with mock.patch.dict(os.environ, {"FINOPS_KEY_PEPPER": "pepper", "OPENAI_API_KEY": "sk-o"}):
+            self.assertEqual(provider_key_from_env("FINOPS_KEY_PEPPER"), "")
+            self.assertEqual(provider_key_from_env("OPENAI_API_KEY"), "sk-o")
+            with override_settings(FINOPS_PROVIDER_KEY_ENVS=[]):
+                self.assertEqual(provider_key_from_env("OPENAI_API_KEY"), "")
+
     def test_base_url_with_credentials_or_odd_scheme_is_refused(self):
         for url in ("http://user:pw@api.openai.com/v1", "ftp://api.openai.com/"):
             with self.subTest(url=url):
@@ -195,7 +253,7 @@ class ProviderTests(CatalogTestCase):
 
     def test_api_key_env_must_be_a_variable_name(self):
         response = self.post(
-            self.admin_a, "/providers/", self.provider_body(api_key_env="sk-live-123")
+            self.superuser, "/providers/", self.provider_body(api_key_env="sk-live-123", org="acme")
         )
         self.assertEqual(response.status_code, 400)
         self.assertIn("api_key_env", response.json())

@@ -25,10 +25,10 @@ class AdminServiceTestCase(AdminTestCase):
     def entries(self, action: str):
         return list(AuditEntry.objects.filter(action=action))
 
-    def one_entry(self, action: str) -> AuditEntry:
+    def one_entry(self, action: str, *, actor=None) -> AuditEntry:
         entries = self.entries(action)
         self.assertEqual(len(entries), 1, entries)
-        self.assertEqual(entries[0].actor, self.admin_a)
+        self.assertEqual(entries[0].actor, actor or self.admin_a)
         return entries[0]
 
 
@@ -157,7 +157,7 @@ class AdminBudgetOwnershipTests(AdminServiceTestCase):
 
 class CatalogAdminServiceTests(AdminServiceTestCase):
     def test_adding_and_changing_a_provider_goes_through_the_catalog(self):
-        self.client.force_login(self.admin_a)
+        self.client.force_login(self.superuser)  # an operator: it may name a server variable
         data = {
             "org": self.org_a.pk,
             "slug": "sim2",
@@ -171,14 +171,26 @@ class CatalogAdminServiceTests(AdminServiceTestCase):
         self.post_ok(_url(Provider, "add"), data)
         provider = Provider.objects.get(org=self.org_a, slug="sim2")
         self.assertEqual(
-            self.one_entry("provider.created").after, catalog.provider_snapshot(provider)
+            self.one_entry("provider.created", actor=self.superuser).after,
+            catalog.provider_snapshot(provider),
         )
         changed = {k: v for k, v in data.items() if k not in ("org", "slug")}
         self.post_ok(_url(Provider, "change", provider.pk), {**changed, "publisher": "Sim Inc"})
-        entry = self.one_entry("provider.updated")
+        entry = self.one_entry("provider.updated", actor=self.superuser)
         self.assertEqual((entry.before["publisher"], entry.after["publisher"]), ("", "Sim Inc"))
         form = self.client.get(_url(Provider, "change", provider.pk)).context["adminform"].form
         self.assertEqual(set(form.fields), set(catalog.PROVIDER_EDITABLE))
+
+    def test_an_org_admin_can_neither_name_a_server_variable_nor_move_an_operators_provider(self):
+        self.client.force_login(self.admin_a)
+        add = self.client.get(_url(Provider, "add")).context["adminform"].form
+        self.assertNotIn("api_key_env", add.fields)
+        provider = Provider.objects.create(
+            org=self.org_a, slug="op", kind="openai", base_url="https://api.openai.com/v1",
+            api_key_env="OPENAI_API_KEY",
+        )  # fmt: skip
+        change = self.client.get(_url(Provider, "change", provider.pk)).context["adminform"].form
+        self.assertFalse({"api_key_env", "base_url", "kind"} & set(change.fields))
 
     def test_adding_and_changing_a_router_goes_through_the_catalog(self):
         self.client.force_login(self.admin_a)
