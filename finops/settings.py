@@ -205,7 +205,11 @@ FINOPS_LOGIN_FAILURES_PER_USER = _typed("FINOPS_LOGIN_FAILURES_PER_USER", int, 5
 FINOPS_LOGIN_FAILURES_PER_ADDRESS = _typed("FINOPS_LOGIN_FAILURES_PER_ADDRESS", int, 50)
 FINOPS_LOGIN_WINDOW_SECONDS = _typed("FINOPS_LOGIN_WINDOW_SECONDS", int, 900)
 FINOPS_TRUSTED_PROXY_HOPS = _typed("FINOPS_TRUSTED_PROXY_HOPS", int, 0)
-FINOPS_PROVIDER_HOSTS = _typed("FINOPS_PROVIDER_HOSTS", list, ["*"])
+# "*" means any public host; an internal one (the embedded simulator on loopback) is listed as
+# written (gateway/services/providers.py).
+FINOPS_PROVIDER_HOSTS = _typed(
+    "FINOPS_PROVIDER_HOSTS", list, ["*", "127.0.0.1", "localhost", "::1"] if DEBUG else ["*"]
+)
 # Environment variables a provider's api_key_env may name (names or PREFIX_* patterns); the
 # server's own settings are refused whatever this says (gateway/services/providers.py).
 FINOPS_PROVIDER_KEY_ENVS = _typed("FINOPS_PROVIDER_KEY_ENVS", list, ["*"] if DEBUG else [])

@@ -14,6 +14,7 @@ line) sets the name, or moves the ``base_url`` or ``kind`` of a provider that ha
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import logging
 import os
 from urllib.parse import urlsplit
@@ -23,8 +24,14 @@ from django.core.exceptions import ValidationError
 
 
 def provider_base_url_check(*, base_url: str) -> None:
-    """Refuse a base URL whose scheme is not http(s) or whose host is outside
-    ``FINOPS_PROVIDER_HOSTS`` (so provider config cannot be used to reach internal services)."""
+    """Refuse a base URL whose scheme is not http(s), that carries credentials, whose host is
+    outside ``FINOPS_PROVIDER_HOSTS``, or that reaches an internal address without being named.
+
+    ``*`` in ``FINOPS_PROVIDER_HOSTS`` means any *public* host: a loopback, private, link-local,
+    multicast or reserved address (``169.254.169.254``, ``10.0.0.1``, ``[::1]``), a cloud
+    metadata name is allowed only when the host is listed as written (the embedded mode lists
+    the loopback simulator).
+    """
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError({"base_url": "must be an http(s) URL with a host"})
@@ -32,14 +39,50 @@ def provider_base_url_check(*, base_url: str) -> None:
         raise ValidationError({"base_url": "must not carry credentials; use api_key_env"})
     allowed = [h.strip().lower() for h in settings.FINOPS_PROVIDER_HOSTS if h.strip()]
     host = parts.hostname.lower()
-    if "*" in allowed:
-        return
-    for pattern in allowed:
-        if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
-            return
-    raise ValidationError(
-        {"base_url": f"host {host!r} is not in FINOPS_PROVIDER_HOSTS ({', '.join(allowed)})"}
-    )
+    if host in allowed:
+        return  # named as written: the operator chose it, internal or not
+    named = any(p.startswith("*.") and host.endswith(p[1:]) for p in allowed)
+    if not named and "*" not in allowed:
+        raise ValidationError(
+            {"base_url": f"host {host!r} is not in FINOPS_PROVIDER_HOSTS ({', '.join(allowed)})"}
+        )
+    internal = internal_address(host)
+    if internal:
+        raise ValidationError(
+            {
+                "base_url": f"host {host!r} is an internal address ({internal}); list it in "
+                "FINOPS_PROVIDER_HOSTS as written to allow it"
+            }
+        )
+
+
+METADATA_HOSTS = frozenset(
+    {"metadata.google.internal", "metadata", "instance-data", "metadata.azure.internal"}
+)
+
+
+def _address_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    for kind in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified"):
+        if getattr(address, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None
+
+
+def internal_address(host: str) -> str | None:
+    """What makes ``host`` internal (``loopback``, ``private``, ``metadata``…), or None.
+
+    Judged from the host as written: an address literal, or a metadata name. A name is not
+    resolved here (a slow resolver would stall every save, and a later DNS answer could differ
+    anyway): where it points is for the connection to check.
+    """
+    if host in METADATA_HOSTS or host.endswith(".internal"):
+        return "metadata"
+    try:
+        return _address_kind(ipaddress.ip_address(host))
+    except ValueError:
+        return None
 
 
 log = logging.getLogger(__name__)

@@ -175,6 +175,34 @@ class ProviderTests(CatalogTestCase):
         self.assertEqual(moved.status_code, 400)
         self.assertIn("base_url", moved.json())
 
+    @override_settings(FINOPS_PROVIDER_HOSTS=["*"])
+    def test_internal_addresses_are_refused_unless_listed_as_written(self):
+        """``*`` means any public host: metadata, loopback, private, link-local and mapped
+        addresses are refused with the rule, and allowed once listed as written."""
+        for url in (
+            "http://169.254.169.254/latest",
+            "http://metadata.google.internal/computeMetadata/v1",
+            "http://10.0.0.1/v1",
+            "http://[::1]:6379/",
+            "http://[::ffff:127.0.0.1]/v1",
+            "http://0.0.0.0:8000/v1",
+            "http://224.0.0.1/v1",
+        ):
+            response = self.post(self.admin_a, "/providers/", self.provider_body(base_url=url))
+            self.assertEqual(response.status_code, 400, url)
+            self.assertIn("internal address", response.json()["base_url"][0])
+        public = self.post(
+            self.admin_a, "/providers/", self.provider_body(base_url="https://x.test/v1")
+        )
+        self.assertEqual(public.status_code, 201, public.content)
+        with override_settings(FINOPS_PROVIDER_HOSTS=["*", "10.0.0.1"]):
+            listed = self.post(
+                self.admin_a,
+                "/providers/",
+                self.provider_body(slug="vllm", base_url="http://10.0.0.1:8000/v1"),
+            )
+        self.assertEqual(listed.status_code, 201, listed.content)
+
     def test_a_tenant_admin_cannot_name_a_server_variable_as_credential(self):
         """The exfiltration the issue found: an org admin names the server's pepper (or another
         tenant's key) and points base_url at a host they control. Refused, with the rule."""
