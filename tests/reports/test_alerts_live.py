@@ -185,7 +185,9 @@ def test_budget_emails_arrive_once_per_threshold_via_celery_worker_and_beat(live
         inbox.wait_for(lambda m: "80%" in m["subject"], timeout=60, procs=procs)
         time.sleep(2.5)  # five more beat cycles: nothing else may arrive
 
-        messages = inbox.snapshot()
+        # the budget's alerts: other alerts of the shared live org (an over-bound call another
+        # live test made) are not this test's to count
+        messages = [m for m in inbox.snapshot() if m[1]["X-FinOps-Alert-Kind"] == "threshold"]
         subjects = sorted(m["subject"] for _, m in messages)
         assert len(messages) == 2, subjects
         assert "50% of the monthly budget" in subjects[0]
