@@ -214,6 +214,8 @@ FINOPS_PROVIDER_HOSTS = _typed(
 # server's own settings are refused whatever this says (gateway/services/providers.py).
 FINOPS_PROVIDER_KEY_ENVS = _typed("FINOPS_PROVIDER_KEY_ENVS", list, ["*"] if DEBUG else [])
 FINOPS_MAX_REQUEST_BYTES = _typed("FINOPS_MAX_REQUEST_BYTES", int, 4 * 1024 * 1024)
+# a request body must arrive within this many seconds (a slow-drip client gets a 408)
+FINOPS_BODY_READ_SECONDS = _typed("FINOPS_BODY_READ_SECONDS", float, 30.0)
 FINOPS_UPSTREAM_TIMEOUT = _typed("FINOPS_UPSTREAM_TIMEOUT", float, 600.0)
 FINOPS_UPSTREAM_CONNECT_TIMEOUT = _typed("FINOPS_UPSTREAM_CONNECT_TIMEOUT", float, 10.0)
 FINOPS_KEY_CACHE_POLL_SECONDS = _typed("FINOPS_KEY_CACHE_POLL_SECONDS", float, 0.5)
@@ -265,6 +267,7 @@ for _name, _value in (
         raise ImproperlyConfigured(f"{_name}: must not be negative, got {_value}")
 for _name, _value in (
     ("FINOPS_MAX_REQUEST_BYTES", FINOPS_MAX_REQUEST_BYTES),
+    ("FINOPS_BODY_READ_SECONDS", FINOPS_BODY_READ_SECONDS),
     ("FINOPS_UPSTREAM_TIMEOUT", FINOPS_UPSTREAM_TIMEOUT),
     ("FINOPS_LEDGER_BATCH_SIZE", FINOPS_LEDGER_BATCH_SIZE),
     ("FINOPS_JUDGE_INTERVAL_SECONDS", FINOPS_JUDGE_INTERVAL_SECONDS),

@@ -124,7 +124,9 @@ class GatewayApp:
     async def _completion(self, scope, receive, send, request_id: str, api: str) -> None:
         started = _now()
         t0 = time.perf_counter()
-        body_bytes = await read_body(receive, settings.FINOPS_MAX_REQUEST_BYTES)
+        body_bytes = await read_body(
+            receive, settings.FINOPS_MAX_REQUEST_BYTES, seconds=settings.FINOPS_BODY_READ_SECONDS
+        )
         record = await self._authenticate(scope)
         body = _parse_body(body_bytes, api)
         send = payload_log.wrap(send, body_bytes)  # itself unless FINOPS_LOG_PAYLOADS
@@ -203,7 +205,9 @@ class GatewayApp:
     async def _feedback(self, scope, receive, send, rid) -> None:
         """``POST /v1/feedback {"request_id", "score", "comment"?}``: a key scores one of its own
         requests (the ``feedback_record`` hook, evaluation's); written off the event loop."""
-        body_bytes = await read_body(receive, settings.FINOPS_MAX_REQUEST_BYTES)
+        body_bytes = await read_body(
+            receive, settings.FINOPS_MAX_REQUEST_BYTES, seconds=settings.FINOPS_BODY_READ_SECONDS
+        )
         record = await self._authenticate(scope)
         try:
             body = orjson.loads(body_bytes) if body_bytes else None

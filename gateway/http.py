@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 
 from gateway.errors import GatewayError
@@ -14,8 +16,20 @@ SSE_HEADERS = [
 ]
 
 
-async def read_body(receive, limit: int) -> bytes:
-    """Read the whole request body, refusing more than ``limit`` bytes."""
+async def read_body(receive, limit: int, *, seconds: float | None = None) -> bytes:
+    """Read the whole request body, refusing more than ``limit`` bytes, and a body that has not
+    arrived within ``seconds`` (a slow-drip client would hold a connection and a task forever):
+    408 in OpenAI's shape."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await _read(receive, limit)
+    except TimeoutError:
+        raise GatewayError(
+            408, "request_timeout", f"the request body did not arrive within {seconds:g} s"
+        ) from None
+
+
+async def _read(receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -93,6 +93,7 @@ def live(django_db_setup, django_db_blocker, simulator, sim_farm, live_tmp):
         database_url=database_url,
         FINOPS_UPSTREAM_TIMEOUT="1.5",
         FINOPS_MAX_REQUEST_BYTES=str(256 * 1024),
+        FINOPS_BODY_READ_SECONDS="2",
     )
     world.app = app
     world.simulator = simulator

@@ -371,3 +371,27 @@ def test_no_secret_in_the_server_log(live):
     assert live.key_secret not in live.app.log()
     with live.blocker.unblock():
         assert UsageEvent.objects.filter(org_id=live.org.pk, status="ok").exists()
+
+
+def test_a_body_that_drips_in_too_slowly_gets_a_408_in_openais_shape(live):
+    """Slowloris on the body: the headers promise 100 bytes, 10 arrive, then nothing. The live
+    app allows 2 s (FINOPS_BODY_READ_SECONDS) before answering 408 instead of waiting forever."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", live.app.port), timeout=15) as conn:
+        conn.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {live.key_secret}\r\n".encode()
+            + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            + b'{"model": '
+        )
+        raw = b""
+        while b"\r\n\r\n" not in raw or not raw.rstrip().endswith(b"}"):
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), head
+    error = orjson.loads(body)["error"]
+    assert (error["code"], error["type"]) == ("request_timeout", "invalid_request_error")
