@@ -103,6 +103,18 @@ class Admission:
     downgraded: bool = False
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     counted: bool = True  # False when the counters were unreachable and the call went through
+    # the tightest blocking budget: (room left before this call, this call's reservation), nano
+    headroom: tuple[int, int] | None = None
+
+    def remaining_header(self, cost: Decimal | None) -> list[tuple[bytes, bytes]]:
+        """``x-finops-budget-remaining`` after this call: the room before it less what it cost
+        (a stream's headers leave before the cost is known: less its reservation, then)."""
+        if self.headroom is None:
+            return []
+        room, reserved = self.headroom
+        spent = reserved if cost is None else to_nano(cost, ROUND_CEILING)
+        value = Decimal(max(room - spent, 0)) / NANO
+        return [(b"x-finops-budget-remaining", decimal_str(value).encode())]
 
 
 def _budget_error(budget: BudgetRecord, window_end: datetime) -> GatewayError:
@@ -259,6 +271,7 @@ class Admitter:
             plan=plan,
             downgraded=downgraded,
             headers=self._headers(entries, verdict),
+            headroom=self._headroom(entries, verdict),
         )
 
     def _downgrade(self, budget, plan, config, record, window_end) -> Plan:
@@ -277,17 +290,22 @@ class Admitter:
 
     def _headers(self, entries: list[Entry], verdict: Verdict) -> list[tuple[bytes, bytes]]:
         headers: list[tuple[bytes, bytes]] = []
-        tightest: int | None = None
+        for entry, (used, _held) in zip(entries, verdict.seen, strict=False):
+            if entry.kind == "rate":
+                headers += _limit_headers(entry, used + entry.amount)
+        return headers
+
+    @staticmethod
+    def _headroom(entries: list[Entry], verdict: Verdict) -> tuple[int, int] | None:
+        """The tightest blocking budget's room before this call (limit - spent - others'
+        reservations) and this call's reservation on it."""
+        tightest: tuple[int, int] | None = None
         for entry, (used, held) in zip(entries, verdict.seen, strict=False):
             if entry.kind == "budget" and entry.blocking:
-                left = entry.limit - used - held - entry.amount
-                tightest = left if tightest is None else min(tightest, left)
-            elif entry.kind == "rate":
-                headers += _limit_headers(entry, used + entry.amount)
-        if tightest is not None:
-            value = Decimal(max(tightest, 0)) / NANO
-            headers.append((b"x-finops-budget-remaining", decimal_str(value).encode()))
-        return headers
+                room = entry.limit - used - held
+                if tightest is None or room - entry.amount < tightest[0] - tightest[1]:
+                    tightest = (room, entry.amount)
+        return tightest
 
     def _unavailable(self, exc, entries, lease, prompt, plan) -> Admission:
         closed = [

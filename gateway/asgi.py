@@ -181,6 +181,7 @@ class GatewayApp:
         if admission is not None:
             call.plan = admission.plan
             call.extra_headers = admission.headers
+            call.admission = admission
             call.budget_action = "downgrade" if admission.downgraded else ""
         runtime.ledger.key_used(record.key_id, started)
         shadow = shadow_decide(config, call) if call.plan.router else None

@@ -76,6 +76,7 @@ class Call:
     served: ModelRecord | None = None
     # added to a successful response (e.g. x-finops-budget-remaining from admission)
     extra_headers: list = field(default_factory=list)
+    admission: object = None  # gateway.admission.Admission, for the budget-remaining header
     budget_action: str = ""  # "downgrade" when a budget sent the call to a cheaper model
     prompt_tokens: int = 0  # metered over all attempts (for rate-limit settlement)
     completion_tokens: int = 0
@@ -107,6 +108,8 @@ def _headers(call: Call, model: ModelRecord | None, attempts: int, cost: Decimal
         headers.append((b"x-finops-router-decision", call.plan.router_decision.encode()))
     if cost is not None:
         headers.append((b"x-finops-cost", decimal_str(cost).encode()))
+    if call.admission is not None:
+        headers += call.admission.remaining_header(cost)
     return headers
 
 

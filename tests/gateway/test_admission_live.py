@@ -108,6 +108,26 @@ def test_success_carries_the_tightest_budget_remaining(live, capped):
     assert Decimal("1.99") < remaining < Decimal("2")
 
 
+def test_budget_remaining_is_what_is_left_after_this_calls_cost_not_its_reservation(live, capped):
+    """The header used to subtract the call's reservation (an upper bound, here 4,000 output
+    tokens for a 16-token answer); it is the limit less what was spent, this call included."""
+    team, key = capped
+    with live.blocker.unblock():
+        Budget.objects.create(
+            org=live.org, scope="team", team=team, period="month", limit_usd=Decimal("2"),
+            action="block",
+        )  # fmt: skip
+    wait_until(lambda: "x-finops-budget-remaining" in call(live.app.url, key).headers)
+    first = Decimal(call(live.app.url, key).headers["x-finops-budget-remaining"])
+    time.sleep(0.3)  # that call's settlement (right after its answer) is done
+    response = call(live.app.url, key, {**BODY, "max_tokens": 4000})
+    cost = Decimal(response.headers["x-finops-cost"])
+    remaining = Decimal(response.headers["x-finops-budget-remaining"])
+    assert abs(remaining - (first - cost)) <= Decimal("1e-8")  # costs are rounded up to 1e-9
+    reservation = 4000 * Decimal("0.60") / 1_000_000  # gpt-4o-mini output price, per token
+    assert remaining > first - reservation
+
+
 def test_downgrade_budget_serves_the_cheaper_model_and_the_ledger_says_so(live, capped):
     team, key = capped
     with live.blocker.unblock():
