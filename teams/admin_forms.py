@@ -78,11 +78,9 @@ class KeyForm(forms.ModelForm):
                 )
             except ValueError as exc:
                 self.add_error("fallbacks", str(exc))
-        for field in ("allowed_models", "default_model") if team is not None else ():
-            value = data.get(field)
-            names = value if isinstance(value, list) else [value] if value else []
-            try:
-                services.key_model_names_clean(org=team.org, names=names)
-            except ValueError as exc:
-                self.add_error(field, str(exc))
+        if team is not None:
+            for field, message in services.key_model_fields_errors(
+                org=team.org, fields=data
+            ).items():
+                self.add_error(field, message)
         return data

@@ -35,7 +35,7 @@ from teams.models import (
     VirtualKey,
     validate_timezone,
 )
-from teams.services import key_fallbacks_clean, key_model_names_clean
+from teams.services import key_fallbacks_clean, key_model_fields_errors
 
 ORG_HELP = "Organisation slug; may be left out by users who belong to exactly one organisation."
 # PositiveIntegerField's range on every backend; a larger limit would fail in the database.
@@ -370,14 +370,9 @@ class _KeyFieldsSerializer(ScopedInputSerializer):
     def _clean_models(self, attrs: dict[str, Any], org) -> None:
         """The names must be the org's (the service checks again; here they become field
         errors)."""
-        for field in ("allowed_models", "default_model"):
-            value = attrs.get(field)
-            if not value:
-                continue
-            try:
-                key_model_names_clean(org=org, names=value if isinstance(value, list) else [value])
-            except ValueError as exc:
-                raise serializers.ValidationError({field: [str(exc)]}) from exc
+        errors = key_model_fields_errors(org=org, fields=attrs)
+        if errors:
+            raise serializers.ValidationError({f: [m] for f, m in errors.items()})
 
     def _clean_fallbacks(self, attrs: dict[str, Any], org) -> None:
         if "fallbacks" in attrs:

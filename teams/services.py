@@ -148,6 +148,20 @@ def key_model_names_clean(*, org: Organization, names: list[str]) -> list[str]:
     return sorted(set(names))
 
 
+def key_model_fields_errors(*, org: Organization, fields: dict) -> dict[str, str]:
+    """``key_model_names_clean`` for the ``allowed_models`` (a list) and ``default_model`` (one
+    name) among ``fields``, as field errors for a form or a serializer."""
+    errors = {}
+    for field in ("allowed_models", "default_model"):
+        value = fields.get(field)
+        if value:
+            try:
+                key_model_names_clean(org=org, names=value if isinstance(value, list) else [value])
+            except ValueError as exc:
+                errors[field] = str(exc)
+    return errors
+
+
 def key_fallbacks_clean(*, org: Organization, names: list[str]) -> list[str]:
     """A key's default fallback chain: distinct chat models of its org, in the order given.
 
