@@ -234,6 +234,8 @@ FINOPS_COOLDOWN_FAILURES = _typed("FINOPS_COOLDOWN_FAILURES", int, 3)
 FINOPS_COOLDOWN_SECONDS = _typed("FINOPS_COOLDOWN_SECONDS", float, 30.0)
 FINOPS_ROUTING_SYNC_SECONDS = _typed("FINOPS_ROUTING_SYNC_SECONDS", float, 0.5)
 FINOPS_ROUTING_REDIS_TIMEOUT = _typed("FINOPS_ROUTING_REDIS_TIMEOUT", float, 0.2)
+# Admission counters (gateway.counters): seconds per try of a budget/limit step (tried twice)
+FINOPS_COUNTERS_TIMEOUT = _typed("FINOPS_COUNTERS_TIMEOUT", float, 1.0)
 # Shadow evaluation (gateway.shadow): background mirror calls in flight per process (beyond:
 # skipped and counted); the LLM judge's period (evaluation.tasks.judge_pairs_task)
 FINOPS_SHADOW_CONCURRENCY = _typed("FINOPS_SHADOW_CONCURRENCY", int, 8)

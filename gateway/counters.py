@@ -50,6 +50,13 @@ local now = tonumber(ARGV[1])
 local lease = ARGV[2]
 local lease_exp = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
+local marker = KEYS[2 * n + 1]
+local done = redis.call('GET', marker)
+if done then
+  local again = {}
+  for v in string.gmatch(done, '[^,]+') do again[#again + 1] = tonumber(v) end
+  return again
+end
 local seen = {}
 for i = 1, n do
   local a = 4 + (i - 1) * 7
@@ -111,12 +118,18 @@ for i = 1, n do
 end
 local out = {1, 0}
 for i = 1, 2 * n do out[#out + 1] = seen[i] end
+local kept = {}
+for i = 1, #out do kept[i] = string.format('%.0f', out[i]) end
+redis.call('SET', marker, table.concat(kept, ','), 'EX', math.ceil(lease_exp - now) + 1)
 return out
 """
 
 SETTLE_LUA = """
 local lease = ARGV[1]
 local n = tonumber(ARGV[2])
+local marker = KEYS[2 * n + 1]
+if redis.call('GET', marker) == 'settled' then return 0 end
+redis.call('SET', marker, 'settled', 'EX', 120)
 for i = 1, n do
   local a = 2 + (i - 1) * 2
   local kind = ARGV[a + 1]
@@ -152,18 +165,36 @@ def rate_keys(key: str, now: float) -> tuple[str, str, float]:
 
 
 class RedisCounters:
-    """Atomic across processes: one EVALSHA per admission, one per settlement."""
+    """Atomic across processes: one EVALSHA per admission, one per settlement.
 
-    def __init__(self, url: str) -> None:
+    A fail-closed budget refuses every call while Redis cannot answer, so a blip must not look
+    like an outage: each step is tried twice (an admission is idempotent per lease, its result
+    kept under ``finops:admit:<lease>`` until the lease expires, which its settlement marks
+    settled so that a second settlement is a no-op), within ``FINOPS_COUNTERS_TIMEOUT`` seconds
+    per try.
+    """
+
+    def __init__(self, url: str, *, timeout: float | None = None) -> None:
         import redis.asyncio as aioredis
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
 
+        if timeout is None:
+            from django.conf import settings
+
+            timeout = settings.FINOPS_COUNTERS_TIMEOUT
         # A blocking pool: redis-py's default pool raises MaxConnectionsError at once past 100
         # commands in flight (a burst after the loop stalls), which would refuse calls with
         # budget_unavailable while Redis is fine; here a burst waits for a free connection.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=256, timeout=0.5, socket_timeout=0.5, socket_connect_timeout=0.5
+            url,
+            max_connections=256,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
         self.client = aioredis.Redis.from_pool(pool)
+        self._transient = (RedisConnectionError, RedisTimeoutError, OSError)
         self._admit = self.client.register_script(ADMIT_LUA)
         self._settle = self.client.register_script(SETTLE_LUA)
 
@@ -185,7 +216,8 @@ class RedisCounters:
             frac = rate_keys(e.key, now)[2] if e.kind == "rate" else 0
             seed = "" if e.seed is None else e.seed
             args += [e.kind, e.amount, e.limit, int(e.blocking), e.expire_at, seed, frac]
-        out = await self._admit(keys=keys, args=args)
+        keys.append(f"finops:admit:{lease}")
+        out = await self._twice(self._admit, keys, args)
         if out[0] == 1:
             seen = [(int(out[2 + 2 * i]), int(out[3 + 2 * i])) for i in range(len(entries))]
             return Verdict(ok=True, seen=seen)
@@ -198,7 +230,14 @@ class RedisCounters:
         for e, amount in zip(entries, amounts, strict=True):
             keys.extend(self._keys(e, now))
             args += [e.kind, amount]
-        await self._settle(keys=keys, args=args)
+        keys.append(f"finops:admit:{lease}")
+        await self._twice(self._settle, keys, args)
+
+    async def _twice(self, script, keys: list[str], args: list):
+        try:
+            return await script(keys=keys, args=args)
+        except self._transient:
+            return await script(keys=keys, args=args)
 
     async def spent(self, key: str) -> int | None:
         value = await self.client.hget(key, "spent")
