@@ -236,6 +236,13 @@ FINOPS_ROUTING_SYNC_SECONDS = _typed("FINOPS_ROUTING_SYNC_SECONDS", float, 0.5)
 FINOPS_ROUTING_REDIS_TIMEOUT = _typed("FINOPS_ROUTING_REDIS_TIMEOUT", float, 0.2)
 # Admission counters (gateway.counters): seconds per try of a budget/limit step (tried twice)
 FINOPS_COUNTERS_TIMEOUT = _typed("FINOPS_COUNTERS_TIMEOUT", float, 1.0)
+# Calls in flight (gateway.leases, with Redis): lease length, renewal period, and the silence
+# after which a gateway process counts as dead and its calls are claimed as lost
+FINOPS_LEASE_SECONDS = _typed("FINOPS_LEASE_SECONDS", float, 60.0)
+FINOPS_LEASE_RENEW_SECONDS = _typed("FINOPS_LEASE_RENEW_SECONDS", float, 15.0)
+FINOPS_GATEWAY_DEAD_SECONDS = _typed("FINOPS_GATEWAY_DEAD_SECONDS", float, 45.0)
+# the gateways that share one ledger and claim each other's lost calls (default: the database)
+FINOPS_GATEWAY_CLUSTER = _typed("FINOPS_GATEWAY_CLUSTER", str, "")
 # Shadow evaluation (gateway.shadow): background mirror calls in flight per process (beyond:
 # skipped and counted); the LLM judge's period (evaluation.tasks.judge_pairs_task)
 FINOPS_SHADOW_CONCURRENCY = _typed("FINOPS_SHADOW_CONCURRENCY", int, 8)

@@ -156,6 +156,14 @@ class Admitter:
         self.counters = counters
         self._seeder = seeder  # async (budget, start, end) -> Decimal spent per the ledger
         self._seeded: set[str] = set()
+        # Redis counters record calls in flight and renew their leases (gateway.leases): a lease
+        # can be short. In process, a lease dies with its process anyway.
+        self.tracks_calls = hasattr(counters, "inflight_key")
+        self.lease_ttl = (
+            settings.FINOPS_LEASE_SECONDS
+            if self.tracks_calls
+            else settings.FINOPS_UPSTREAM_TIMEOUT * 3 + LEASE_TTL_MARGIN
+        )
 
     def _rate_entries(self, record: KeyRecord, config: OrgConfig, prompt: int) -> list[Entry]:
         entries = []
@@ -228,7 +236,10 @@ class Admitter:
         feature: str,
         plan: Plan,
         started: datetime,
+        draft: dict | None = None,
     ) -> Admission | None:
+        """``draft``: the row this call leaves if its process dies (``gateway.leases``); with
+        one, the call is admitted (and so recorded in flight) even with nothing to count."""
         budgets = budgets_for(config, record, feature)
         has_limits = (
             record.rpm_limit
@@ -236,7 +247,7 @@ class Admitter:
             or record.max_parallel
             or (record.team_id in config.team_limits)
         )
-        if not budgets and not has_limits:
+        if not budgets and not has_limits and draft is None:
             return None
         lenient: set[int] = set()
         downgraded = False
@@ -247,9 +258,12 @@ class Admitter:
                 budgets, cost, started, record.org_tz, lenient=lenient
             )
             lease = uuid.uuid4().hex
-            ttl = settings.FINOPS_UPSTREAM_TIMEOUT * 3 + LEASE_TTL_MARGIN
+            if draft is not None:
+                draft.update(cost=decimal_str(cost), prompt=prompt)
             try:
-                verdict: Verdict = await self.counters.admit(entries, lease=lease, lease_ttl=ttl)
+                verdict: Verdict = await self.counters.admit(
+                    entries, lease=lease, lease_ttl=self.lease_ttl, draft=draft
+                )
             except Exception as exc:  # noqa: BLE001 - the counters store is down: per-budget policy
                 return self._unavailable(exc, entries, lease, prompt, plan)
             if verdict.ok:

@@ -23,6 +23,7 @@ from gateway import attribution, billable, metrics, payload_log
 from gateway.errors import GatewayError, invalid
 from gateway.hooks import HookError, hooks
 from gateway.http import header, read_body, send_error, send_json
+from gateway.leases import lost_draft
 from gateway.providers.base import CHAT, EMBEDDINGS
 from gateway.proxy import Call, proxy_json, proxy_stream
 from gateway.resolve import resolve
@@ -177,6 +178,7 @@ class GatewayApp:
             feature=labels.feature,
             plan=plan,
             started=started,
+            draft=lost_draft(call) if runtime.admitter.tracks_calls else None,
         )
         if admission is not None:
             call.plan = admission.plan

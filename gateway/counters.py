@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from dataclasses import dataclass, field
+
+import orjson
 
 NANO = 1_000_000_000
 
@@ -121,6 +124,8 @@ for i = 1, 2 * n do out[#out + 1] = seen[i] end
 local kept = {}
 for i = 1, #out do kept[i] = string.format('%.0f', out[i]) end
 redis.call('SET', marker, table.concat(kept, ','), 'EX', math.ceil(lease_exp - now) + 1)
+local draft = ARGV[4 + 7 * n + 1]
+if draft ~= '' then redis.call('HSET', KEYS[2 * n + 2], lease, draft) end
 return out
 """
 
@@ -130,6 +135,7 @@ local n = tonumber(ARGV[2])
 local marker = KEYS[2 * n + 1]
 if redis.call('GET', marker) == 'settled' then return 0 end
 redis.call('SET', marker, 'settled', 'EX', 120)
+redis.call('HDEL', KEYS[2 * n + 2], lease)
 for i = 1, n do
   local a = 2 + (i - 1) * 2
   local kind = ARGV[a + 1]
@@ -195,6 +201,8 @@ class RedisCounters:
         )
         self.client = aioredis.Redis.from_pool(pool)
         self._transient = (RedisConnectionError, RedisTimeoutError, OSError)
+        self.process = uuid.uuid4().hex  # this gateway process, for its calls in flight
+        self.inflight_key = f"finops:inflight:{self.process}"
         self._admit = self.client.register_script(ADMIT_LUA)
         self._settle = self.client.register_script(SETTLE_LUA)
 
@@ -207,16 +215,25 @@ class RedisCounters:
             return prev, curr
         return entry.key, entry.key
 
-    async def admit(self, entries: list[Entry], *, lease: str, lease_ttl: float) -> Verdict:
+    async def admit(
+        self, entries: list[Entry], *, lease: str, lease_ttl: float, draft: dict | None = None
+    ) -> Verdict:
+        """Check and take every entry; with a ``draft`` (the row a lost call would leave, see
+        ``gateway.leases``) the call is also recorded in flight for this process."""
         now = time.time()
         keys: list[str] = []
         args: list = [now, lease, now + lease_ttl, len(entries)]
+        held: list[list] = []
         for e in entries:
-            keys.extend(self._keys(e, now))
+            pair = self._keys(e, now)
+            keys.extend(pair)
             frac = rate_keys(e.key, now)[2] if e.kind == "rate" else 0
             seed = "" if e.seed is None else e.seed
             args += [e.kind, e.amount, e.limit, int(e.blocking), e.expire_at, seed, frac]
-        keys.append(f"finops:admit:{lease}")
+            if e.kind != "rate":
+                held.append([e.kind, *pair, str(e.amount)])
+        keys += [f"finops:admit:{lease}", self.inflight_key]
+        args.append(b"" if draft is None else orjson.dumps({**draft, "held": held}))
         out = await self._twice(self._admit, keys, args)
         if out[0] == 1:
             seen = [(int(out[2 + 2 * i]), int(out[3 + 2 * i])) for i in range(len(entries))]
@@ -230,7 +247,7 @@ class RedisCounters:
         for e, amount in zip(entries, amounts, strict=True):
             keys.extend(self._keys(e, now))
             args += [e.kind, amount]
-        keys.append(f"finops:admit:{lease}")
+        keys += [f"finops:admit:{lease}", self.inflight_key]
         await self._twice(self._settle, keys, args)
 
     async def _twice(self, script, keys: list[str], args: list):
@@ -277,7 +294,9 @@ class LocalCounters:
                 del window.leases[lease]
         return window
 
-    async def admit(self, entries: list[Entry], *, lease: str, lease_ttl: float) -> Verdict:
+    async def admit(
+        self, entries: list[Entry], *, lease: str, lease_ttl: float, draft: dict | None = None
+    ) -> Verdict:
         now = time.time()
         seen: list[tuple[int, int]] = []
         for i, e in enumerate(entries):

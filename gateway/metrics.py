@@ -28,6 +28,10 @@ OVER_BOUND = Counter(
     "Attempts whose upstream billed more than the request allowed (ledger: usage_exceeded_bound).",
     ["model"],
 )
+LOST_CALLS = Counter(
+    "finops_gateway_lost_calls_total",
+    "Calls in flight in a gateway process that died, metered as lost by this process.",
+)
 RETRIES = Counter(
     "finops_gateway_retries_total", "Retries of an upstream attempt on the same model.", ["model"]
 )

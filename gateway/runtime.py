@@ -7,6 +7,7 @@ another process needs: keys and config are caches of the database, spend lives i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from gateway.admission import Admitter, ledger_spent
 from gateway.balancer import balancer
 from gateway.cache import KeyCache, key_record_load, org_config_load
 from gateway.counters import LocalCounters, RedisCounters
+from gateway.leases import LeaseKeeper, completed_requests
 from gateway.ledger import LedgerWriter
 from gateway.records import KeyRecord, OrgConfig
 from gateway.tokens import encodings_load
@@ -37,6 +39,8 @@ class Runtime:
         self._stamps: dict[str, int] | None = None
         self._poller: asyncio.Task | None = None
         self._reconciler: asyncio.Task | None = None
+        self._leases: asyncio.Task | None = None
+        self.keeper: LeaseKeeper | None = None
         self._loading: dict[int, asyncio.Future] = {}
         self.started = False
         self.stopping = False
@@ -72,6 +76,10 @@ class Runtime:
         if not settings.REDIS_URL:
             # in-process counters: only this process can reconcile them
             self._reconciler = asyncio.create_task(self._reconcile_loop(), name="gateway-reconcile")
+        else:
+            self.keeper = LeaseKeeper(self.admitter.counters)
+            await self._leases_tend()  # beat before serving; claim what dead peers left
+            self._leases = asyncio.create_task(self._leases_loop(), name="gateway-leases")
         self.started = True
         # Everything loaded so far (Django, models, encodings) lives for the whole process: keep
         # it out of the collector's generations so a full collection does not stall the loop.
@@ -83,10 +91,13 @@ class Runtime:
         if not self.started:
             return
         self.stopping = True
-        for task in (self._poller, self._reconciler):
+        for task in (self._poller, self._reconciler, self._leases):
             if task is not None:
                 task.cancel()
         await self._shadows_drain()
+        if self.keeper is not None:
+            with contextlib.suppress(Exception):
+                await self.keeper.retire()
         await balancer.stop()
         if self.session:
             await self.session.close()
@@ -130,6 +141,33 @@ class Runtime:
                 "(uvicorn --workers 1) may serve the gateway, or budgets and limits would not "
                 "hold; set REDIS_URL to run several"
             ) from None
+
+    async def _leases_tend(self) -> None:
+        """Heartbeat and renew this process's leases; meter the calls dead peers left."""
+        try:
+            await self.keeper.renew()
+            lost = await self.keeper.claim_dead()
+        except Exception as exc:  # noqa: BLE001 - Redis down: the next beat tries again
+            log.warning("could not renew leases (%s)", type(exc).__name__)
+            return
+        if not lost:
+            return
+        loop = asyncio.get_running_loop()
+        ids = [event["request_id"] for event in lost]
+        try:
+            done = await loop.run_in_executor(self.db, completed_requests, ids)
+        except Exception as exc:  # noqa: BLE001 - database down: meter them all (an overstatement)
+            log.warning("could not check lost calls against the ledger (%s)", type(exc).__name__)
+            done = set()
+        for event in lost:
+            if event["request_id"] not in done:
+                metrics.LOST_CALLS.inc()
+                self.ledger.submit(event)
+
+    async def _leases_loop(self) -> None:
+        while True:
+            await asyncio.sleep(settings.FINOPS_LEASE_RENEW_SECONDS)
+            await self._leases_tend()
 
     async def _reconcile_loop(self) -> None:
         from gateway.reconcile import counters_reconcile

@@ -5,6 +5,7 @@ refuse at a blip, or a retry would hold or charge twice)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
@@ -83,6 +84,82 @@ def test_redis_down_fails_after_the_second_try():
         try:
             with pytest.raises(RedisConnectionError):
                 await counters.admit([_budget(amount=1)], lease="down", lease_ttl=60)
+        finally:
+            await counters.close()
+
+    asyncio.run(scenario())
+
+
+def _draft() -> dict:
+    return {
+        "request_id": uuid.uuid4().hex,
+        "started_at": "2026-12-01T10:00:00+00:00",
+        "org_id": 1,
+        "team_id": 2,
+        "key_id": 3,
+        "feature": "f",
+        "endpoint": "",
+        "end_user": "",
+        "api": "chat.completions",
+        "requested_model": "m",
+        "model": "m",
+        "upstream_model": "m-up",
+        "provider": "p",
+        "streamed": True,
+        "cost": "0.001234567891",
+        "prompt": 42,
+    }
+
+
+def test_a_dead_process_calls_are_claimed_once_released_and_charged_at_their_bound(settings):
+    from gateway.leases import LeaseKeeper
+
+    settings.FINOPS_GATEWAY_CLUSTER = f"unit-{uuid.uuid4().hex[:8]}"
+    settings.FINOPS_GATEWAY_DEAD_SECONDS = 0.2
+
+    async def scenario():
+        dead, alive = RedisCounters(settings.REDIS_URL), RedisCounters(settings.REDIS_URL)
+        try:
+            budget = _budget(amount=1_234_567_891)
+            dead_keeper, alive_keeper = LeaseKeeper(dead), LeaseKeeper(alive)
+            await dead_keeper.renew()
+            lost, done = _draft(), _draft()
+            assert (await dead.admit([budget], lease="lost-1", lease_ttl=60, draft=lost)).ok
+            assert (await dead.admit([budget], lease="done-1", lease_ttl=60, draft=done)).ok
+            await dead.settle([budget], [1_000], lease="done-1")  # finished: not in flight
+            assert await alive_keeper.claim_dead() == []  # the dead one beat just now
+            await asyncio.sleep(0.3)
+            await alive_keeper.renew()
+            events = await alive_keeper.claim_dead()
+            assert [e["request_id"] for e in events] == [lost["request_id"]]
+            event = events[0]
+            assert event["status"] == "lost" and event["estimated"] and event["streamed"]
+            assert str(event["cost"]) == "0.001234567891" and event["prompt_tokens"] == 42
+            assert await alive_keeper.claim_dead() == []  # claimed once
+            counter = await alive.client.hgetall(budget.key)
+            assert int(counter[b"reserved"]) == 0 and b"l:lost-1" not in counter
+            assert int(counter[b"spent"]) == 1_000 + 1_234_567_891
+        finally:
+            await dead.close()
+            await alive.close()
+
+    asyncio.run(scenario())
+
+
+def test_renewal_pushes_a_live_calls_lease_out(settings):
+    from gateway.leases import LeaseKeeper
+
+    settings.FINOPS_GATEWAY_CLUSTER = f"unit-{uuid.uuid4().hex[:8]}"
+    settings.FINOPS_LEASE_SECONDS = 600
+
+    async def scenario():
+        counters = RedisCounters(settings.REDIS_URL)
+        try:
+            budget = _budget(amount=10)
+            assert (await counters.admit([budget], lease="long", lease_ttl=1, draft=_draft())).ok
+            assert await LeaseKeeper(counters).renew() == 1
+            expiry = await counters.client.zscore(budget.key + ":leases", "long")
+            assert expiry > time.time() + 500
         finally:
             await counters.close()
 

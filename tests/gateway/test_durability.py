@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -74,7 +75,10 @@ def test_sigkill_under_load_loses_no_call_a_client_saw_succeed(live, live_tmp):
     what a killed process had not written."""
     with live.blocker.unblock():
         database_url = live_database_url()
-    app = start_app(live_tmp, database_url=database_url, FINOPS_LEDGER_FLUSH_SECONDS="2")
+    # a cluster of its own: the session's gateway must not claim the killed one's calls in flight
+    # as lost later on (gateway.leases; test_lost_calls_live.py tests that)
+    own = {"FINOPS_GATEWAY_CLUSTER": f"durability-{uuid.uuid4().hex[:8]}"}
+    app = start_app(live_tmp, database_url=database_url, FINOPS_LEDGER_FLUSH_SECONDS="2", **own)
     stop, seen = threading.Event(), []
     hammer = threading.Thread(target=_hammer, args=(app.url, live.key_secret, stop, seen))
     hammer.start()
@@ -87,7 +91,7 @@ def test_sigkill_under_load_loses_no_call_a_client_saw_succeed(live, live_tmp):
     assert len(seen) >= 100
     lost_before_restart = set(seen) - _ledger_ids(live, seen)
     assert lost_before_restart, "a 2 s flush interval should leave events unwritten at the kill"
-    restarted = start_app(live_tmp, database_url=database_url, var_dir=app.extra["var_dir"])
+    restarted = start_app(live_tmp, database_url=database_url, var_dir=app.extra["var_dir"], **own)
     try:
         deadline = time.monotonic() + 15
         while set(seen) - _ledger_ids(live, seen) and time.monotonic() < deadline:
