@@ -61,8 +61,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "uvicorn",
-                    "finops.asgi:application",
+                    "finops.serve",
                     "--port",
                     str(port),
                     "--no-access-log",
@@ -106,8 +105,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "uvicorn",
-                    "finops.asgi:application",
+                    "finops.serve",
                     "--port",
                     str(port),
                     "--no-access-log",

@@ -522,7 +522,7 @@ def main() -> int:  # noqa: C901 - one linear script
         gateways = []
         for i in range(2):
             port = free_port()
-            cmd = [sys.executable, "-m", "uvicorn", "finops.asgi:application"]
+            cmd = [sys.executable, "-m", "finops.serve"]
             cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
             cmd += ["--loop", "uvloop", "--http", "httptools", "--lifespan", "on"]
             cmd += [

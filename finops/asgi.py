@@ -2,7 +2,8 @@
 
 Django's ASGI handler does not speak ``lifespan``; this dispatcher does, and uses it to start and
 stop the gateway's runtime (ledger writer, shared upstream client, caches).
-Production: ``uvicorn finops.asgi:application --workers N``.
+Production: ``python -m finops.serve --workers N`` (uvicorn with a header deadline and trusted
+proxies, ``finops.serve``).
 """
 
 from __future__ import annotations

@@ -204,7 +204,6 @@ DEFAULT_FROM_EMAIL = _typed("DEFAULT_FROM_EMAIL", str, "finops@localhost")
 FINOPS_LOGIN_FAILURES_PER_USER = _typed("FINOPS_LOGIN_FAILURES_PER_USER", int, 5)
 FINOPS_LOGIN_FAILURES_PER_ADDRESS = _typed("FINOPS_LOGIN_FAILURES_PER_ADDRESS", int, 50)
 FINOPS_LOGIN_WINDOW_SECONDS = _typed("FINOPS_LOGIN_WINDOW_SECONDS", int, 900)
-FINOPS_TRUSTED_PROXY_HOPS = _typed("FINOPS_TRUSTED_PROXY_HOPS", int, 0)
 # "*" means any public host; an internal one (the embedded simulator on loopback) is listed as
 # written (gateway/services/providers.py).
 FINOPS_PROVIDER_HOSTS = _typed(
@@ -353,3 +352,43 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": _typed("LOG_LEVEL", str, "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Provider keys that org admins enter are stored encrypted (gateway/services/credentials.py).
+# FINOPS_ENCRYPTION_KEY: one or more comma-separated Fernet keys, newest first (the first
+# encrypts, any decrypts: prepend a new key, run `manage.py rotate_secrets`, drop the old one).
+# Required with DEBUG off: without it, storing or reading such a key fails (ImproperlyConfigured).
+# With DEBUG on and none set, a development key is derived from SECRET_KEY so `make run` works.
+FINOPS_ENCRYPTION_KEY = [k.strip() for k in _typed("FINOPS_ENCRYPTION_KEY", list, []) if k.strip()]
+for _i, _key in enumerate(FINOPS_ENCRYPTION_KEY, 1):
+    if not re.fullmatch(r"[A-Za-z0-9_-]{43}=", _key):  # 32 bytes, url-safe base64: a Fernet key
+        raise ImproperlyConfigured(
+            f"FINOPS_ENCRYPTION_KEY: key {_i} is not a Fernet key (44 url-safe base64 characters);"
+            ' make one with: python -c "from cryptography.fernet import Fernet;'
+            ' print(Fernet.generate_key().decode())"'
+        )
+FINOPS_ENCRYPTION_DEV_KEY = DEBUG and not FINOPS_ENCRYPTION_KEY
+
+# --- serving: header deadline, trusted proxies (finops.serve, teams.login_throttle) ---------
+# Request headers must be complete within FINOPS_HEADER_READ_SECONDS of a connection opening or
+# a request's first byte, else 408 and the connection is closed (slowloris). X-Forwarded-For and
+# X-Forwarded-Proto are believed only from the peers in FINOPS_TRUSTED_PROXIES (IPs or CIDRs,
+# comma-separated; empty: from nobody): uvicorn rewrites the client from them only for those
+# peers, and the sign-in throttle applies the same rule. Normalised to networks ("10.0.0.1" ->
+# "10.0.0.1/32") so that uvicorn and the app read the list alike.
+import ipaddress  # noqa: E402 - used by this block only
+
+FINOPS_HEADER_READ_SECONDS = _typed("FINOPS_HEADER_READ_SECONDS", float, 10.0)
+if FINOPS_HEADER_READ_SECONDS <= 0:
+    raise ImproperlyConfigured(
+        f"FINOPS_HEADER_READ_SECONDS: must be positive, got {FINOPS_HEADER_READ_SECONDS}"
+    )
+try:
+    FINOPS_TRUSTED_PROXIES = [
+        str(ipaddress.ip_network(_proxy.strip(), strict=False))
+        for _proxy in _typed("FINOPS_TRUSTED_PROXIES", list, [])
+        if _proxy.strip()
+    ]
+except ValueError as _exc:
+    raise ImproperlyConfigured(
+        f"FINOPS_TRUSTED_PROXIES: expected comma-separated IP addresses or networks ({_exc})"
+    ) from _exc

@@ -1,7 +1,9 @@
 """Django admin for the gateway configuration and the usage ledger, tenant-scoped like the
 control plane (``teams.admin.ScopedAdmin``).
 
-Providers show the *name* of the environment variable holding their credential, never a value.
+Providers show the *name* of the environment variable holding their credential, never a value,
+or take the organisation's own key in a password box that shows nothing back (it is stored
+encrypted; the page says only whether one is set, and its last four characters).
 Prices are history: existing rows are read-only and a change is a new row. The ledger is
 read-only. Providers, models and routers save through ``gateway.services.catalog`` (as the API
 and the config files do: one set of rules, one audit entry per change); groups, whose members
@@ -12,11 +14,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import OuterRef, Q, Subquery
 from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 
 from gateway.models import (
     GroupFallback,
@@ -29,11 +33,86 @@ from gateway.models import (
     UsageEvent,
 )
 from gateway.services import catalog
+from gateway.services.credentials import (
+    API_KEY_MAX,
+    SecretDecryptError,
+    provider_key_problem,
+    secret_decrypt,
+)
 from gateway.services.providers import is_operator, provider_key_from_env
 from teams import selectors
 from teams.admin import ScopedAdmin, ServiceAdmin, model_snapshot
 from teams.models import Organization, Team
 from teams.permissions import Subject, may_manage_object
+
+
+def _https_url_field(db_field, **kwargs):
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
+class ProviderForm(forms.ModelForm):
+    """The provider with its own key: typed into a password box that never shows a value back,
+    kept when left blank, removed with the checkbox; the catalog service encrypts it."""
+
+    api_key = forms.CharField(
+        label="API key",
+        required=False,
+        strip=True,
+        max_length=API_KEY_MAX,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="The organisation's own key for this provider; leave blank to keep; the key "
+        "is stored encrypted and never shown.",
+    )
+    clear_api_key = forms.BooleanField(
+        label="Clear the key", required=False, help_text="Remove the stored key."
+    )
+
+    class Meta:
+        model = Provider
+        formfield_callback = _https_url_field  # the admin's own callback overrides it too
+        fields = (
+            "org",
+            "slug",
+            "kind",
+            "base_url",
+            "api_key_env",
+            "api_version",
+            "publisher",
+            "invoice_issuer",
+        )
+
+    def clean_api_key(self) -> str:
+        key = self.cleaned_data.get("api_key") or ""
+        problem = provider_key_problem(key) if key else None
+        if problem:
+            raise ValidationError(problem)  # never quotes the key
+        return key
+
+    def clean(self):
+        data = super().clean()
+        key, clear = data.get("api_key"), data.get("clear_api_key")
+        env = data.get("api_key_env", self.instance.api_key_env)
+        if key and clear:
+            self.add_error("clear_api_key", "type a new key or clear the stored one, not both")
+        elif key and env:
+            self.add_error(
+                "api_key", "this provider reads api_key_env; a provider has one or the other"
+            )
+        elif clear:
+            # the model's own check then sees the key gone (an operator may switch to a variable)
+            self.instance.api_key_encrypted = ""
+        return data
+
+    def api_key_change(self) -> str | None:
+        """What the service is to do with the key: a new one, "" to clear it, None to keep."""
+        if self.cleaned_data.get("clear_api_key"):
+            return ""
+        return self.cleaned_data.get("api_key") or None
+
+
+_KEY_FIELDS = ("api_key", "clear_api_key")
 
 
 @admin.register(Provider)
@@ -44,8 +123,17 @@ class ProviderAdmin(ServiceAdmin):
     create_service = staticmethod(catalog.provider_create)
     update_service = staticmethod(catalog.provider_update)
     delete_service = staticmethod(catalog.provider_delete)
+    form = ProviderForm
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    list_display = ("slug", "org", "kind", "base_url", "api_key_env", "credential_set")
+    list_display = (
+        "slug",
+        "org",
+        "kind",
+        "base_url",
+        "api_key_env",
+        "stored_key",
+        "credential_set",
+    )
     list_filter = ("kind", ("org", admin.RelatedOnlyFieldListFilter))
     search_fields = ("slug", "base_url", "publisher", "invoice_issuer")
     fields = (
@@ -54,6 +142,9 @@ class ProviderAdmin(ServiceAdmin):
         "kind",
         "base_url",
         "api_key_env",
+        "stored_key",
+        "api_key",
+        "clear_api_key",
         "api_version",
         "publisher",
         "invoice_issuer",
@@ -62,21 +153,59 @@ class ProviderAdmin(ServiceAdmin):
     def scoped_queryset(self, request):
         return selectors.org_scoped(request.user, Provider.objects.select_related("org"))
 
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        if obj is None:
+            fields = [f for f in fields if f not in ("stored_key", "clear_api_key")]
+        return fields
+
     def get_readonly_fields(self, request, obj=None):
-        fields = list(super().get_readonly_fields(request, obj))
+        fields = [*super().get_readonly_fields(request, obj), "stored_key"]
         if obj is not None:
             fields.append("slug")  # models and config refer to it
         if not is_operator(request.user):
             # a server variable is the operators' to name (gateway/services/providers.py), and a
-            # provider holding one is theirs to move
+            # provider holding one is theirs to move; the org's own key is its admins' to set
             fields.append("api_key_env")
             if obj is not None and obj.api_key_env:
                 fields += ["base_url", "kind"]
         return fields
 
+    @method_decorator(sensitive_post_parameters("api_key"))
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def snapshot(self, obj) -> dict:
+        return catalog.provider_snapshot(obj)  # never the token
+
+    def save_model(self, request, obj, form, change):
+        if not may_manage_object(self.access(request), self.subject, obj):
+            raise PermissionDenied
+        key = form.api_key_change()
+        if change:
+            changes = {n: getattr(obj, n) for n in form.changed_data if n not in _KEY_FIELDS}
+            if key is not None:
+                changes["api_key"] = key
+            if changes:
+                fresh = Provider.objects.get(pk=obj.pk)  # the before snapshot is the stored row
+                catalog.provider_update(provider=fresh, actor=request.user, **changes)
+            return
+        values = {n: getattr(obj, n) for n in form.fields if n not in _KEY_FIELDS}
+        self.adopt(obj, catalog.provider_create(actor=request.user, api_key=key, **values))
+
+    @admin.display(description="API key")
+    def stored_key(self, obj) -> str:
+        """Whether the provider holds its own key, with its last four characters at most."""
+        return catalog.provider_key_label(obj)
+
     @admin.display(boolean=True, description="credential set")
     def credential_set(self, obj) -> bool:
         """Whether the gateway would find a credential; its value is never displayed."""
+        if obj.api_key_encrypted:
+            try:
+                return bool(secret_decrypt(obj.api_key_encrypted))
+            except (SecretDecryptError, ImproperlyConfigured):
+                return False
         return bool(provider_key_from_env(obj.api_key_env))
 
 

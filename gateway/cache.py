@@ -25,6 +25,7 @@ from gateway.records import (
     TeamLimits,
 )
 from gateway.routing.scorers import scorer_build
+from gateway.services.credentials import provider_key_from_token
 from gateway.services.providers import provider_key_from_env
 from teams.services import key_secret_digest
 
@@ -116,6 +117,16 @@ def router_models_load(org_id: int) -> dict:
     return found
 
 
+def _provider_credential(provider) -> str:
+    """The key the gateway sends: the organisation's own (decrypted) when it stored one, else
+    the operator's variable. An undecryptable key leaves the provider without a credential
+    (with a warning naming the provider only), so the rest of the org's routing still loads."""
+    if provider.api_key_encrypted:
+        label = f"{provider.slug} (org {provider.org_id})"  # no query for the org's slug
+        return provider_key_from_token(provider.api_key_encrypted, provider=label)
+    return provider_key_from_env(provider.api_key_env)
+
+
 def org_config_load(org_id: int) -> OrgConfig:
     """Blocking: read one organisation's providers, models, prices, groups and routers."""
     from gateway.models import LLMModel, ModelGroup, Router
@@ -134,7 +145,7 @@ def org_config_load(org_id: int) -> OrgConfig:
                 slug=p.slug,
                 kind=p.kind,
                 base_url=p.base_url.rstrip("/"),
-                api_key=provider_key_from_env(p.api_key_env),
+                api_key=_provider_credential(p),
                 api_version=p.api_version,
             )
         prices = sorted(m.prices.all(), key=lambda r: r.effective_from, reverse=True)

@@ -6,6 +6,8 @@ When the database is unreachable, batches are appended to a local spool file (by
 never on the event loop) and replayed when the database returns. Stopping drains the queue.
 The same thread also writes the side effects of metering that must not block a request: keys'
 ``last_used_at``, features first named by traffic, routers' prompt samples and evaluation pairs.
+New feature names are settled before the events that carry them are written: a name refused at
+its key's cap (``gateway.attribution.features_create``) is written as ``_other``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import orjson
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from gateway import metrics
+from gateway import attribution, metrics
 from gateway.hooks import hooks
 from gateway.procs import pid_alive
 
@@ -119,6 +121,7 @@ class LedgerWriter:
         self._spool = self._spool_dir / f"ledger-{os.getpid()}.jsonl"
         self._last_used: dict[int, datetime] = {}
         self._new_features: set[tuple[int, str, int]] = set()
+        self._features_refused: set[tuple[int, str]] = set()  # (key id, slug) over the cap
         self._prompts: list[tuple] = []  # routers' prompt samples waiting to be written
         self._retention: dict[int, int] = {}  # router id -> prompts kept
         self._prompts_taken: dict[int, int] = {}  # router id -> prompts taken since the flush
@@ -278,6 +281,7 @@ class LedgerWriter:
         metrics.LEDGER_QUEUE.set(self._queue.qsize())
         try:
             close_old_connections()
+            self._features_settle(batch)
             _insert(batch)
             self.written += len(batch)
         except Exception as exc:  # noqa: BLE001 - any database failure: spool, never drop
@@ -291,6 +295,26 @@ class LedgerWriter:
         self._wal_rotate()
         if self._spool_pending:
             self._replay_spools()
+
+    def _features_settle(self, events: list[dict]) -> None:
+        """Create the feature names queued so far (atomically per key, across processes), then
+        relabel the events of refused names to ``_other`` before they are written. Raises if
+        the database does: the caller spools the events (or keeps the file) and tries again."""
+        if self._new_features:
+            named = sorted(self._new_features)
+            refused = attribution.features_create(
+                named=named, cap=settings.FINOPS_NEW_FEATURES_PER_KEY
+            )
+            self._new_features.clear()
+            # a name refused once may fit later (a feature was deleted): the newest answer wins
+            self._features_refused -= {(key, slug) for _, slug, key in named}
+            if len(self._features_refused) > 50_000:  # bounded; the key cache stops them too
+                self._features_refused.clear()
+            self._features_refused |= refused
+        if self._features_refused:
+            for event in events:
+                if (event.get("key_id"), event.get("feature")) in self._features_refused:
+                    event["feature"] = attribution.OVERFLOW_FEATURE
 
     def _spool_append(self, batch: list[dict]) -> None:
         self._spool_dir.mkdir(parents=True, exist_ok=True)
@@ -332,6 +356,7 @@ class LedgerWriter:
                     _decode(line) for line in claimed.read_bytes().splitlines() if line.strip()
                 ]
                 close_old_connections()
+                self._features_settle(events)
                 for start in range(0, len(events), 1000):
                     _insert(events[start : start + 1000])
                 claimed.unlink()
@@ -355,23 +380,15 @@ class LedgerWriter:
             self._pairs_write()
         if not self._last_used and not self._new_features:
             return
-        from teams.models import Feature, VirtualKey
+        from teams.models import VirtualKey
 
         try:
             close_old_connections()
             for key_id, when in self._last_used.items():
                 # .update() skips signals: usage must not invalidate the key cache
                 VirtualKey.objects.filter(pk=key_id).update(last_used_at=when)
-            if self._new_features:
-                Feature.objects.bulk_create(
-                    [
-                        Feature(team_id=t, slug=s, name=s, claimed=False, created_by_key_id=k)
-                        for t, s, k in self._new_features
-                    ],
-                    ignore_conflicts=True,
-                )
+            self._features_settle([])
             self._last_used.clear()
-            self._new_features.clear()
         except Exception as exc:  # noqa: BLE001 - retried on the next flush
             log.warning("could not write key usage or new features (%s)", type(exc).__name__)
             connection.close()

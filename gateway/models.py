@@ -32,13 +32,26 @@ class ProviderKind(models.TextChoices):
 
 
 class Provider(models.Model):
-    """An upstream API. Its credential is read from the environment variable ``api_key_env``."""
+    """An upstream API and the credential the gateway sends it: one of two, never both.
+
+    - ``api_key_env`` names a variable of the server's environment (the operators' to set:
+      ``gateway/services/providers.py``); the value never enters the database.
+    - ``api_key_encrypted`` holds the organisation's own key, entered by its admins, as a Fernet
+      token under ``FINOPS_ENCRYPTION_KEY`` (``gateway/services/credentials.py``);
+      ``api_key_last4`` is all that the API and the admin show of it. Neither field is editable
+      through a generic form or serializer: the catalog services set them.
+    """
 
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="providers")
     slug = models.SlugField(max_length=64)
     kind = models.CharField(max_length=16, choices=ProviderKind.choices)
     base_url = models.URLField(max_length=500)
     api_key_env = models.CharField(max_length=128, blank=True)
+    # db_default: a process still on the previous release can insert providers mid-deploy
+    api_key_encrypted = models.TextField(blank=True, default="", db_default="", editable=False)
+    api_key_last4 = models.CharField(
+        max_length=4, blank=True, default="", db_default="", editable=False
+    )
     api_version = models.CharField(max_length=32, blank=True)
     publisher = models.CharField(max_length=100, blank=True)
     invoice_issuer = models.CharField(max_length=100, blank=True)
@@ -62,6 +75,18 @@ class Provider(models.Model):
         if self.api_key_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", self.api_key_env):
             raise ValidationError({"api_key_env": "must be an environment variable name"})
         provider_key_env_check(name=self.api_key_env)
+        if self.api_key_env and self.api_key_encrypted:
+            raise ValidationError(
+                {
+                    "api_key_env": "a provider's credential is api_key_env or an encrypted "
+                    "api_key (api_key_encrypted), not both: clear one first"
+                }
+            )
+
+    @property
+    def api_key_set(self) -> bool:
+        """Whether the provider holds a key of its own (encrypted); never the key."""
+        return bool(self.api_key_encrypted)
 
 
 class ModelMode(models.TextChoices):
@@ -327,7 +352,8 @@ class UsageEvent(models.Model):
     model = models.CharField(max_length=128, blank=True, help_text="Configured model name.")
     upstream_model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=64, blank=True)
-    status = models.CharField(max_length=16)  # ok | error | client_abort
+    # ok | error | client_abort | lost (its gateway died mid-call: cost = the upper bound)
+    status = models.CharField(max_length=16)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)

@@ -8,8 +8,9 @@ Per deployment (``gateway.balancer`` holds the policy and the state):
   after an exponential backoff with jitter, or after the upstream's ``Retry-After`` when it
   sends one (a longer wait than ``FINOPS_RETRY_AFTER_MAX_SECONDS`` moves on at once); then the
   next deployment is tried (a group's other members, then its fallbacks);
-- 401/403 (the gateway's own provider credential) move on without a retry; any other upstream
-  4xx is the caller's mistake and is returned as is, in OpenAI's error shape;
+- 401/403 (the gateway's own provider credential) and a connection the egress rule refuses
+  (``gateway.egress``: 502 ``egress_refused`` if nothing else serves) move on without a retry;
+  any other upstream 4xx is the caller's mistake and is returned as is, in OpenAI's error shape;
 - a deployment whose context window cannot hold the prompt is skipped, and so is one cooling
   down while another remains; if all are cooling down, the least recently failed is tried.
 
@@ -40,6 +41,7 @@ from gateway.balancer import (
     retries_per_deployment,
     retry_after_seconds,
 )
+from gateway.egress import egress_refusal
 from gateway.errors import GatewayError
 from gateway.http import JSON_HEADERS, SSE_HEADERS, send_bytes
 from gateway.pricing import Usage, decimal_str
@@ -171,6 +173,16 @@ def _transport_failure(model: ModelRecord, exc: BaseException, t: float) -> _Fai
             f"The upstream '{model.name}' timed out.",
             observed=time.perf_counter() - t,
         )
+    refusal = egress_refusal(exc)
+    if refusal is not None:
+        # the same answer on a retry: move on, and tell the client which rule (logged once,
+        # by gateway.egress)
+        return _Failure(
+            None,
+            "egress_refused",
+            f"The upstream '{model.name}' was not contacted: {refusal.public}.",
+            retryable=False,
+        )
     return _Failure(
         None,
         "upstream_connection_error",
@@ -207,6 +219,8 @@ def _final_error(failure: _Failure | None, headers: list) -> GatewayError:
         )
     if failure.code == "upstream_timeout":
         return GatewayError(504, "upstream_timeout", failure.message, headers=headers)
+    if failure.code == "egress_refused":
+        return GatewayError(502, "egress_refused", failure.message, headers=headers)
     return GatewayError(502, "upstream_error", failure.message, headers=headers)
 
 

@@ -49,8 +49,8 @@ class ProviderRecord:
     slug: str
     kind: str
     base_url: str
-    api_key: str
-    api_version: str
+    api_key: str = field(repr=False)  # a secret: never in a repr, a log line or a traceback
+    api_version: str = ""
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ from gateway.admission import Admitter, ledger_spent
 from gateway.balancer import balancer
 from gateway.cache import KeyCache, key_record_load, org_config_load
 from gateway.counters import LocalCounters, RedisCounters
+from gateway.egress import EgressConnector
 from gateway.leases import LeaseKeeper, completed_requests
 from gateway.ledger import LedgerWriter
 from gateway.records import KeyRecord, OrgConfig
@@ -53,7 +54,8 @@ class Runtime:
             return
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.db, encodings_load)
-        connector = aiohttp.TCPConnector(
+        # every upstream connection passes the egress rule, at the address it connects to
+        connector = EgressConnector(
             limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60
         )
         self.session = aiohttp.ClientSession(

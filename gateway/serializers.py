@@ -1,7 +1,9 @@
 """API shapes of the gateway catalog: providers, models with prices, groups, routers.
 
-No credential is ever part of these: a provider names the environment variable its key is read
-from (``api_key_env``), never the key. Prices are Decimal strings (USD per million tokens).
+No credential is ever part of a response: a provider names the environment variable its key is
+read from (``api_key_env``), or takes the organisation's own key as the write-only ``api_key``
+(stored encrypted; responses say ``api_key_set`` and ``api_key_last4``, never the key). Prices
+are Decimal strings (USD per million tokens).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from gateway.models import (
     validate_model_name,
 )
 from gateway.services.catalog import ROUTER_EDITABLE
+from gateway.services.credentials import API_KEY_MAX, provider_key_problem
 from gateway.services.providers import provider_base_url_check
 from teams.models import Organization
 from teams.serializers import ORG_HELP, ScopedInputSerializer
@@ -55,6 +58,9 @@ class _CatalogInput(ScopedInputSerializer):
 
 class ProviderSerializer(serializers.ModelSerializer):
     org = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    api_key_set = serializers.BooleanField(
+        read_only=True, help_text="Whether the provider holds a key of its own (never shown)."
+    )
 
     class Meta:
         model = Provider
@@ -65,6 +71,8 @@ class ProviderSerializer(serializers.ModelSerializer):
             "kind",
             "base_url",
             "api_key_env",
+            "api_key_set",
+            "api_key_last4",
             "api_version",
             "publisher",
             "invoice_issuer",
@@ -86,9 +94,26 @@ class _ProviderFieldsSerializer(_CatalogInput):
         allow_blank=True,
         help_text="Name of the environment variable holding the credential (never the key).",
     )
+    api_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=True,
+        max_length=API_KEY_MAX,
+        style={"input_type": "password"},
+        help_text="The organisation's own API key for this provider, stored encrypted and never "
+        'returned (responses show api_key_set and api_key_last4); "" removes it. Not together '
+        "with api_key_env.",
+    )
     api_version = serializers.CharField(max_length=32, required=False, allow_blank=True)
     publisher = serializers.CharField(max_length=100, required=False, allow_blank=True)
     invoice_issuer = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+    def validate_api_key(self, value: str) -> str:
+        problem = provider_key_problem(value) if value else None
+        if problem:
+            raise serializers.ValidationError(problem)  # never quotes the key
+        return value
 
     def validate_base_url(self, value: str) -> str:
         try:

@@ -4,9 +4,24 @@ count), and a sign-in is refused with HTTP 429 once either count reaches its lim
 window. A successful sign-in clears the pair's count; the address count only expires.
 
 Both the HTML login page and the admin's login form go through ``ThrottledLoginView``.
+
+**Which address counts.** ``REMOTE_ADDR``, the immediate peer, unless that peer is listed in
+``FINOPS_TRUSTED_PROXIES``: then ``X-Forwarded-For`` is read from the right, skipping the hops
+that are trusted proxies themselves, and the first one that is not is the client (if every hop
+is trusted, the left-most). Everything left of that hop was written by the client and is never
+believed, however often it changes. This is the rule uvicorn applies under ``finops.serve``
+(which gives it the same list), so there ``REMOTE_ADDR`` already is the client and applying it
+again changes nothing: an untrusted address reads no header, and when every hop is trusted
+both give the left-most. The app applies it anyway so that it also holds where no server
+rewrites the address (a WSGI server, the test client). With the list empty (the default) no
+forwarded header is believed at all; a plain ``uvicorn finops.asgi:application``, which trusts
+``127.0.0.1`` by default, must not be used for that reason.
 """
 
 from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
@@ -16,16 +31,45 @@ from django.utils.crypto import salted_hmac
 _PREFIX = "finops:login-fail:"
 
 
+@lru_cache(maxsize=8)
+def _networks(trusted: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(net, strict=False) for net in trusted)
+
+
+def _trusted(host: str, networks: tuple) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
+
+
+def _hop_host(hop: str) -> str:
+    """A forwarded hop without its port (``1.2.3.4:5678``, ``[::1]:80``), as uvicorn reads it."""
+    if hop.startswith("["):
+        end = hop.find("]")
+        if end == -1:
+            return hop
+        rest = hop[end + 1 :]
+        return hop[1:end] if not rest or rest.startswith(":") else hop
+    if hop.count(":") == 1:
+        host, port = hop.rsplit(":", 1)
+        return host if port.isdigit() else hop
+    return hop
+
+
 def _client(request) -> str:
-    """The peer address. Behind a proxy, set ``FINOPS_TRUSTED_PROXY_HOPS`` to read that many
-    hops from the right of ``X-Forwarded-For`` (a client can forge everything left of them)."""
-    hops = settings.FINOPS_TRUSTED_PROXY_HOPS
+    """The client's address: see the module docstring for when X-Forwarded-For counts."""
+    peer = request.META.get("REMOTE_ADDR", "") or "-"
+    networks = _networks(tuple(settings.FINOPS_TRUSTED_PROXIES))
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if hops and forwarded:
-        parts = [p.strip() for p in forwarded.split(",") if p.strip()]
-        if len(parts) >= hops:
-            return parts[-hops]
-    return request.META.get("REMOTE_ADDR", "") or "-"
+    if not networks or not forwarded or not _trusted(peer, networks):
+        return peer
+    hops = [_hop_host(hop.strip()) for hop in forwarded.split(",")]
+    for hop in reversed(hops):
+        if not _trusted(hop, networks):
+            return hop or peer
+    return hops[0] or peer
 
 
 def _keys(request, username: str) -> tuple[str, str]:

@@ -121,8 +121,7 @@ def start_app(
         [
             sys.executable,
             "-m",
-            "uvicorn",
-            "finops.asgi:application",
+            "finops.serve",
             "--host",
             "127.0.0.1",
             "--port",

@@ -39,6 +39,7 @@ from django.utils import timezone
 from evaluation.models import EvalPair
 from gateway import metering
 from gateway.cache import org_config_load
+from gateway.egress import egress_http_client, egress_refusal
 from gateway.models import Router, UsageEvent
 from gateway.pricing import Cost, Usage
 from gateway.providers import adapter_for
@@ -204,17 +205,20 @@ def _judge_call(*, pair: EvalPair, router: Router, judge: ModelRecord, messages)
         "shadow": True,
     }
     try:
-        response = httpx.post(
-            request.url,
-            content=request.body,
-            headers=request.headers,
-            timeout=httpx.Timeout(
-                settings.FINOPS_UPSTREAM_TIMEOUT, connect=settings.FINOPS_UPSTREAM_CONNECT_TIMEOUT
-            ),
-        )
+        with egress_http_client() as client:  # the gateway's egress rule (gateway.egress)
+            response = client.post(
+                request.url,
+                content=request.body,
+                headers=request.headers,
+                timeout=httpx.Timeout(
+                    settings.FINOPS_UPSTREAM_TIMEOUT,
+                    connect=settings.FINOPS_UPSTREAM_CONNECT_TIMEOUT,
+                ),
+            )
     except httpx.HTTPError as exc:
-        _meter(row, t, status="error", error_code=type(exc).__name__[:64])
-        raise _JudgeFailed(type(exc).__name__) from None
+        code = "egress_refused" if egress_refusal(exc) else type(exc).__name__[:64]
+        _meter(row, t, status="error", error_code=code)
+        raise _JudgeFailed(code) from None
     if response.status_code != 200:
         _meter(row, t, status="error", http_status=response.status_code, error_code="upstream")
         raise _JudgeFailed(f"HTTP {response.status_code}")

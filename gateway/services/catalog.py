@@ -1,8 +1,9 @@
 """Writes to the gateway catalog: providers, models and their prices, groups, routers.
 
 Each change is validated by the model (``full_clean``), recorded in the audit log with
-before/after snapshots (names and settings only: provider credentials live in the environment
-and never reach a snapshot), and picked up by the gateways through the config stamp signal.
+before/after snapshots (names and settings only: a provider's own key is encrypted here, and a
+snapshot says only whether one is set, with its last four characters), and picked up by the
+gateways through the config stamp signal.
 The validate-save-record tail is ``teams.audit`` (``audited_save``, ``audited_delete``), the same
 as the control plane's.
 """
@@ -25,6 +26,11 @@ from gateway.models import (
     ModelPrice,
     Provider,
     Router,
+)
+from gateway.services.credentials import (
+    provider_key_last4,
+    provider_key_problem,
+    secret_encrypt,
 )
 from gateway.services.providers import provider_credential_guard
 from teams.audit import audit_record, audited_delete, audited_save, changes_apply
@@ -80,16 +86,61 @@ def _name_free(*, org: Organization, name: str, field: str = "name", exclude=Non
 # --- providers ----------------------------------------------------------------------------------
 
 
+def provider_key_label(provider: Provider) -> str:
+    """What the audit log says of the provider's own key: never the key nor its token."""
+    if not provider.api_key_encrypted:
+        return "not set"
+    return f"set (…{provider.api_key_last4})" if provider.api_key_last4 else "set"
+
+
 def provider_snapshot(provider: Provider) -> dict:
     return {
         "slug": provider.slug,
         "kind": provider.kind,
         "base_url": provider.base_url,
         "api_key_env": provider.api_key_env,
+        "api_key": provider_key_label(provider),
         "api_version": provider.api_version,
         "publisher": provider.publisher,
         "invoice_issuer": provider.invoice_issuer,
     }
+
+
+def _provider_key_set(provider: Provider, api_key: str | None) -> str | None:
+    """Store ``api_key`` encrypted on ``provider`` ("" clears it; None leaves it); returns what
+    the audit entry says of it ("set (…abcd)", "cleared"), or None when it was left.
+
+    Any org admin may set their own organisation's key: unlike ``api_key_env`` it is nobody
+    else's secret, so moving the provider's ``base_url`` afterwards only sends it where its
+    owner chose. A provider reading an operator's variable takes no key of its own."""
+    if api_key is None:
+        return None
+    if api_key == "":
+        if not provider.api_key_encrypted:
+            return None
+        provider.api_key_encrypted = provider.api_key_last4 = ""
+        return "cleared"
+    problem = provider_key_problem(api_key)
+    if problem:
+        raise ValidationError({"api_key": problem})
+    if provider.api_key_env:
+        raise ValidationError(
+            {
+                "api_key": "this provider reads its credential from api_key_env "
+                f"({provider.api_key_env}); a provider has api_key_env or an encrypted api_key, "
+                "not both"
+            }
+        )
+    provider.api_key_encrypted = secret_encrypt(api_key)
+    provider.api_key_last4 = provider_key_last4(api_key)
+    return provider_key_label(provider)
+
+
+def _snapshot_with_key(note: str | None):
+    """The provider snapshot, saying what just happened to the key when something did."""
+    if note is None:
+        return provider_snapshot
+    return lambda provider: {**provider_snapshot(provider), "api_key": note}
 
 
 def provider_create(
@@ -100,12 +151,14 @@ def provider_create(
     kind: str,
     base_url: str,
     api_key_env: str = "",
+    api_key: str | None = None,
     api_version: str = "",
     publisher: str = "",
     invoice_issuer: str = "",
 ) -> Provider:
     """Create a provider; ``Provider.clean`` bounds base_url by FINOPS_PROVIDER_HOSTS and the
-    credential's name by FINOPS_PROVIDER_KEY_ENVS; only an operator names one."""
+    credential's name by FINOPS_PROVIDER_KEY_ENVS; only an operator names one. ``api_key`` is
+    the organisation's own key, stored encrypted (``_provider_key_set``)."""
     provider_credential_guard(actor=actor, provider=None, changes={"api_key_env": api_key_env})
     if Provider.objects.filter(org=org, slug=slug).exists():
         raise ValidationError({"slug": f"{org.slug} already has a provider {slug!r}"})
@@ -119,21 +172,26 @@ def provider_create(
         publisher=publisher,
         invoice_issuer=invoice_issuer,
     )
+    _provider_key_set(provider, api_key or None)
     return audited_save(
         provider, actor=actor, org=org, action="provider.created", snapshot=provider_snapshot
     )
 
 
-def provider_update(*, provider: Provider, actor, **changes) -> Provider:
+def provider_update(
+    *, provider: Provider, actor, api_key: str | None = None, **changes
+) -> Provider:
+    """Change a provider's fields; ``api_key`` sets its own key (encrypted), "" clears it."""
     provider_credential_guard(actor=actor, provider=provider, changes=changes)
     before = provider_snapshot(provider)
     changes_apply(provider, changes, editable=PROVIDER_EDITABLE)
+    note = _provider_key_set(provider, api_key)
     return audited_save(
         provider,
         actor=actor,
         org=provider.org,
         action="provider.updated",
-        snapshot=provider_snapshot,
+        snapshot=_snapshot_with_key(note),
         before=before,
     )
 

@@ -14,7 +14,6 @@ line) sets the name, or moves the ``base_url`` or ``kind`` of a provider that ha
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import logging
 import os
 from urllib.parse import urlsplit
@@ -22,15 +21,18 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from gateway.egress import internal_address  # the address rules live with the connect check
+
 
 def provider_base_url_check(*, base_url: str) -> None:
     """Refuse a base URL whose scheme is not http(s), that carries credentials, whose host is
     outside ``FINOPS_PROVIDER_HOSTS``, or that reaches an internal address without being named.
 
     ``*`` in ``FINOPS_PROVIDER_HOSTS`` means any *public* host: a loopback, private, link-local,
-    multicast or reserved address (``169.254.169.254``, ``10.0.0.1``, ``[::1]``), a cloud
-    metadata name is allowed only when the host is listed as written (the embedded mode lists
-    the loopback simulator).
+    shared (CGNAT), multicast, reserved or unspecified address (``169.254.169.254``,
+    ``10.0.0.1``, ``[::1]``), a cloud metadata name is allowed only when the host is listed as
+    written (the embedded mode lists the loopback simulator). A name is checked again, resolved,
+    each time the gateway connects (``gateway.egress``).
     """
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -54,35 +56,6 @@ def provider_base_url_check(*, base_url: str) -> None:
                 "FINOPS_PROVIDER_HOSTS as written to allow it"
             }
         )
-
-
-METADATA_HOSTS = frozenset(
-    {"metadata.google.internal", "metadata", "instance-data", "metadata.azure.internal"}
-)
-
-
-def _address_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    for kind in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified"):
-        if getattr(address, f"is_{kind}"):
-            return kind.replace("_", "-")
-    return None
-
-
-def internal_address(host: str) -> str | None:
-    """What makes ``host`` internal (``loopback``, ``private``, ``metadata``…), or None.
-
-    Judged from the host as written: an address literal, or a metadata name. A name is not
-    resolved here (a slow resolver would stall every save, and a later DNS answer could differ
-    anyway): where it points is for the connection to check.
-    """
-    if host in METADATA_HOSTS or host.endswith(".internal"):
-        return "metadata"
-    try:
-        return _address_kind(ipaddress.ip_address(host))
-    except ValueError:
-        return None
 
 
 log = logging.getLogger(__name__)

@@ -3,19 +3,23 @@
 Each ``plan_*`` compares one section of the spec with the organisation's rows and adds a
 create or update change per difference; the change calls a ``gateway.services.catalog``
 service, which validates and records the audit entry. Prices are history: a changed price
-adds a ``ModelPrice`` row effective now, it never rewrites an old one.
+adds a ``ModelPrice`` row effective now, it never rewrites an old one. A provider's own key is
+planned as "api_key: set / changed / not set", never shown; a file that leaves
+``api_key_encrypted`` out keeps the stored key.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from django.utils import timezone
 
 from gateway.models import LLMModel, ModelGroup, Provider, Router
 from gateway.services import catalog
+from gateway.services.credentials import SecretDecryptError, provider_key_unseal, secret_decrypt
 from provisioning.config.changes import Plan, changed, created, diff
-from provisioning.config.spec import PRICE_FIELDS, GroupSpec, ModelSpec, RouterSpec
+from provisioning.config.spec import PRICE_FIELDS, GroupSpec, ModelSpec, ProviderSpec, RouterSpec
 
 # --- providers ------------------------------------------------------------------------------
 
@@ -24,26 +28,73 @@ def plan_providers(p: Plan) -> None:
     existing = {pr.slug: pr for pr in p.existing(Provider.objects.all())}
     for ps in p.spec.providers:
         wanted = {k: getattr(ps, k) for k in catalog.PROVIDER_EDITABLE}
+        key = _key_wanted(p, ps)
         current = existing.get(ps.slug)
         label = f"provider {ps.slug}"
         if current is None:
-            p.add("create", label, created(wanted), _create_provider, p, ps.slug, wanted)
+            fields = created(wanted)
+            if key:
+                fields["api_key"] = (None, "set")
+            p.add("create", label, fields, _create_provider, p, ps, wanted)
             continue
         fields = diff({k: getattr(current, k) for k in wanted}, wanted)
+        key_field = _key_change(current, key)
+        if key_field:
+            fields["api_key"] = key_field
         if fields:
-            p.add(
-                "update",
-                label,
-                fields,
-                catalog.provider_update,
-                provider=current,
-                actor=p.actor,
-                **changed(fields),
-            )
+            p.add("update", label, fields, _update_provider, p, current, ps, fields)
 
 
-def _create_provider(p: Plan, slug: str, wanted: dict) -> None:
-    catalog.provider_create(actor=p.actor, org=p.org, slug=slug, **wanted)
+def _key_wanted(p: Plan, ps: ProviderSpec) -> str | None:
+    """The key the file gives the provider (None: left out, kept; "": removed). A reference
+    made for another organisation is refused: it would hand that organisation's key to this
+    one's provider (and so to wherever its admins point it)."""
+    if not ps.api_key_encrypted:
+        return ps.api_key_encrypted
+    org_slug, key = provider_key_unseal(ps.api_key_encrypted)
+    if org_slug != p.spec.org_slug:
+        p.errors.append(
+            f"{ps.path}.api_key_encrypted: provider {ps.slug}: this reference was made for "
+            f"organisation {org_slug!r}; make one with encrypt_secret --org {p.spec.org_slug}"
+        )
+        return None
+    return key
+
+
+def _key_change(current: Provider, key: str | None) -> tuple[str, str] | None:
+    """The plan's line for the key: "not set -> set", "set -> changed", "set -> not set"; None
+    when unchanged. Keys are compared decrypted (``rotate_secrets`` changes the tokens)."""
+    before = "set" if current.api_key_encrypted else "not set"
+    if key is None or (key == "" and before == "not set"):
+        return None
+    if key == "":
+        return (before, "not set")
+    if before == "not set":
+        return (before, "set")
+    try:
+        stored = secret_decrypt(current.api_key_encrypted)
+    except SecretDecryptError:
+        stored = ""  # unreadable: the file's key replaces it
+    return None if hmac.compare_digest(stored.encode(), key.encode()) else (before, "changed")
+
+
+def _api_key(ps: ProviderSpec) -> str | None:
+    """The key to store, unsealed when the change runs (the plan keeps only the reference)."""
+    if not ps.api_key_encrypted:
+        return ps.api_key_encrypted
+    return provider_key_unseal(ps.api_key_encrypted)[1]
+
+
+def _create_provider(p: Plan, ps: ProviderSpec, wanted: dict) -> None:
+    catalog.provider_create(
+        actor=p.actor, org=p.org, slug=ps.slug, api_key=_api_key(ps) or None, **wanted
+    )
+
+
+def _update_provider(p: Plan, provider: Provider, ps: ProviderSpec, fields: dict) -> None:
+    changes = changed(fields)
+    api_key = _api_key(ps) if changes.pop("api_key", None) is not None else None
+    catalog.provider_update(provider=provider, actor=p.actor, api_key=api_key, **changes)
 
 
 # --- models and prices ----------------------------------------------------------------------

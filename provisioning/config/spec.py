@@ -48,6 +48,10 @@ class ProviderSpec:
     api_version: str = ""
     publisher: str = ""
     invoice_issuer: str = ""
+    # the organisation's own key, as an ``encrypt_secret --org`` reference (a Fernet token, never
+    # the key); None: left out, the stored key is kept; "": the stored key is removed
+    api_key_encrypted: str | None = field(default=None, repr=False)
+    path: str = field(default="", compare=False)
 
 
 @dataclass

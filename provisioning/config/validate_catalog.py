@@ -10,11 +10,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import URLValidator
 
 from gateway.models import GroupStrategy, ModelMode, ProviderKind, Scorer
 from gateway.services import catalog
+from gateway.services.credentials import SecretDecryptError, provider_key_unseal
 from gateway.services.providers import provider_base_url_check
 from provisioning.config.checker import Checker, join, messages
 from provisioning.config.spec import (
@@ -55,8 +56,38 @@ def _base_url(c: Checker, value: Any, path: str) -> str | None:
     return base_url
 
 
+def _api_key_reference(c: Checker, data: dict, path: str, slug: str | None) -> str | None:
+    """The ``api_key_encrypted`` reference as written ("" clears the stored key), checked to
+    decrypt under FINOPS_ENCRYPTION_KEY; None when left out or invalid. No message quotes it."""
+    value = data.get("api_key_encrypted")
+    where = join(path, "api_key_encrypted")
+    if value is None or value == "":
+        return value
+    name = f"provider {slug}" if slug else "this provider"
+    if not isinstance(value, str):
+        c.err(where, f"{name}: expected the token printed by manage.py encrypt_secret")
+        return None
+    if data.get("api_key_env"):
+        c.err(where, f"{name}: api_key_env and api_key_encrypted: one credential, not both")
+        return None
+    try:
+        provider_key_unseal(value)
+    except SecretDecryptError as exc:
+        c.err(where, f"{name}: {exc}")
+        return None
+    except ImproperlyConfigured as exc:
+        c.err(where, f"{name}: {exc}")
+        return None
+    return value.strip()
+
+
 def check_provider(c: Checker, raw: Any, path: str) -> ProviderSpec | None:
-    data = c.mapping(raw, path, required=("name", "kind", "base_url"), optional=_PROVIDER_KEYS)
+    data = c.mapping(
+        raw,
+        path,
+        required=("name", "kind", "base_url"),
+        optional=(*_PROVIDER_KEYS, "api_key_encrypted"),
+    )
     if data is None:
         return None
     slug = c.slug(data.get("name"), join(path, "name"))
@@ -71,9 +102,13 @@ def check_provider(c: Checker, raw: Any, path: str) -> ProviderSpec | None:
         c.err(join(path, "api_key_env"), "must be an environment variable name")
     if kind == ProviderKind.AZURE and data.get("api_version") is None:
         c.err(join(path, "api_version"), "required for an azure provider")
-    if None in (slug, kind, base_url) or None in extra.values():
+    errors = len(c.errors)
+    token = _api_key_reference(c, data, path, slug)
+    if None in (slug, kind, base_url) or None in extra.values() or len(c.errors) > errors:
         return None
-    return ProviderSpec(slug=slug, kind=kind, base_url=base_url, **extra)
+    return ProviderSpec(
+        slug=slug, kind=kind, base_url=base_url, **extra, api_key_encrypted=token, path=path
+    )
 
 
 # --- models and their prices ----------------------------------------------------------------

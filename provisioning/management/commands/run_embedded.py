@@ -1,7 +1,8 @@
 """``python manage.py run_embedded --port 8000 --sim-port 9100``: the whole product on a laptop.
 
 Loads the demo organisation (a fresh demo key each run), then supervises four child processes:
-the upstream simulator, uvicorn serving ``finops.asgi:application`` (one worker), a Celery worker
+the upstream simulator, uvicorn serving ``finops.asgi:application`` (one worker, through
+``finops.serve``: header deadline, trusted proxies), a Celery worker
 and Celery beat (embedded filesystem broker, schedule file under ``FINOPS_VAR_DIR``). Ctrl-C or
 SIGTERM stops every child (SIGTERM, then SIGKILL after ``--stop-timeout``); if any child dies,
 the others are stopped and the command exits non-zero.
@@ -162,7 +163,7 @@ class Command(BaseCommand):
     def _children(self, *, host: str, port: int, sim_port: int, opts: dict) -> list[Child]:
         py = sys.executable
         web = [
-            py, "-m", "uvicorn", "finops.asgi:application",
+            py, "-m", "finops.serve",
             "--host", host, "--port", str(port),
             "--loop", "uvloop", "--http", "httptools", "--lifespan", "on",
             "--timeout-graceful-shutdown", str(max(1, int(opts["stop_timeout"]) - 2)),
