@@ -1,4 +1,5 @@
-"""ASGI entry point: ``/v1/`` goes to the gateway's lean ASGI app, everything else to Django.
+"""ASGI entry point: ``/v1/`` (and Azure's ``/openai/``) goes to the gateway's lean ASGI app,
+everything else to Django.
 
 Django's ASGI handler does not speak ``lifespan``; this dispatcher does, and uses it to start and
 stop the gateway's runtime (ledger writer, shared upstream client, caches).
@@ -25,7 +26,7 @@ async def application(scope, receive, send):
     kind = scope["type"]
     if kind == "lifespan":
         await gateway_app.lifespan(scope, receive, send)
-    elif kind == "http" and scope["path"].startswith("/v1/"):
+    elif kind == "http" and scope["path"].startswith(("/v1/", "/openai/")):
         await gateway_app(scope, receive, send)
     else:
         await django_app(scope, receive, send)

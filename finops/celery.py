@@ -47,6 +47,11 @@ def _configure() -> None:
                 "schedule": settings.FINOPS_JUDGE_INTERVAL_SECONDS,
                 "options": {"expires": settings.FINOPS_JUDGE_INTERVAL_SECONDS * 2},
             },
+            "responses-purge": {
+                "task": "gateway.tasks.responses_purge_task",
+                "schedule": 3600.0,
+                "options": {"expires": 7200.0},
+            },
             "counters-reconcile": {
                 "task": "gateway.tasks.counters_reconcile_task",
                 "schedule": settings.FINOPS_RECONCILE_INTERVAL_SECONDS,

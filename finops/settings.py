@@ -242,6 +242,10 @@ FINOPS_LEASE_RENEW_SECONDS = _typed("FINOPS_LEASE_RENEW_SECONDS", float, 15.0)
 FINOPS_GATEWAY_DEAD_SECONDS = _typed("FINOPS_GATEWAY_DEAD_SECONDS", float, 45.0)
 # the gateways that share one ledger and claim each other's lost calls (default: the database)
 FINOPS_GATEWAY_CLUSTER = _typed("FINOPS_GATEWAY_CLUSTER", str, "")
+# Responses API conversation state kept by the gateway (gateway.response_store), in days
+FINOPS_RESPONSES_RETENTION_DAYS = _typed("FINOPS_RESPONSES_RETENTION_DAYS", float, 30.0)
+# Browser origins allowed to call /v1/ (gateway.cors): exact origins, or "*" for any
+FINOPS_CORS_ORIGINS = [o.strip() for o in _typed("FINOPS_CORS_ORIGINS", list, []) if o.strip()]
 # Shadow evaluation (gateway.shadow): background mirror calls in flight per process (beyond:
 # skipped and counted); the LLM judge's period (evaluation.tasks.judge_pairs_task)
 FINOPS_SHADOW_CONCURRENCY = _typed("FINOPS_SHADOW_CONCURRENCY", int, 8)

@@ -79,6 +79,7 @@ class ProviderForm(forms.ModelForm):
             "base_url",
             "api_key_env",
             "api_version",
+            "responses_api",
             "publisher",
             "invoice_issuer",
         )
@@ -146,6 +147,7 @@ class ProviderAdmin(ServiceAdmin):
         "api_key",
         "clear_api_key",
         "api_version",
+        "responses_api",
         "publisher",
         "invoice_issuer",
     )

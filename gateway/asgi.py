@@ -1,5 +1,8 @@
-"""The gateway's lean ASGI app: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``,
-``/v1/feedback``.
+"""The gateway's lean ASGI app: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/responses``
+(and ``GET``/``DELETE /v1/responses/{id}``), ``/v1/messages`` (and ``/count_tokens``),
+``/v1/completions``, ``/v1/models`` (and ``/{id}``), ``/v1/feedback``, and Azure's
+``/openai/deployments/{name}/…`` paths. Errors on ``/v1/messages`` are in Anthropic's shape,
+everywhere else in OpenAI's.
 
 No Django request cycle and no database call on the event loop: keys and routing come from the
 runtime's caches, usage goes to the ledger writer's queue.
@@ -10,29 +13,102 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 
 import orjson
 from django.conf import settings
 from django.db import close_old_connections
 
 from finops.logging import request_id_var
-from gateway import attribution, billable, metrics, payload_log
+from gateway import attribution, billable, cors, metrics, payload_log
+from gateway.dialects import COMPLETIONS, DIALECTS, MESSAGES, RESPONSES
+from gateway.dialects.messages import anthropic_error, count_tokens_local
 from gateway.errors import GatewayError, invalid
 from gateway.hooks import HookError, hooks
-from gateway.http import header, read_body, send_error, send_json
+from gateway.http import JSON_HEADERS, header, read_body, send_bytes, send_error, send_json
 from gateway.leases import lost_draft
 from gateway.providers.base import CHAT, EMBEDDINGS
-from gateway.proxy import Call, proxy_json, proxy_stream
+from gateway.proxy import Call, count_tokens_upstream, proxy_json, proxy_stream
 from gateway.resolve import resolve
+from gateway.response_store import response_save, responses_expand, stored_response_route
 from gateway.runtime import runtime
 from gateway.shadow import shadow_decide, shadow_start
 
 log = logging.getLogger("gateway")
 _rng = random.Random()  # noqa: S311 - experiment arms, not security
 DEFAULT_MODEL = "default"  # the model name that asks for the feature's or key's default
+ROUTES = {
+    "/v1/chat/completions": CHAT,
+    "/v1/embeddings": EMBEDDINGS,
+    "/v1/responses": RESPONSES,
+    "/v1/messages": MESSAGES,
+    "/v1/completions": COMPLETIONS,
+}
+# Azure OpenAI's own paths (the AzureOpenAI SDK): the deployment names the model
+AZURE_PATH = re.compile(
+    r"/openai/deployments/(?P<name>[^/]{1,200})/(?P<api>chat/completions|embeddings|completions)"
+)
+AZURE_APIS = {"chat/completions": CHAT, "embeddings": EMBEDDINGS, "completions": COMPLETIONS}
+# what an Anthropic client sends that its native upstream must see
+ANTHROPIC_HEADERS = (b"anthropic-version", b"anthropic-beta")
+
+
+async def _run_db(fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(runtime.db, fn, *args)
+
+
+def _passthrough_headers(scope, dialect) -> dict[str, str]:
+    if dialect is None or dialect.api != MESSAGES:
+        return {}
+    out = {}
+    for name in ANTHROPIC_HEADERS:
+        value = header(scope, name)
+        if value is not None:
+            out[name.decode()] = value.decode("latin-1")[:1000]
+    return out
+
+
+def _response_keeper(call):
+    """Store the answer of a ``store``d Responses call before the client has all of it."""
+
+    async def keep(answer) -> None:
+        response = answer if isinstance(answer, dict) else None
+        if isinstance(answer, bytes | bytearray):
+            response = orjson.loads(answer)
+        elif answer is not None and not isinstance(answer, dict):
+            response = getattr(answer, "response", None)  # a stream: its final Response
+        if not isinstance(response, dict) or not response.get("id"):
+            return
+        try:
+            await _run_db(
+                partial(
+                    response_save,
+                    org_id=call.record.org_id,
+                    key_id=call.record.key_id,
+                    inbound=call.inbound,
+                    response=response,
+                )
+            )
+        except Exception:  # noqa: BLE001 - the answer still goes out; a follow-up will 404
+            log.exception("could not store response %s", response.get("id"))
+
+    return keep
+
+
+async def send_anthropic_error(send, exc: GatewayError, rid) -> None:
+    status = exc.status
+    if status == 502 and exc.upstream_status == 529:
+        status = 529  # Anthropic's overloaded_error, as the upstream said
+    await send_bytes(
+        send,
+        status,
+        anthropic_error(status, exc.message),
+        [*JSON_HEADERS, *exc.headers, *[h for h in rid if h[0] not in {n for n, _ in exc.headers}]],
+    )
 
 
 def _now() -> datetime:
@@ -72,25 +148,16 @@ class GatewayApp:
         try:
             if not runtime.started:  # served without lifespan (e.g. a test client): start lazily
                 await runtime.start()
-            path = scope["path"]
-            method = scope["method"]
-            if path == "/v1/chat/completions":
-                _method(method, "POST")
-                await self._completion(scope, receive, send, request_id, CHAT)
-            elif path == "/v1/embeddings":
-                _method(method, "POST")
-                await self._completion(scope, receive, send, request_id, EMBEDDINGS)
-            elif path == "/v1/models":
-                _method(method, "GET")
-                record = await self._authenticate(scope)
-                await self._models(send, record, rid)
-            elif path == "/v1/feedback" and hooks.feedback_record is not None:
-                _method(method, "POST")
-                await self._feedback(scope, receive, send, rid)
-            else:
-                raise GatewayError(404, "unknown_url", f"Unknown request URL: {method} {path}")
+            if scope["method"] == "OPTIONS" and cors.preflight_wanted(scope):
+                await cors.preflight(scope, send)
+                return
+            send = cors.wrap(scope, send)
+            await self._route(scope, receive, send, request_id, rid)
         except GatewayError as exc:
-            await send_error(send, exc, rid)
+            if scope["path"].startswith("/v1/messages"):
+                await send_anthropic_error(send, exc, rid)
+            else:
+                await send_error(send, exc, rid)
         except ConnectionAbortedError:
             pass
         except Exception:
@@ -102,13 +169,50 @@ class GatewayApp:
             metrics.request_done(scope["path"], status[0], time.perf_counter() - t0)
             request_id_var.reset(token)
 
+    async def _route(self, scope, receive, send, request_id: str, rid) -> None:
+        path, method = scope["path"], scope["method"]
+        api = ROUTES.get(path)
+        if api is not None:
+            _method(method, "POST")
+            await self._completion(scope, receive, send, request_id, api)
+        elif (azure := AZURE_PATH.fullmatch(path)) is not None:
+            _method(method, "POST")
+            api = AZURE_APIS[azure["api"]]
+            await self._completion(scope, receive, send, request_id, api, model=azure["name"])
+        elif path == "/v1/models":
+            _method(method, "GET")
+            record = await self._authenticate(scope)
+            await self._models(send, record, rid)
+        elif path.startswith("/v1/models/"):
+            _method(method, "GET")
+            record = await self._authenticate(scope)
+            await self._model(send, record, rid, path.removeprefix("/v1/models/"))
+        elif path.startswith("/v1/responses/"):
+            record = await self._authenticate(scope)
+            await stored_response_route(send, record, rid, scope, _run_db)
+        elif path == "/v1/messages/count_tokens":
+            _method(method, "POST")
+            await self._count_tokens(scope, receive, send, rid)
+        elif path == "/v1/feedback" and hooks.feedback_record is not None:
+            _method(method, "POST")
+            await self._feedback(scope, receive, send, rid)
+        else:
+            raise GatewayError(404, "unknown_url", f"Unknown request URL: {method} {path}")
+
     async def _authenticate(self, scope):
-        raw = header(scope, b"authorization")
+        """The virtual key, from ``Authorization: Bearer`` (OpenAI's SDKs), ``x-api-key``
+        (Anthropic's) or ``api-key`` (Azure's)."""
+        raw = (
+            header(scope, b"authorization")
+            or header(scope, b"x-api-key")
+            or header(scope, b"api-key")
+        )
         if raw is None:
             raise GatewayError(
                 401,
                 "invalid_api_key",
-                "You didn't provide an API key. Send it as 'Authorization: Bearer sk-fo-…'.",
+                "You didn't provide an API key. Send it as 'Authorization: Bearer sk-fo-…' "
+                "(or x-api-key).",
             )
         text = raw.decode("latin-1").strip()
         secret = text[7:].strip() if text[:7].lower() == "bearer " else text
@@ -122,14 +226,26 @@ class GatewayApp:
             raise GatewayError(401, error, "This API key has expired.")
         return record
 
-    async def _completion(self, scope, receive, send, request_id: str, api: str) -> None:
+    async def _completion(
+        self, scope, receive, send, request_id: str, api: str, *, model: str | None = None
+    ) -> None:
         started = _now()
         t0 = time.perf_counter()
         body_bytes = await read_body(
             receive, settings.FINOPS_MAX_REQUEST_BYTES, seconds=settings.FINOPS_BODY_READ_SECONDS
         )
         record = await self._authenticate(scope)
-        body = _parse_body(body_bytes, api)
+        dialect = DIALECTS.get(api)
+        inbound, unsupported = None, ()
+        if dialect is None:
+            body = _parse_body(body_bytes, api, model=model)
+        else:
+            inbound = _parse_object(body_bytes, model=model)
+            if dialect.api == RESPONSES:
+                inbound = await _run_db(responses_expand, record.key_id, inbound)
+            body, unsupported = dialect.to_chat(inbound)
+            _check_chat(body)
+            api = CHAT  # the canonical body: the core works on Chat Completions
         send = payload_log.wrap(send, body_bytes)  # itself unless FINOPS_LOG_PAYLOADS
         requested = body.get("model")
         labels = None
@@ -169,7 +285,13 @@ class GatewayApp:
             t0=t0,
             experiment=experiment,
             experiment_arm=arm,
+            dialect=dialect,
+            inbound=inbound,
+            unsupported=tuple(unsupported),
+            passthrough=_passthrough_headers(scope, dialect),
         )
+        if dialect is not None and dialect.api == RESPONSES and inbound.get("store") is not False:
+            call.on_answer = _response_keeper(call)
         admission = await runtime.admitter.admit(
             api=api,
             body=body,
@@ -231,28 +353,65 @@ class GatewayApp:
         )
 
     async def _models(self, send, record, rid) -> None:
-        config = await runtime.org_config(record.org_id)
-        allowed = record.allowed_models
-        created = int(time.time())
-        data = []
-        for kind, names in (
-            ("model", config.models),
-            ("group", config.groups),
-            ("router", config.routers),
-        ):
-            for name in sorted(names):
-                visible = name if kind != "router" else f"router:{name}"
-                if allowed and name not in allowed and visible not in allowed:
-                    continue
-                data.append(
-                    {
-                        "id": visible,
-                        "object": "model",
-                        "created": created,
-                        "owned_by": record.org_slug,
-                    }
-                )
+        data = _model_objects(await runtime.org_config(record.org_id), record)
         await send_json(send, 200, {"object": "list", "data": data}, rid)
+
+    async def _model(self, send, record, rid, name: str) -> None:
+        """``GET /v1/models/{id}``: one of the key's models (``router:`` names included)."""
+        for item in _model_objects(await runtime.org_config(record.org_id), record):
+            if item["id"] == name:
+                await send_json(send, 200, item, rid)
+                return
+        raise GatewayError(
+            404, "model_not_found", f"The model '{name[:200]}' does not exist.", param="model"
+        )
+
+    async def _count_tokens(self, scope, receive, send, rid) -> None:
+        """``POST /v1/messages/count_tokens``: Anthropic's own count for an Anthropic model
+        (free, not metered), the gateway's upper-bound count otherwise."""
+        body_bytes = await read_body(
+            receive, settings.FINOPS_MAX_REQUEST_BYTES, seconds=settings.FINOPS_BODY_READ_SECONDS
+        )
+        record = await self._authenticate(scope)
+        inbound = _parse_object(body_bytes)
+        body, _ = DIALECTS[MESSAGES].to_chat({"max_tokens": 1, **inbound})
+        requested = inbound.get("model") or record.default_model
+        if not requested:
+            raise invalid("missing_field", "You must provide a model parameter.", "model")
+        if record.allowed_models and requested not in record.allowed_models:
+            raise GatewayError(
+                403, "model_not_allowed", f"This key may not use model '{requested}'.", "model"
+            )
+        config = await runtime.org_config(record.org_id)
+        plan = resolve(config, requested, api=CHAT, fallbacks=(), messages=body["messages"])
+        model = plan.deployments[0] if plan.deployments else None
+        if model is not None and model.provider.kind == "anthropic":
+            status, data = await count_tokens_upstream(
+                runtime.session, model, inbound, _passthrough_headers(scope, DIALECTS[MESSAGES])
+            )
+            await send_bytes(send, status, data, [*JSON_HEADERS, *rid])
+            return
+        tokens = count_tokens_local(inbound, model=model)
+        await send_json(send, 200, {"input_tokens": tokens}, rid)
+
+
+def _model_objects(config, record) -> list[dict]:
+    allowed = record.allowed_models
+    created = int(time.time())
+    data = []
+    for kind, names in (
+        ("model", config.models),
+        ("group", config.groups),
+        ("router", config.routers),
+    ):
+        for name in sorted(names):
+            visible = name if kind != "router" else f"router:{name}"
+            if allowed and name not in allowed and visible not in allowed:
+                continue
+            data.append(
+                {"id": visible, "object": "model", "created": created, "owned_by": record.org_slug}
+            )
+    return data
 
 
 def _feedback_write(org_id: int, key_id: int, body):
@@ -309,7 +468,8 @@ def _method(actual: str, expected: str) -> None:
         )
 
 
-def _parse_body(raw: bytes, api: str) -> dict:
+def _parse_object(raw: bytes, *, model: str | None = None) -> dict:
+    """The request's JSON object; ``model`` (an Azure deployment path) names its model."""
     if not raw:
         raise invalid("invalid_json", "The request body is empty; send a JSON object.")
     try:
@@ -318,18 +478,34 @@ def _parse_body(raw: bytes, api: str) -> dict:
         raise invalid("invalid_json", f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise invalid("invalid_json", "The request body must be a JSON object.")
-    model = body.get("model")  # left out: the feature's or key's default model, if any
-    if model is not None and (not isinstance(model, str) or not model.strip()):
+    if model is not None:
+        body["model"] = model
+    name = body.get("model")  # left out: the feature's or key's default model, if any
+    if name is not None and (not isinstance(name, str) or not name.strip()):
         raise invalid("invalid_value", "'model' must be a non-empty string.", "model")
+    return body
+
+
+def _parse_body(raw: bytes, api: str, *, model: str | None = None) -> dict:
+    body = _parse_object(raw, model=model)
     if api == CHAT:
-        _check_chat_messages(body)
-        _check_chat_options(body)
+        _check_chat(body)
     else:
         _check_embedding_input(body)
+        _check_user(body)
+    return body
+
+
+def _check_chat(body: dict) -> None:
+    _check_chat_messages(body)
+    _check_chat_options(body)
+    _check_user(body)
+
+
+def _check_user(body: dict) -> None:
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise invalid("invalid_value", "'user' must be a string.", "user")
-    return body
 
 
 def _check_chat_messages(body: dict) -> None:

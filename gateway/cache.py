@@ -23,6 +23,7 @@ from gateway.records import (
     ProviderRecord,
     RouterRecord,
     TeamLimits,
+    responses_native,
 )
 from gateway.routing.scorers import scorer_build
 from gateway.services.credentials import provider_key_from_token
@@ -147,6 +148,7 @@ def org_config_load(org_id: int) -> OrgConfig:
                 base_url=p.base_url.rstrip("/"),
                 api_key=_provider_credential(p),
                 api_version=p.api_version,
+                responses_native=responses_native(p.kind, p.base_url, p.responses_api),
             )
         prices = sorted(m.prices.all(), key=lambda r: r.effective_from, reverse=True)
         models[m.name] = ModelRecord(

@@ -38,6 +38,7 @@ class GatewayError(Exception):
             status, "api_error" if status >= 500 else "invalid_request_error"
         )
         self.headers = headers or []
+        self.upstream_status: int | None = None  # the last upstream's status, when it failed
 
     def body(self) -> bytes:
         return error_body(self.message, self.type, self.code, self.param)

@@ -109,7 +109,7 @@ def lost_draft(call) -> dict:
         "feature": labels.feature,
         "endpoint": labels.endpoint,
         "end_user": labels.end_user,
-        "api": call.api,
+        "api": call.dialect.api if call.dialect is not None else call.api,
         "requested_model": call.requested[:200],
         "model": first.name if first else "",
         "upstream_model": first.upstream_model if first else "",
@@ -171,6 +171,7 @@ def lost_event(lease: str, draft: dict, now: datetime) -> dict:
         "experiment": "",
         "experiment_arm": "",
         "budget_action": "",
+        "translated": False,
     }
 
 

@@ -98,7 +98,7 @@ def event(
         "feature": call.labels.feature,
         "endpoint": call.labels.endpoint,
         "end_user": call.labels.end_user,
-        "api": call.api,
+        "api": call.dialect.api if call.dialect is not None else call.api,  # the client's format
         "requested_model": call.requested[:200],
         "model": model.name if model else "",
         "upstream_model": model.upstream_model if model else "",
@@ -119,6 +119,7 @@ def event(
         "experiment": call.experiment,
         "experiment_arm": call.experiment_arm,
         "budget_action": call.budget_action,
+        "translated": call.translated,
     }
 
 

@@ -53,6 +53,15 @@ class Provider(models.Model):
         max_length=4, blank=True, default="", db_default="", editable=False
     )
     api_version = models.CharField(max_length=32, blank=True)
+    # How /v1/responses reaches this provider: natively, or translated onto Chat Completions
+    # (Messages for Anthropic). Blank: native for Azure and OpenAI's own API, else translate.
+    responses_api = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        db_default="",
+        choices=[("", "auto"), ("native", "native"), ("translate", "translate")],
+    )
     publisher = models.CharField(max_length=100, blank=True)
     invoice_issuer = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -392,6 +401,12 @@ class UsageEvent(models.Model):
     budget_action = models.CharField(
         max_length=16, blank=True, help_text="'downgrade' when a budget sent the call elsewhere."
     )
+    translated = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="The call reached its upstream in another wire format than the client's "
+        "(e.g. /v1/messages onto an OpenAI-kind model); ``api`` is the client's format.",
+    )
     inserted_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -433,3 +448,27 @@ class CounterDrift(models.Model):
         return (
             f"budget {self.budget_id} {self.window}: {self.counter_nano - self.ledger_nano:+d} nUSD"
         )
+
+
+class StoredResponse(models.Model):
+    """A Responses API answer kept for ``previous_response_id`` and ``GET /v1/responses/{id}``.
+
+    Scoped to the key that created it (another key, let alone another tenant, gets a 404),
+    redacted like evaluation pairs (``finops.redact``), and kept until ``expires_at``
+    (``FINOPS_RESPONSES_RETENTION_DAYS``; purged by a beat task). ``items`` is the conversation
+    a follow-up continues: the input items that led to it, then its output items.
+    """
+
+    response_id = models.CharField(max_length=80, unique=True)
+    org_id = models.BigIntegerField()
+    key_id = models.BigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    response = models.JSONField()
+    items = models.JSONField(default=list)
+
+    class Meta:
+        indexes = [models.Index(fields=["key_id", "response_id"], name="stored_response_key")]
+
+    def __str__(self) -> str:
+        return self.response_id

@@ -39,6 +39,25 @@ class Usage:
         return cls(uncached_input=prompt - cached, cached_input=cached, output=completion)
 
     @classmethod
+    def from_responses(cls, usage: dict | None) -> Usage | None:
+        """OpenAI Responses usage: ``input_tokens`` counts cache reads (and cache writes, where
+        reported) inside it, as ``prompt_tokens`` does; reasoning tokens are inside
+        ``output_tokens``."""
+        if not isinstance(usage, dict):
+            return None
+        total_input = _int(usage.get("input_tokens"))
+        details = usage.get("input_tokens_details")
+        details = details if isinstance(details, dict) else {}
+        cached = min(_int(details.get("cached_tokens")), total_input)
+        written = min(_int(details.get("cache_write_tokens")), total_input - cached)
+        return cls(
+            uncached_input=total_input - cached - written,
+            cached_input=cached,
+            cache_write=written,
+            output=_int(usage.get("output_tokens")),
+        )
+
+    @classmethod
     def from_anthropic(cls, usage: dict | None) -> Usage | None:
         if not isinstance(usage, dict):
             return None

@@ -31,6 +31,7 @@ from decimal import Decimal
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import LineTooLong
 from django.conf import settings
 
 from gateway import billable, metering, metrics
@@ -50,6 +51,7 @@ from gateway.providers.base import CHAT, UsageChunk
 from gateway.records import KeyRecord, ModelRecord
 from gateway.resolve import Plan
 from gateway.runtime import runtime
+from gateway.wires import wire_for
 
 log = logging.getLogger("gateway.proxy")
 
@@ -89,6 +91,15 @@ class Call:
     # the answer's text is kept (clipped) only when asked: a pair is to be stored
     capture: bool = False
     answer: str = ""
+    # another inbound format than Chat Completions (gateway.dialects): the client's own body,
+    # what the chat translation cannot honour, headers passed to a native upstream, and
+    # whether the attempt being metered went translated; ``on_answer`` sees the final answer
+    dialect: object = None
+    inbound: dict | None = None
+    unsupported: tuple = ()
+    passthrough: dict = field(default_factory=dict)
+    translated: bool = False
+    on_answer: object = None
 
 
 def _now() -> datetime:
@@ -113,24 +124,6 @@ def _headers(call: Call, model: ModelRecord | None, attempts: int, cost: Decimal
     if call.admission is not None:
         headers += call.admission.remaining_header(cost)
     return headers
-
-
-def _upstream_body(call: Call, model: ModelRecord, *, stream: bool) -> dict:
-    body = dict(call.body)
-    body["model"] = model.upstream_model
-    if (
-        call.api == CHAT
-        and body.get("max_completion_tokens") is None
-        and body.get("max_tokens") is None
-    ):
-        # the reservation assumed this cap per choice; the provider must not exceed it
-        body["max_completion_tokens"] = billable.output_cap(body, model)
-    if stream:
-        # always ask for usage; the usage chunk is stripped again if the client did not ask
-        options = dict(body.get("stream_options") or {})
-        options["include_usage"] = True
-        body["stream_options"] = options
-    return body
 
 
 class _Failure(Exception):
@@ -221,7 +214,9 @@ def _final_error(failure: _Failure | None, headers: list) -> GatewayError:
         return GatewayError(504, "upstream_timeout", failure.message, headers=headers)
     if failure.code == "egress_refused":
         return GatewayError(502, "egress_refused", failure.message, headers=headers)
-    return GatewayError(502, "upstream_error", failure.message, headers=headers)
+    error = GatewayError(502, "upstream_error", failure.message, headers=headers)
+    error.upstream_status = failure.status  # e.g. 529: Anthropic's overloaded, on /v1/messages
+    return error
 
 
 def _client_error(status: int, message: str, code: str | None, headers: list) -> GatewayError:
@@ -375,9 +370,10 @@ async def _json_attempt(
         )
         _record(call, model, attempt, started, t, status="error", error_code=failure.code)
         raise failure
-    request = adapter.build_request(
-        model=model, api=call.api, body=_upstream_body(call, model, stream=False), stream=False
-    )
+    wire = wire_for(call, model, stream=False)
+    call.translated = wire.translated
+    request = adapter.build_request(model=model, api=wire.api, body=wire.body, stream=False)
+    request.headers.update(call.passthrough if not wire.translated else {})
     try:
         async with runtime.session.post(
             request.url,
@@ -396,8 +392,9 @@ async def _json_attempt(
     else:
         if status == 200:
             try:
-                parsed = adapter.parse_response(api=call.api, data=data)
-            except (orjson.JSONDecodeError, ValueError, AttributeError, TypeError):
+                parsed = adapter.parse_response(api=wire.api, data=data)
+                answer = wire.json(parsed.body)
+            except (orjson.JSONDecodeError, ValueError, AttributeError, TypeError, KeyError):
                 failure = _Failure(
                     status,
                     "upstream_invalid_response",
@@ -416,6 +413,8 @@ async def _json_attempt(
                 call.served = model
                 if call.capture:
                     call.answer = _answer_text(parsed.body)
+                if call.on_answer is not None:
+                    await call.on_answer(answer)
                 _record(
                     call,
                     model,
@@ -430,7 +429,7 @@ async def _json_attempt(
                 await send_bytes(
                     send,
                     200,
-                    parsed.body,
+                    answer,
                     [
                         *JSON_HEADERS,
                         *_headers(call, model, attempt, call.spent),
@@ -541,9 +540,10 @@ async def _stream_attempt(
             call, model, attempt, started, t, status="error", error_code=failure.code, streamed=True
         )
         raise failure
-    request = adapter.build_request(
-        model=model, api=call.api, body=_upstream_body(call, model, stream=True), stream=True
-    )
+    wire = wire_for(call, model, stream=True)
+    call.translated = wire.translated
+    request = adapter.build_request(model=model, api=wire.api, body=wire.body, stream=True)
+    request.headers.update(call.passthrough if not wire.translated else {})
     response: aiohttp.ClientResponse | None = None
     first = b""
     try:
@@ -600,6 +600,7 @@ async def _stream_attempt(
             response,
             _Attempt(model, attempt, started, t),
             adapter=adapter,
+            wire=wire,
             wants_usage=wants_usage,
             first=first,
             first_byte=first_byte,
@@ -639,6 +640,7 @@ async def _relay(
     attempt: _Attempt,
     *,
     adapter,
+    wire,
     wants_usage: bool,
     first: bytes,
     first_byte: datetime,
@@ -647,7 +649,8 @@ async def _relay(
 
     Returns False when the upstream broke the stream (the client got an error event)."""
     model = attempt.model
-    parser = adapter.stream_parser(api=call.api, model=model)
+    parser = adapter.stream_parser(api=wire.api, model=model)
+    out = wire.stream  # the client's format, when it is not the chat stream itself
     gone: list = []
     watcher = asyncio.create_task(_watch_disconnect(receive, response, gone))
     usage_chunk: UsageChunk | None = None
@@ -664,10 +667,10 @@ async def _relay(
                 ],
             }
         )
-        usage_chunk = await _forward(send, parser, first, usage_chunk)
+        usage_chunk = await _forward(send, parser, first, usage_chunk, out)
         async for line in response.content:
-            usage_chunk = await _forward(send, parser, line, usage_chunk)
-    except (TimeoutError, aiohttp.ClientError) as exc:
+            usage_chunk = await _forward(send, parser, line, usage_chunk, out)
+    except (TimeoutError, aiohttp.ClientError, LineTooLong) as exc:
         if not gone:
             status, error_code = (
                 "error",
@@ -709,28 +712,38 @@ async def _relay(
     )
     if gone:
         return True
-    tail = _stream_tail(
-        call,
-        model,
-        usage,
-        status=status,
-        error_code=error_code,
-        wants_usage=wants_usage,
-        usage_chunk=usage_chunk,
-    )
+    if out is not None:
+        tail = out.tail(usage=usage, cost=call.spent, status=status, error_code=error_code)
+    else:
+        tail = _stream_tail(
+            call,
+            model,
+            usage,
+            status=status,
+            error_code=error_code,
+            wants_usage=wants_usage,
+            usage_chunk=usage_chunk,
+        )
+    if call.on_answer is not None and status == "ok":
+        await call.on_answer(out)
     with contextlib.suppress(OSError):
         await send({"type": "http.response.body", "body": tail, "more_body": False})
     return status != "error"
 
 
-async def _forward(send, parser, line: bytes, usage_chunk: UsageChunk | None) -> UsageChunk | None:
-    """Pass one upstream line's events to the client; the usage chunk (the latest seen) is
-    held back for the stream's end."""
-    for out in parser.feed(line):
-        if isinstance(out, UsageChunk):
-            usage_chunk = out
+async def _forward(
+    send, parser, line: bytes, usage_chunk: UsageChunk | None, out
+) -> UsageChunk | None:
+    """Pass one upstream line's events to the client (through ``out``, the client's format,
+    when there is one); the usage chunk (the latest seen) is held back for the stream's end."""
+    for event in parser.feed(line):
+        if isinstance(event, UsageChunk):
+            usage_chunk = event
+        elif out is None:
+            await send({"type": "http.response.body", "body": event, "more_body": True})
         else:
-            await send({"type": "http.response.body", "body": out, "more_body": True})
+            for data in out.feed(event):
+                await send({"type": "http.response.body", "body": data, "more_body": True})
     return usage_chunk
 
 
@@ -779,3 +792,26 @@ def _synthetic_usage_chunk(call: Call, model: ModelRecord, usage: Usage) -> dict
             "total_tokens": usage.prompt_tokens + usage.output,
         },
     }
+
+
+async def count_tokens_upstream(session, model: ModelRecord, body: dict, headers: dict):
+    """Anthropic's own ``count_tokens`` for ``model`` (free: not metered); (status, body)."""
+    adapter = adapter_for(model.provider.kind)
+    request = adapter.build_request(
+        model=model,
+        api="messages.count_tokens",
+        body={**body, "model": model.upstream_model},
+        stream=False,
+    )
+    request.headers.update(headers)
+    try:
+        async with session.post(
+            request.url,
+            data=request.body,
+            headers=request.headers,
+            timeout=aiohttp.ClientTimeout(total=settings.FINOPS_UPSTREAM_CONNECT_TIMEOUT * 3),
+        ) as response:
+            return response.status, await response.read()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        failure = _transport_failure(model, exc, time.perf_counter())
+        raise GatewayError(502, failure.code, failure.message) from None

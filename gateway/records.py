@@ -9,6 +9,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from gateway.pricing import Price
 
@@ -51,6 +52,16 @@ class ProviderRecord:
     base_url: str
     api_key: str = field(repr=False)  # a secret: never in a repr, a log line or a traceback
     api_version: str = ""
+    responses_native: bool = False  # /v1/responses goes upstream as is (else translated)
+
+
+def responses_native(kind: str, base_url: str, setting: str) -> bool:
+    """A provider's ``responses_api`` as configured, or by default: native for Azure and for
+    OpenAI's own API, translated for every other OpenAI-compatible server (most lack it)."""
+    if setting:
+        return setting == "native"
+    host = (urlsplit(base_url).hostname or "").lower()
+    return kind == "azure" or (kind == "openai" and host == "api.openai.com")
 
 
 @dataclass(slots=True)

@@ -67,6 +67,9 @@ class Runtime:
             ),
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
+            # a stream line may be a whole answer (a native Responses ``response.completed``):
+            # lines up to 2 x 4 MiB, not aiohttp's default 128 KiB
+            read_bufsize=4 * 1024 * 1024,
         )
         self._claim_single_process()
         metrics.stale_cleanup(settings.FINOPS_METRICS_DIR)

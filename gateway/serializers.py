@@ -74,6 +74,7 @@ class ProviderSerializer(serializers.ModelSerializer):
             "api_key_set",
             "api_key_last4",
             "api_version",
+            "responses_api",
             "publisher",
             "invoice_issuer",
             "created_at",
@@ -106,6 +107,13 @@ class _ProviderFieldsSerializer(_CatalogInput):
         "with api_key_env.",
     )
     api_version = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    responses_api = serializers.ChoiceField(
+        choices=["native", "translate"],
+        required=False,
+        allow_blank=True,
+        help_text="How /v1/responses reaches this provider: natively, or translated onto Chat "
+        "Completions (Messages for Anthropic); blank: native for Azure and api.openai.com.",
+    )
     publisher = serializers.CharField(max_length=100, required=False, allow_blank=True)
     invoice_issuer = serializers.CharField(max_length=100, required=False, allow_blank=True)
 

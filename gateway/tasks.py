@@ -25,3 +25,11 @@ def counters_reconcile_task() -> int:
             await counters.close()
 
     return asyncio.run(run())
+
+
+@shared_task(name="gateway.tasks.responses_purge_task", ignore_result=True, soft_time_limit=120)
+def responses_purge_task() -> int:
+    """Stored Responses API answers past FINOPS_RESPONSES_RETENTION_DAYS go."""
+    from gateway.response_store import responses_purge
+
+    return responses_purge()

@@ -6,9 +6,13 @@ It is a raw ASGI app — no framework, no Django request cycle — because the b
 the "direct" baseline: whatever it costs per request is charged to the baseline, not to the
 gateway. JSON goes through orjson.
 
-Endpoints: ``POST /v1/chat/completions`` (JSON and SSE), ``POST /v1/embeddings``,
-``GET /v1/models`` (and ``/v1/models/{id}``), ``POST /v1/messages`` (Anthropic Messages API,
-JSON and SSE); Azure-style ``/openai/deployments/{name}/chat/completions|embeddings`` too.
+Endpoints: ``POST /v1/chat/completions`` (JSON and SSE), ``POST /v1/completions`` (legacy text
+completions, JSON and SSE), ``POST /v1/responses`` (the Responses API, JSON and SSE, with
+``GET`` and ``DELETE /v1/responses/{id}``), ``POST /v1/embeddings``, ``GET /v1/models`` (and
+``/v1/models/{id}``), ``POST /v1/messages`` (Anthropic Messages API, JSON and SSE) and
+``POST /v1/messages/count_tokens``; Azure-style
+``/openai/deployments/{name}/chat/completions|completions|embeddings``, and Azure's Responses
+API under ``/openai/responses`` and ``/openai/v1/``, too.
 Control endpoints (no auth, no failure injection): ``GET /_sim/health``,
 ``GET /_sim/last?path=/v1/chat/completions`` (headers and body of the last request on that path,
 plus how many arrived), ``POST /_sim/reset``.
@@ -16,11 +20,25 @@ plus how many arrived), ``POST /_sim/reset``.
 Usage is deterministic, so tests can assert exact costs:
 
 - text tokens: ``ceil(len(text) / 4)``; a non-text content part (image, audio, file) counts 85.
-- chat ``prompt_tokens``: 3 per message + the tokens of its content (and ``name``) + 3, plus the
-  tokens of the JSON of ``tools`` when given. Anthropic: the same over ``messages`` and ``system``.
-- ``completion_tokens``: ``min(max_completion_tokens or max_tokens, 16)``, i.e. 16 by default;
-  ``finish_reason`` is ``length`` when the limit cut it short, else ``stop`` (``max_tokens`` /
-  ``end_turn`` for Anthropic). The text is that many words.
+- chat ``prompt_tokens``: 3 per message + the tokens of its content (and ``name``, and each tool
+  call's name and arguments) + 3, plus the tokens of the JSON of ``tools`` when given.
+  Responses: the same over the same conversation (``instructions`` a system message, the prior
+  response's conversation first with ``previous_response_id``), so the two agree. Anthropic:
+  the same over ``messages``, ``tools`` and ``system``; ``count_tokens`` says the same number.
+- the answer: ``min(max_completion_tokens or max_tokens, 16)`` words, i.e. 16 by default, one
+  token a word; ``finish_reason`` is ``length`` when the limit cut it short, else ``stop``
+  (``max_tokens`` / ``end_turn`` for Anthropic, status ``incomplete`` for Responses). The ``n``
+  choices of a chat (or legacy) completion start at different words; usage counts them all.
+- offered tools are called by a fixed rule (``simulator.tools``: forced, or ``auto`` and the
+  user spoke last; the first tool sharing a word with the prompt, else the first), with
+  arguments valid for the tool's schema; structured output (``response_format``, Responses
+  ``text.format``, Anthropic ``output_config.format``) is a valid JSON instance of the schema
+  (``simulator.schema``). Either costs the tokens of its JSON text.
+- reasoning (``reasoning.effort``, ``reasoning_effort``) and Anthropic ``thinking`` cost output
+  tokens before the answer, reported as ``reasoning_tokens`` / a ``thinking`` block.
+- cached tokens: an OpenAI prompt of 1,024 tokens or more whose start was seen before reports
+  that share as ``cached_tokens`` (multiples of 128, ``simulator.prompt_cache``); Anthropic
+  ``cache_control`` prefixes of 1,024 tokens or more are written once, then read.
 - embeddings: each string input counts ``max(1, ceil(len / 4))``, a token-array input its length.
   Vectors are unit length, derived from the input's hash (256 dimensions unless ``dimensions``).
 
@@ -43,8 +61,10 @@ JSON), ``--cut-stream-after N`` (every stream loses its connection after N conte
 With none of them set, serving a request does no extra work.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``, except on
-``/v1/messages``, which answers Anthropic's ``{"type": "error", "error": {"type", "message"}}``
-as the real API does. A request without ``Authorization``, ``x-api-key`` or ``api-key`` gets 401.
+``/v1/messages`` and ``/v1/messages/count_tokens``, which answer Anthropic's
+``{"type": "error", "error": {"type", "message"}}`` as the real API does (``x-sim-status: 529``
+is its ``overloaded_error``). A request without ``Authorization``, ``x-api-key`` or ``api-key``
+gets 401.
 """
 
 from simulator.app import Simulator

@@ -1,33 +1,72 @@
-"""Anthropic Messages (``POST /v1/messages``): validation, usage split into input, cache-read and
-cache-write tokens (``x-sim-cache-*`` headers, or ``cache_control`` breakpoints remembered per
-process), forced tool use, the JSON answer and the named-event SSE stream."""
+"""Anthropic Messages (``POST /v1/messages``) and token counting
+(``POST /v1/messages/count_tokens``): validation, usage split into input, cache-read and
+cache-write tokens, tool use, extended thinking, structured output, the JSON answer and the
+named-event SSE stream (``simulator.anthropic_stream``).
+
+- Input tokens: ``chat_prompt_tokens`` over ``messages``, ``tools`` and ``system``;
+  ``count_tokens`` answers that same number for the same body, which is what a message's usage
+  adds up to (``input_tokens + cache_creation_input_tokens + cache_read_input_tokens``).
+- Cache: the ``x-sim-cache-*`` headers, or else the prompt prefix up to the last block marked
+  ``cache_control`` (tools, then system, then messages, as Anthropic orders them), when it
+  reaches ``MIN_CACHEABLE_TOKENS``: written the first time the simulator sees it, read after.
+- Tools: the rule of ``simulator.tools`` (``tool_choice`` auto/any/tool/none); the call's input
+  is a valid instance of the tool's ``input_schema``; ``stop_reason`` is ``tool_use``.
+- ``thinking: {"type": "enabled", "budget_tokens": N}`` (N ≥ 1024 and below ``max_tokens``, as
+  upstream requires) or ``{"type": "adaptive"}``: the content starts with a ``thinking`` block
+  (``THINKING_TOKENS`` words, at most N) and its ``signature``; its tokens are output tokens.
+  Forcing a tool with thinking on is a 400, as upstream.
+- ``output_config.format`` (or the older ``output_format``) ``json_schema``: the text is a JSON
+  instance of the schema.
+"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import orjson
 
+from simulator.answers import Answer, answer, counted
+from simulator.anthropic_stream import stream_events
 from simulator.config import Options, SimConfig, stream_shape
-from simulator.tokens import (
-    chat_prompt_tokens,
-    completion_tokens,
-    generated_text,
-    pieces,
-    text_tokens,
-)
+from simulator.openai_chat import last_turn
+from simulator.tokens import THINKING_TOKENS, chat_prompt_tokens, text_tokens, thinking_text
+from simulator.tools import anthropic_choice, anthropic_tools, pick
 from simulator.wire import (
     JSON_HEADERS,
     MALFORMED,
     SSE_HEADERS,
     SimError,
-    event,
     json_object,
     send_json,
     stream,
 )
 
 MAX_CACHED_PREFIXES = 1024
+MIN_CACHEABLE_TOKENS = 1024
+MIN_THINKING_BUDGET = 1024
+
+
+def _blocks(req: dict) -> list:
+    """Everything a ``cache_control`` can mark, in prompt order: tools, system, message blocks."""
+    blocks: list = []
+    tools = req.get("tools")
+    if isinstance(tools, list):
+        blocks.extend(tools)
+    system = req.get("system")
+    if isinstance(system, list):
+        blocks.extend(system)
+    for message in req.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            blocks.extend(content)
+    return blocks
+
+
+def _block_tokens(block: dict) -> int:
+    if "input_schema" in block:  # a tool
+        return text_tokens(orjson.dumps(block).decode())
+    return text_tokens(str(block.get("text") or block.get("content") or ""))
 
 
 def cache_breakpoint(req: dict) -> tuple[int, bytes] | None:
@@ -36,40 +75,15 @@ def cache_breakpoint(req: dict) -> tuple[int, bytes] | None:
     Anthropic caches a prompt prefix ending at a block marked ``cache_control``; the simulator
     reports such a prefix as written the first time it sees it and as read afterwards.
     """
-    blocks: list = []
-    system = req.get("system")
-    if isinstance(system, list):
-        blocks.extend(system)
-    for message in req.get("messages") or ():
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list):
-            blocks.extend(content)
+    blocks = _blocks(req)
     tokens, found = 0, None
     for i, block in enumerate(blocks):
         if not isinstance(block, dict):
             continue
-        tokens += text_tokens(str(block.get("text") or block.get("content") or ""))
+        tokens += _block_tokens(block)
         if isinstance(block.get("cache_control"), dict):
             found = (tokens, hashlib.sha256(orjson.dumps(blocks[: i + 1])).digest())
     return found
-
-
-def forced_tool(req: dict) -> dict | None:
-    """The tool a request forces (``tool_choice`` any/tool), as a deterministic tool_use."""
-    tools = req.get("tools")
-    choice = req.get("tool_choice")
-    if not isinstance(tools, list) or not tools or not isinstance(choice, dict):
-        return None
-    if choice.get("type") == "tool":
-        tool = next((t for t in tools if t.get("name") == choice.get("name")), None)
-    elif choice.get("type") == "any":
-        tool = tools[0]
-    else:
-        return None
-    if not isinstance(tool, dict):
-        return None
-    props = ((tool.get("input_schema") or {}).get("properties") or {}).keys()
-    return {"name": tool.get("name", ""), "input": {name: "sim" for name in props}}
 
 
 def _required(req: dict) -> tuple[str, int, list]:
@@ -86,16 +100,106 @@ def _required(req: dict) -> tuple[str, int, list]:
     return model, max_tokens, messages
 
 
-def _counts(req: dict, opts: Options, max_tokens: int, messages: list) -> tuple[int, int, bool]:
-    """(prompt tokens, completion tokens, whether max_tokens cut the answer short)."""
-    completion, cut = completion_tokens(max_tokens)
-    if opts.completion_tokens is not None:
-        completion, cut = opts.completion_tokens, False
-    if opts.prompt_tokens is not None:
-        prompt = opts.prompt_tokens
-    else:
-        prompt = chat_prompt_tokens(messages, req.get("tools"), req.get("system"))
-    return prompt, completion, cut
+def thinking_tokens(req: dict, max_tokens: int) -> int:
+    """The thinking a request turns on, in tokens (0 when off); upstream's checks as 400s."""
+    thinking = req.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
+        return 0
+    choice = req.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+        raise SimError(
+            400, "Thinking may not be enabled when tool_choice forces tool use.", "invalid_value"
+        )
+    if thinking["type"] == "adaptive":
+        return min(THINKING_TOKENS, max_tokens - 1)
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_THINKING_BUDGET:
+        raise SimError(
+            400,
+            f"thinking.budget_tokens: must be at least {MIN_THINKING_BUDGET}",
+            "invalid_value",
+            "thinking.budget_tokens",
+        )
+    if budget >= max_tokens:
+        raise SimError(
+            400,
+            "max_tokens must be greater than thinking.budget_tokens",
+            "invalid_value",
+            "max_tokens",
+        )
+    return min(THINKING_TOKENS, budget)
+
+
+def output_schema(req: dict):
+    """The JSON schema the answer must follow (``output_config.format`` or ``output_format``)."""
+    config = req.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if fmt is None:
+        fmt = req.get("output_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = fmt.get("schema")
+        return schema if isinstance(schema, dict) else {}
+    return None
+
+
+def _user_last(messages: list) -> bool:
+    last = messages[-1]
+    if not isinstance(last, dict) or last.get("role") != "user":
+        return False
+    content = last.get("content")
+    if isinstance(content, list):
+        return not any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+    return True
+
+
+def message_answer(req: dict, max_tokens: int, messages: list) -> Answer:
+    reasoning = thinking_tokens(req, max_tokens)
+    prompt, _ = last_turn(messages)
+    tools = anthropic_tools(req.get("tools"))
+    choice = anthropic_choice(req.get("tool_choice"))
+    call = pick(tools, choice, prompt=prompt, user_last=_user_last(messages))
+    schema = None if call is not None else output_schema(req)
+    return answer(limit=max_tokens, call=call, schema=schema, reasoning=reasoning)
+
+
+def signature(text: str) -> str:
+    """A deterministic stand-in for the signature Anthropic puts on a thinking block."""
+    return base64.b64encode(hashlib.sha256(b"sim-thinking:" + text.encode()).digest() * 3).decode()
+
+
+def content_blocks(mid: str, ans: Answer) -> list[dict]:
+    blocks: list[dict] = []
+    if ans.reasoning:
+        thought = thinking_text(ans.reasoning)
+        blocks.append({"type": "thinking", "thinking": thought, "signature": signature(thought)})
+    if ans.call is not None:
+        tool_input = {} if ans.cut else ans.call.input
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": f"toolu_sim{mid[7:]}",
+                "name": ans.call.name,
+                "input": tool_input,
+            }
+        )
+    elif ans.text or not blocks:
+        blocks.append({"type": "text", "text": ans.text or ""})
+    return blocks
+
+
+def message_body(mid: str, model: str, ans: Answer) -> dict:
+    stop = "tool_use" if ans.call is not None else "end_turn"
+    if ans.cut:
+        stop = "max_tokens"
+    return {
+        "id": mid,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content_blocks(mid, ans),
+        "stop_reason": stop,
+        "stop_sequence": None,
+    }
 
 
 def _usage(prompt: int, completion: int, read: int, write: int) -> dict:
@@ -113,109 +217,15 @@ def _usage(prompt: int, completion: int, read: int, write: int) -> dict:
     }
 
 
-def _message(mid: str, model: str, completion: int, cut: bool, tool: dict | None) -> dict:
-    message = {
-        "id": mid,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": generated_text(completion)}],
-        "stop_reason": "max_tokens" if cut else "end_turn",
-        "stop_sequence": None,
-    }
-    if tool is not None:
-        message["content"] = [
-            {
-                "type": "tool_use",
-                "id": f"toolu_sim{mid[7:]}",
-                "name": tool["name"],
-                "input": tool["input"],
-            }
-        ]
-        message["stop_reason"] = "tool_use"
-    return message
-
-
-# --- streams ---------------------------------------------------------------------------------
-
-
-def _block_start(block: dict) -> bytes:
-    return event(
-        b"content_block_start",
-        {"type": "content_block_start", "index": 0, "content_block": block},
-    )
-
-
-def _block_delta(delta: dict) -> bytes:
-    return event(
-        b"content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
-    )
-
-
-def _tail(delta: dict) -> bytes:
-    """content_block_stop, message_delta (``delta``), message_stop."""
-    return b"".join(
-        (
-            event(b"content_block_stop", {"type": "content_block_stop", "index": 0}),
-            event(b"message_delta", delta),
-            event(b"message_stop", {"type": "message_stop"}),
-        )
-    )
-
-
-def text_stream_events(
-    start: dict, message: dict, parts, usage: dict | None
-) -> tuple[bytes, list[bytes], bytes]:
-    """(message_start + text block start + ping, one text_delta per piece, the tail)."""
-    first = b"".join(
-        (
-            event(b"message_start", {"type": "message_start", "message": start}),
-            _block_start({"type": "text", "text": ""}),
-            event(b"ping", {"type": "ping"}),
-        )
-    )
-    content = [_block_delta({"type": "text_delta", "text": piece}) for piece in parts]
-    delta = {
-        "type": "message_delta",
-        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-    }
-    if usage is not None:
-        delta["usage"] = {
-            "input_tokens": usage["input_tokens"],
-            "cache_creation_input_tokens": usage["cache_creation_input_tokens"],
-            "cache_read_input_tokens": usage["cache_read_input_tokens"],
-            "output_tokens": usage["output_tokens"],
-        }
-    return first, content, _tail(delta)
-
-
-def tool_use_stream_events(
-    start: dict, block: dict, usage: dict | None
-) -> tuple[bytes, list[bytes], bytes]:
-    """(message_start + tool_use block start, the input JSON in two halves, the tail)."""
-    arguments = orjson.dumps(block["input"]).decode()
-    half = len(arguments) // 2
-    first = b"".join(
-        (
-            event(b"message_start", {"type": "message_start", "message": start}),
-            _block_start(dict(block, input={})),
-        )
-    )
-    content = [
-        _block_delta({"type": "input_json_delta", "partial_json": part})
-        for part in (arguments[:half], arguments[half:])
-    ]
-    delta = {
-        "type": "message_delta",
-        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-    }
-    if usage is not None:
-        delta["usage"] = {"output_tokens": usage["output_tokens"]}
-    return first, content, _tail(delta)
+def input_tokens(req: dict, opts: Options) -> int:
+    if opts.prompt_tokens is not None:
+        return opts.prompt_tokens
+    messages = req.get("messages")
+    return chat_prompt_tokens(messages, req.get("tools"), req.get("system"))
 
 
 class AnthropicMessages:
-    """The Messages endpoint, with the ``cache_control`` prefixes seen so far (a bounded set,
+    """The Messages endpoints, with the ``cache_control`` prefixes seen so far (a bounded set,
     cleared when full)."""
 
     def __init__(self, config: SimConfig, seq) -> None:
@@ -223,16 +233,40 @@ class AnthropicMessages:
         self._seq = seq  # shared with the other endpoints: ids are unique per process
         self._prompt_cache: set[bytes] = set()
 
+    async def count_tokens(self, body: bytes, opts: Options, deployment, receive, send) -> None:
+        req = json_object(body)
+        if not isinstance(req.get("model"), str) or not req["model"]:
+            raise SimError(400, "model: Field required", "missing_field", "model")
+        messages = req.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise SimError(400, "messages: Field required", "missing_field", "messages")
+        await send_json(send, 200, orjson.dumps({"input_tokens": input_tokens(req, opts)}))
+
     async def handle(self, body: bytes, opts: Options, deployment, receive, send) -> None:
         req = json_object(body)
         model, max_tokens, messages = _required(req)
-        prompt, completion, cut = _counts(req, opts, max_tokens, messages)
+        ans = message_answer(req, max_tokens, messages)
+        if opts.completion_tokens is not None:
+            ans = counted(ans, max(opts.completion_tokens - ans.reasoning, 0))
+        prompt = input_tokens(req, opts)
         read, write = self._cache_split(req, opts, prompt)
-        usage = None if opts.no_usage else _usage(prompt, completion, read, write)
+        usage = None if opts.no_usage else _usage(prompt, ans.output_tokens, read, write)
         mid = f"msg_sim{next(self._seq):014d}"
-        message = _message(mid, model, completion, cut, forced_tool(req))
+        message = message_body(mid, model, ans)
         if req.get("stream") is True:
-            await self._stream(send, receive, opts, message, completion=completion, usage=usage)
+            delay, chunks = stream_shape(self.config, opts)
+            first, content, tail = stream_events(message, usage, chunks)
+            headers = [*SSE_HEADERS, (b"request-id", mid.encode())]
+            await stream(
+                send,
+                receive,
+                first,
+                content,
+                tail,
+                delay_ms=delay,
+                headers=headers,
+                cut=self.config.cut_stream_after,
+            )
             return
         if opts.malformed:
             await send_json(send, 200, MALFORMED)
@@ -252,33 +286,11 @@ class AnthropicMessages:
             return read, write
         prefix, digest = breakpoint_
         prefix = min(prefix, prompt)
+        if prefix < MIN_CACHEABLE_TOKENS:
+            return read, write  # too short to cache: upstream silently caches nothing
         if digest in self._prompt_cache:
             return prefix, write
         if len(self._prompt_cache) >= MAX_CACHED_PREFIXES:
             self._prompt_cache.clear()
         self._prompt_cache.add(digest)
         return read, prefix
-
-    async def _stream(self, send, receive, opts, message, *, completion, usage) -> None:
-        delay, chunks = stream_shape(self.config, opts)
-        start = dict(message, content=[], stop_reason=None, stop_sequence=None)
-        if usage is not None:
-            start["usage"] = dict(usage, output_tokens=min(1, completion))
-        block = message["content"][0]
-        if block["type"] == "tool_use":
-            first, content, tail = tool_use_stream_events(start, block, usage)
-        else:
-            first, content, tail = text_stream_events(
-                start, message, pieces(completion, chunks), usage
-            )
-        headers = [*SSE_HEADERS, (b"request-id", message["id"].encode())]
-        await stream(
-            send,
-            receive,
-            first,
-            content,
-            tail,
-            delay_ms=delay,
-            headers=headers,
-            cut=self.config.cut_stream_after,
-        )

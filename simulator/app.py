@@ -13,8 +13,11 @@ from simulator.anthropic_messages import AnthropicMessages
 from simulator.config import NO_OPTIONS, Options, SimConfig, parse_options
 from simulator.control import Control
 from simulator.openai_chat import ChatCompletions
+from simulator.openai_completions import Completions
 from simulator.openai_embeddings import Embeddings
 from simulator.openai_models import list_models, retrieve_model
+from simulator.openai_responses import Responses
+from simulator.prompt_cache import PromptCache
 from simulator.wire import SimError, drop, read_rest, send_error
 
 _MISSING_KEY = (
@@ -24,30 +27,55 @@ _MISSING_KEY = (
 # /v1/{tail}: (endpoint, the method it takes)
 _V1_ENDPOINTS = {
     "chat/completions": ("chat", "POST"),
+    "completions": ("completions", "POST"),
     "embeddings": ("embeddings", "POST"),
     "messages": ("messages", "POST"),
+    "messages/count_tokens": ("count_tokens", "POST"),
     "models": ("models", "GET"),
+    "responses": ("responses", "POST"),
 }
+# Azure's /openai/deployments/{name}/{tail}: the endpoint
+_DEPLOYMENT_ENDPOINTS = {
+    "chat/completions": "chat",
+    "completions": "completions",
+    "embeddings": "embeddings",
+}
+# endpoints that answer errors in Anthropic's shape
+ANTHROPIC_ENDPOINTS = frozenset({"messages", "count_tokens"})
+
+
+def _v1_route(method: str, tail: str) -> tuple[str | None, str | None]:
+    if tail in _V1_ENDPOINTS:
+        endpoint, wanted = _V1_ENDPOINTS[tail]
+        return (endpoint if method == wanted else "method"), None
+    if tail.startswith("models/") and len(tail) > 7:
+        return ("model" if method == "GET" else "method"), tail[7:]
+    if tail.startswith("responses/") and len(tail) > 10 and "/" not in tail[10:]:
+        if method == "GET":
+            return "response_get", tail[10:]
+        return ("response_delete" if method == "DELETE" else "method"), tail[10:]
+    return None, None
 
 
 def route(method: str, path: str) -> tuple[str | None, str | None]:
-    """(endpoint, deployment or model id) for a path; Azure puts the model in the path.
+    """(endpoint, the deployment, model or response id) for a path; Azure puts the model in the
+    path (``/openai/deployments/{name}/...``), its Responses API lives under ``/openai/`` and
+    ``/openai/v1/``.
 
     The endpoint is None for an unknown path and ``"method"`` for a known one asked with
     another method."""
     if path.startswith("/v1/"):
-        tail = path[4:]
-        if tail in _V1_ENDPOINTS:
-            endpoint, wanted = _V1_ENDPOINTS[tail]
-            return (endpoint if method == wanted else "method"), None
-        if tail.startswith("models/") and len(tail) > 7:
-            return ("model" if method == "GET" else "method"), tail[7:]
-        return None, None
+        return _v1_route(method, path[4:])
     if path.startswith("/openai/deployments/"):
         deployment, _, tail = path[20:].partition("/")
-        if deployment and tail in ("chat/completions", "embeddings"):
-            kind = "chat" if tail == "chat/completions" else "embeddings"
+        if deployment and tail in _DEPLOYMENT_ENDPOINTS:
+            kind = _DEPLOYMENT_ENDPOINTS[tail]
             return (kind if method == "POST" else "method"), deployment
+        return None, None
+    if path.startswith("/openai/v1/"):
+        return _v1_route(method, path[11:])
+    if path == "/openai/responses" or path.startswith("/openai/responses/"):
+        return _v1_route(method, path[8:])
     return None, None
 
 
@@ -83,21 +111,30 @@ async def lifespan(receive, send) -> None:
 
 
 class Simulator:
-    """The ASGI app, one instance per process. Its state: the last-request records and bounded
-    caches of parsed chat bodies, embedding answers and Anthropic cache prefixes (cleared
-    whenever they fill up)."""
+    """The ASGI app, one instance per process. Its state: the last-request records, the stored
+    Responses, and bounded caches of parsed chat bodies, embedding answers, OpenAI prompt
+    prefixes and Anthropic cache prefixes (cleared whenever they fill up)."""
 
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config = config or SimConfig()
         self._rng = random.Random(config.seed)  # noqa: S311 - failure injection, not crypto
         seq = itertools.count(1)
         self._control = Control()
-        self._handlers = {  # endpoint: handler(body, opts, deployment, receive, send)
-            "chat": ChatCompletions(config, seq).handle,
+        cache = PromptCache()  # OpenAI's automatic prompt caching, shared by its endpoints
+        responses = Responses(config, seq, cache)
+        messages = AnthropicMessages(config, seq)
+        # endpoint: handler(body, opts, deployment or id, receive, send)
+        self._handlers = {
+            "chat": ChatCompletions(config, seq, cache).handle,
+            "completions": Completions(config, seq, cache).handle,
             "embeddings": Embeddings().handle,
-            "messages": AnthropicMessages(config, seq).handle,
+            "messages": messages.handle,
+            "count_tokens": messages.count_tokens,
             "models": list_models,
             "model": retrieve_model,
+            "responses": responses.handle,
+            "response_get": responses.retrieve,
+            "response_delete": responses.delete,
         }
         self._expected_key = config.api_key.encode() if config.api_key else None
         self._faults = bool(config.reset_rate or config.malformed_rate)
@@ -138,7 +175,7 @@ class Simulator:
                     return  # the connection was dropped
             await self._handlers[endpoint](body, opts, deployment, receive, send)
         except SimError as exc:
-            anthropic = endpoint == "messages"
+            anthropic = endpoint in ANTHROPIC_ENDPOINTS
             await send_error(send, exc, anthropic=anthropic, retry_after=self._retry_after)
 
     def _admit(self, endpoint: str | None, scope, body: bytes) -> Options:

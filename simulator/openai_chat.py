@@ -1,6 +1,12 @@
 """OpenAI Chat Completions (``POST /v1/chat/completions``, and Azure's
 ``/openai/deployments/{name}/chat/completions``): the request plan parsed once per distinct
-body, the JSON answer (a pre-serialised template on the fast path) and the SSE stream."""
+body, the JSON answer (a pre-serialised template on the fast path) and the SSE stream.
+
+A plan holds one ``Answer`` per choice (``n`` of them; text choices start at different words of
+the sentence, so they differ): a tool call when tools are offered (the rule of
+``simulator.tools``), JSON for ``response_format`` ``json_schema`` / ``json_object``, else
+words. ``reasoning_effort`` adds reasoning tokens (``completion_tokens_details``). A prompt of
+1,024 tokens or more is looked up in the prompt cache (``simulator.prompt_cache``)."""
 
 from __future__ import annotations
 
@@ -9,8 +15,11 @@ from dataclasses import dataclass
 
 import orjson
 
+from simulator.answers import Answer, answer, counted
 from simulator.config import NO_OPTIONS, Options, SimConfig, stream_shape
-from simulator.tokens import chat_prompt_tokens, completion_tokens, generated_text, pieces
+from simulator.prompt_cache import MIN_CACHED_TOKENS, Prefixes, PromptCache, prompt_prefixes
+from simulator.tokens import chat_prompt_tokens, reasoning_tokens, split
+from simulator.tools import chat_tools, openai_choice, pick
 from simulator.vision import images_tokens
 from simulator.wire import (
     JSON_HEADERS,
@@ -26,13 +35,6 @@ MAX_CACHED_PLANS = 1024
 MAX_CHOICES = 128
 MAX_CACHED_BODY = 64 * 1024
 
-_COMPLETION_DETAILS = {
-    "reasoning_tokens": 0,
-    "audio_tokens": 0,
-    "accepted_prediction_tokens": 0,
-    "rejected_prediction_tokens": 0,
-}
-
 # "id" and "created" come before any user-supplied value in the body, so splitting at the
 # first occurrence of each marker is safe whatever the model name contains.
 _ID_MARK = "@@sim-id@@"
@@ -45,27 +47,51 @@ class ChatPlan:
 
     model: str
     prompt: int
-    completion: int  # over all choices
-    cut: bool
+    answers: tuple[Answer, ...]  # one per choice
     stream: bool
     include_usage: bool
-    template: tuple[bytes, bytes, bytes]  # the default JSON answer around its id and created
-    n: int = 1
+    template: tuple[bytes, bytes, bytes] | None  # the default JSON answer around id and created
+    prefixes: Prefixes | None = None  # what the prompt cache compares (long prompts only)
+
+    @property
+    def n(self) -> int:
+        return len(self.answers)
 
 
-def chat_usage(prompt: int, completion: int, cached: int) -> dict:
+def chat_usage(prompt: int, completion: int, cached: int, reasoning: int = 0) -> dict:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": min(cached, prompt), "audio_tokens": 0},
-        "completion_tokens_details": _COMPLETION_DETAILS,
+        "completion_tokens_details": {
+            "reasoning_tokens": min(reasoning, completion),
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
 
 
-def chat_body(rid, created, model: str, *, completion: int, finish: str, usage, n: int = 1) -> dict:
-    """The answer: ``n`` choices of ``completion // n`` tokens each."""
-    each = generated_text(completion // n)
+def finish_reason(ans: Answer) -> str:
+    if ans.cut:
+        return "length"
+    return "tool_calls" if ans.call is not None else "stop"
+
+
+def call_id(rid: str, index: int) -> str:
+    return f"call_{rid.rsplit('-', 1)[-1]}{index:03d}"
+
+
+def _message(ans: Answer, rid: str, index: int) -> dict:
+    message = {"role": "assistant", "content": ans.text, "refusal": None, "annotations": []}
+    if ans.call is not None:
+        fn = {"name": ans.call.name, "arguments": ans.call.arguments}
+        message["tool_calls"] = [{"id": call_id(rid, index), "type": "function", "function": fn}]
+    return message
+
+
+def chat_body(rid, created, model: str, answers, usage) -> dict:
     body = {
         "id": rid,
         "object": "chat.completion",
@@ -74,16 +100,11 @@ def chat_body(rid, created, model: str, *, completion: int, finish: str, usage, 
         "choices": [
             {
                 "index": index,
-                "message": {
-                    "role": "assistant",
-                    "content": each,
-                    "refusal": None,
-                    "annotations": [],
-                },
+                "message": _message(ans, str(rid), index),
                 "logprobs": None,
-                "finish_reason": finish,
+                "finish_reason": finish_reason(ans),
             }
-            for index in range(n)
+            for index, ans in enumerate(answers)
         ],
         "service_tier": "default",
         "system_fingerprint": "fp_simulator",
@@ -102,6 +123,54 @@ def _choices(req: dict) -> int:
     return n
 
 
+def output_schema(response_format):
+    """The schema ``response_format`` (chat) asks the answer to follow: a dict, True for a bare
+    JSON object, None for text."""
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return True
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        return schema if isinstance(schema, dict) else {}
+    return None
+
+
+def last_turn(messages: list) -> tuple[str, bool]:
+    """(the text of the last user message, whether the conversation ends with the user's turn)."""
+    text = ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            text = _text_of(message.get("content"))
+            break
+    last = messages[-1] if messages else None
+    return text, isinstance(last, dict) and last.get("role") == "user"
+
+
+def _text_of(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def _answers(req: dict, messages: list, limit, n: int) -> tuple[Answer, ...]:
+    tools = chat_tools(req.get("tools"))
+    prompt, user_last = last_turn(messages)
+    call = pick(tools, openai_choice(req.get("tool_choice")), prompt=prompt, user_last=user_last)
+    schema = None if call is not None else output_schema(req.get("response_format"))
+    reasoning = reasoning_tokens(req.get("reasoning_effort"))
+    return tuple(
+        answer(limit=limit, call=call, schema=schema, reasoning=reasoning, start=i)
+        for i in range(n)
+    )
+
+
 def chat_plan(req: dict, deployment: str | None, *, bill_max: bool = False) -> ChatPlan:
     model = req.get("model") or deployment
     if not isinstance(model, str) or not model:
@@ -111,68 +180,115 @@ def chat_plan(req: dict, deployment: str | None, *, bill_max: bool = False) -> C
         raise SimError(400, "messages: a non-empty array is required", "missing_field", "messages")
     n = _choices(req)
     limit = req.get("max_completion_tokens") or req.get("max_tokens")
-    if bill_max and isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-        completion, cut = limit, True
-    else:
-        completion, cut = completion_tokens(limit)
-    completion *= n
+    limit = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
+    answers = _answers(req, messages, limit, n)
+    if bill_max and limit is not None:
+        answers = tuple(
+            counted(a, limit - a.reasoning, cut=True, start=i) for i, a in enumerate(answers)
+        )
     prompt = chat_prompt_tokens(messages, req.get("tools"))
     if bill_max:
         prompt += images_tokens(model, messages)
     stream_options = req.get("stream_options")
-    body = _template_body(model, completion, cut, prompt, n)
-    head, rest = orjson.dumps(body).split(b'"' + _ID_MARK.encode() + b'"', 1)
-    middle, tail = rest.split(b'"' + _CREATED_MARK.encode() + b'"', 1)
+    prefixes = None
+    if prompt >= MIN_CACHED_TOKENS and not bill_max:
+        prefixes = prompt_prefixes(model, req.get("tools"), messages)
+    template = None
+    if prefixes is None and all(a.call is None for a in answers):
+        template = _template(model, answers, prompt)
     return ChatPlan(
         model=model,
         prompt=prompt,
-        completion=completion,
-        cut=cut,
+        answers=answers,
         stream=req.get("stream") is True,
         include_usage=isinstance(stream_options, dict)
         and stream_options.get("include_usage") is True,
-        template=(head + b'"chatcmpl-sim', b'"' + middle, tail),
-        n=n,
+        template=template,
+        prefixes=prefixes,
     )
 
 
-def _template_body(model: str, completion: int, cut: bool, prompt: int, n: int) -> dict:
-    finish = "length" if cut else "stop"
-    usage = chat_usage(prompt, completion, 0)
-    return chat_body(
-        _ID_MARK, _CREATED_MARK, model, completion=completion, finish=finish, usage=usage, n=n
-    )
+def _template(model: str, answers, prompt: int) -> tuple[bytes, bytes, bytes]:
+    completion = sum(a.output_tokens for a in answers)
+    usage = chat_usage(prompt, completion, 0, sum(a.reasoning for a in answers))
+    body = chat_body(_ID_MARK, _CREATED_MARK, model, answers, usage)
+    head, rest = orjson.dumps(body).split(b'"' + _ID_MARK.encode() + b'"', 1)
+    middle, tail = rest.split(b'"' + _CREATED_MARK.encode() + b'"', 1)
+    return head + b'"chatcmpl-sim', b'"' + middle, tail
+
+
+# --- streams ---------------------------------------------------------------------------------
+
+
+class _Chunks:
+    """Serialises the chunks of one stream around a shared, mutated base object."""
+
+    def __init__(self, rid: str, created: int, model: str, include_usage: bool) -> None:
+        self.base = {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": "fp_simulator",
+            "choices": None,
+        }
+        if include_usage:
+            self.base["usage"] = None
+
+    def chunk(self, index: int, delta: dict, finish: str | None = None) -> bytes:
+        self.base["choices"] = [
+            {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+        ]
+        return sse(self.base)
+
+    def usage(self, usage: dict) -> bytes:
+        self.base["choices"] = []
+        self.base["usage"] = usage
+        return sse(self.base)
+
+
+def _opening(chunks: _Chunks, rid: str, index: int, ans: Answer) -> bytes:
+    if ans.call is None:
+        return chunks.chunk(index, {"role": "assistant", "content": "", "refusal": None})
+    call = {
+        "index": 0,
+        "id": call_id(rid, index),
+        "type": "function",
+        "function": {"name": ans.call.name, "arguments": ""},
+    }
+    delta = {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None}
+    return chunks.chunk(index, delta)
+
+
+def _delta(ans: Answer, piece: str) -> dict:
+    if ans.call is None:
+        return {"content": piece}
+    return {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
 
 
 def stream_events(
-    rid: str, created: int, model: str, *, parts, finish: str, usage, include_usage: bool
+    rid: str, created: int, model: str, *, answers, chunks: int, usage, include_usage: bool
 ) -> tuple[bytes, list[bytes], bytes]:
-    """(the role chunk, one chunk per content piece, the finish chunk [+ usage] + ``[DONE]``)."""
-    base = {
-        "id": rid,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "service_tier": "default",
-        "system_fingerprint": "fp_simulator",
-        "choices": None,
-    }
-    if include_usage:
-        base["usage"] = None
-
-    def chunk(delta: dict, finish_reason: str | None = None) -> bytes:
-        base["choices"] = [
-            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        ]
-        return sse(base)
-
-    first = chunk({"role": "assistant", "content": "", "refusal": None})
-    content = [chunk({"content": piece}) for piece in parts]
-    tail = [chunk({}, finish)]
+    """(the role chunks, one event per content piece — a chunk for each choice that has that
+    piece —, the finish chunks [+ usage] + ``[DONE]``)."""
+    out = _Chunks(rid, created, model, include_usage)
+    first = b"".join(_opening(out, rid, i, ans) for i, ans in enumerate(answers))
+    parts = [
+        split(ans.call.arguments if ans.call is not None else ans.text or "", chunks)
+        for ans in answers
+    ]
+    content = [
+        b"".join(
+            out.chunk(i, _delta(ans, parts[i][j]))
+            for i, ans in enumerate(answers)
+            if j < len(parts[i])
+        )
+        for j in range(max((len(p) for p in parts), default=0))
+    ]
+    tail = [out.chunk(i, {}, finish_reason(ans)) for i, ans in enumerate(answers)]
     if usage is not None:
-        base["choices"] = []
-        base["usage"] = usage
-        tail.append(sse(base))
+        tail.append(out.usage(usage))
     tail.append(b"data: [DONE]\n\n")
     return first, content, b"".join(tail)
 
@@ -180,10 +296,11 @@ def stream_events(
 class ChatCompletions:
     """The chat endpoint, with a bounded cache of parsed request bodies (cleared when full)."""
 
-    def __init__(self, config: SimConfig, seq) -> None:
+    def __init__(self, config: SimConfig, seq, prompt_cache: PromptCache | None = None) -> None:
         self.config = config
         self._seq = seq  # shared with the other endpoints: ids are unique per process
         self._plans: dict[bytes, ChatPlan] = {}
+        self._prompt_cache = prompt_cache or PromptCache()
 
     def _plan(self, body: bytes, deployment: str | None) -> ChatPlan:
         # A load test repeats one body: its plan (parsed, validated, counted) and, for plain JSON
@@ -203,6 +320,7 @@ class ChatCompletions:
         created = int(time.time())
         if (
             opts is NO_OPTIONS
+            and plan.template is not None
             and not plan.stream
             and self.config.reply is None
             and self.config.completion_tokens is None
@@ -218,58 +336,50 @@ class ChatCompletions:
             )
             await send({"type": "http.response.body", "body": payload})
             return
-        completion, cut = plan.completion, plan.cut
-        if opts.completion_tokens is not None:
-            completion, cut = opts.completion_tokens, False
-        elif self.config.completion_tokens is not None:
-            completion, cut = self.config.completion_tokens, False
-        prompt = plan.prompt if opts.prompt_tokens is None else opts.prompt_tokens
-        usage = None if opts.no_usage else chat_usage(prompt, completion, opts.cached_tokens)
-        finish = "length" if cut else "stop"
         rid = f"chatcmpl-sim{seq:010d}"
+        answers, usage = self._usage(plan, opts)
         if plan.stream:
-            usage = usage if plan.include_usage else None
-            await self._stream(
-                send,
-                receive,
-                opts,
-                plan,
-                rid=rid,
-                created=created,
-                completion=completion,
-                finish=finish,
-                usage=usage,
+            delay, chunks = stream_shape(self.config, opts)
+            first, content, tail = stream_events(
+                rid,
+                created,
+                plan.model,
+                answers=answers,
+                chunks=chunks,
+                usage=usage if plan.include_usage else None,
+                include_usage=plan.include_usage,
             )
+            cut = self.config.cut_stream_after
+            await stream(send, receive, first, content, tail, delay_ms=delay, cut=cut)
             return
         if opts.malformed:
             await send_json(send, 200, MALFORMED)
             return
-        answer = chat_body(
-            rid, created, plan.model, completion=completion, finish=finish, usage=usage, n=plan.n
-        )
+        body_out = chat_body(rid, created, plan.model, answers, usage)
         if self.config.reply is not None:
-            answer["choices"][0]["message"]["content"] = self.config.reply
-        await send_json(send, 200, orjson.dumps(answer))
+            message = body_out["choices"][0]["message"]
+            message["content"] = self.config.reply
+            message.pop("tool_calls", None)
+            body_out["choices"][0]["finish_reason"] = "stop"
+        await send_json(send, 200, orjson.dumps(body_out))
 
-    async def _stream(
-        self, send, receive, opts, plan: ChatPlan, *, rid, created, completion, finish, usage
-    ) -> None:
-        delay, chunks = stream_shape(self.config, opts)
-        first, content, tail = stream_events(
-            rid,
-            created,
-            plan.model,
-            parts=pieces(completion, chunks),
-            finish=finish,
-            usage=usage,
-            include_usage=plan.include_usage,
-        )
-        await stream(
-            send,
-            receive,
-            first,
-            content,
-            tail,
-            delay_ms=delay,
-            cut=self.config.cut_stream_after,
-        )
+    def _usage(self, plan: ChatPlan, opts: Options) -> tuple[tuple[Answer, ...], dict | None]:
+        """(the answers, counted again if a count is forced; the usage, None without)."""
+        answers = plan.answers
+        forced = opts.completion_tokens
+        if forced is None:
+            forced = self.config.completion_tokens
+        if forced is not None:
+            each = forced // plan.n
+            answers = tuple(
+                counted(a, max(each - a.reasoning, 0), start=i) for i, a in enumerate(answers)
+            )
+        completion = sum(a.output_tokens for a in answers) if forced is None else forced
+        if opts.no_usage:
+            return answers, None
+        prompt = plan.prompt if opts.prompt_tokens is None else opts.prompt_tokens
+        cached = opts.cached_tokens
+        if not cached and plan.prefixes is not None:
+            cached = self._prompt_cache.cached_tokens(plan.prefixes, plan.prompt)
+        reasoning = sum(a.reasoning for a in answers)
+        return answers, chat_usage(prompt, completion, cached, reasoning)

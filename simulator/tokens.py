@@ -2,8 +2,13 @@
 and its generated words (whole or in stream pieces), and embedding vectors.
 
 Text counts ``ceil(len(text) / 4)``; a non-text content part (image, audio, file) counts 85. A
-chat prompt counts 3 per message + its content (and ``name``) + 3, plus the JSON of ``tools``
-and the ``system`` prompt when given."""
+chat prompt counts 3 per message + its content (and ``name``, and each tool call's name and
+arguments) + 3, plus the JSON of ``tools`` and the ``system`` prompt when given.
+
+A generated answer is words of one fixed sentence, one token a word; the ``start`` of
+``generated_text`` shifts where in the sentence it begins (the choices of ``n`` differ by it).
+Reasoning (OpenAI ``reasoning`` / ``reasoning_effort``) costs ``REASONING_TOKENS[effort]``
+output tokens; Anthropic thinking is ``THINKING_TOKENS`` words of another sentence."""
 
 from __future__ import annotations
 
@@ -23,6 +28,14 @@ _SENTENCE = (
     "and benchmarks always see the same words, token counts and costs from one run to the next."
 )
 _WORDS = tuple(_SENTENCE.split())
+_THOUGHT = (
+    "Let me think about what is being asked here step by step before I write the answer, "
+    "checking each part of the request against what I know."
+)
+_THOUGHT_WORDS = tuple(_THOUGHT.split())
+THINKING_TOKENS = 24
+# reasoning tokens an effort costs (OpenAI's ``reasoning.effort`` / ``reasoning_effort``)
+REASONING_TOKENS = {"none": 0, "minimal": 8, "low": 16, "medium": 32, "high": 64, "xhigh": 128}
 
 
 def text_tokens(text: str) -> int:
@@ -38,9 +51,12 @@ def _part_tokens(part) -> int:
     text = part.get("text")
     if isinstance(text, str):
         return text_tokens(text)
-    if part.get("type") == "tool_result":
+    kind = part.get("type")
+    if kind in ("thinking", "redacted_thinking", "reasoning"):
+        return 0  # earlier turns' reasoning is not part of the prompt
+    if kind == "tool_result":
         return content_tokens(part.get("content"))
-    if part.get("type") == "tool_use":
+    if kind == "tool_use":
         return text_tokens(orjson.dumps(part.get("input")).decode())
     return NON_TEXT_PART_TOKENS
 
@@ -64,11 +80,30 @@ def chat_prompt_tokens(messages: list, tools=None, system=None) -> int:
             name = message.get("name")
             if isinstance(name, str):
                 total += text_tokens(name)
+            calls = message.get("tool_calls")
+            if isinstance(calls, list):
+                total += _tool_calls_tokens(calls)
     if tools:
         total += text_tokens(orjson.dumps(tools).decode())
     if system:
         total += content_tokens(system)
     return total
+
+
+def _tool_calls_tokens(calls: list) -> int:
+    total = 0
+    for call in calls:
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            for key in ("name", "arguments"):
+                if isinstance(fn.get(key), str):
+                    total += text_tokens(fn[key])
+    return total
+
+
+def reasoning_tokens(effort) -> int:
+    """Reasoning tokens for an effort; an unknown or absent effort reasons not at all."""
+    return REASONING_TOKENS.get(effort, 0) if isinstance(effort, str) else 0
 
 
 def completion_tokens(limit) -> tuple[int, bool]:
@@ -83,20 +118,35 @@ def completion_tokens(limit) -> tuple[int, bool]:
 
 
 @lru_cache(maxsize=512)
-def generated_text(tokens: int) -> str:
+def generated_text(tokens: int, start: int = 0) -> str:
     words = len(_WORDS)
-    return " ".join(_WORDS[i % words] for i in range(tokens))
+    return " ".join(_WORDS[(start + i) % words] for i in range(tokens))
+
+
+@lru_cache(maxsize=64)
+def thinking_text(tokens: int) -> str:
+    words = len(_THOUGHT_WORDS)
+    return " ".join(_THOUGHT_WORDS[i % words] for i in range(tokens))
 
 
 @lru_cache(maxsize=512)
 def pieces(tokens: int, chunks: int) -> tuple[str, ...]:
     """The answer split into ``chunks`` near-equal, non-empty pieces (fewer if it is shorter)."""
-    text = generated_text(tokens)
+    return split(generated_text(tokens), chunks)
+
+
+def split(text: str, chunks: int) -> tuple[str, ...]:
+    """``text`` in ``chunks`` near-equal, non-empty pieces (fewer if it is shorter)."""
     if not text:
         return ()
     count = min(chunks, len(text))
     size = len(text)
     return tuple(text[i * size // count : (i + 1) * size // count] for i in range(count))
+
+
+def capped(text: str, tokens: int) -> str:
+    """``text`` cut to what ``tokens`` tokens hold (four characters each)."""
+    return text[: tokens * 4]
 
 
 def embedding_vector(item: str | list, dims: int) -> array:

@@ -134,6 +134,22 @@ def event(name: bytes, obj) -> bytes:
     return b"event: " + name + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
 
 
+def group(events: list[tuple[bytes, bool]]) -> tuple[bytes, list[bytes], bytes]:
+    """A stream's events, each flagged when it carries content (a delta), as ``stream`` sends
+    them: (everything before the first delta, each delta with the events just before it,
+    everything after the last delta). Without deltas, the last event alone is the tail."""
+    deltas = [i for i, (_, is_delta) in enumerate(events) if is_delta]
+    if not deltas:
+        return b"".join(e for e, _ in events[:-1]), [], events[-1][0] if events else b""
+    first = b"".join(e for e, _ in events[: deltas[0]])
+    pieces = []
+    start = deltas[0]
+    for index in deltas:
+        pieces.append(b"".join(e for e, _ in events[start : index + 1]))
+        start = index + 1
+    return first, pieces, b"".join(e for e, _ in events[start:])
+
+
 async def stream(
     send,
     receive,

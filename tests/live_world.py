@@ -108,6 +108,22 @@ class LiveWorld:
             input_per_mtok="2.50",
             output_per_mtok="10.00",
         )
+        native = Provider.objects.create(
+            org=org,
+            slug="sim-native",
+            kind="openai",
+            base_url=f"{sim_url}/v1",
+            api_key_env="FINOPS_SIM_KEY",
+            responses_api="native",  # the simulator serves /v1/responses itself
+        )
+        f.make_model(
+            org,
+            "gpt-native",
+            provider=native,
+            upstream_model="gpt-4o-mini",
+            input_per_mtok="0.15",
+            output_per_mtok="0.60",
+        )
         failover = ModelGroup.objects.create(org=org, name="failover")
         failover.members.create(model=LLMModel.objects.get(org=org, name="failing-model"), weight=1)
         failover.fallback_links.create(model=mini, position=0)

@@ -41,6 +41,7 @@ PROVIDER_EDITABLE = (
     "base_url",
     "api_key_env",
     "api_version",
+    "responses_api",
     "publisher",
     "invoice_issuer",
 )
@@ -101,6 +102,7 @@ def provider_snapshot(provider: Provider) -> dict:
         "api_key_env": provider.api_key_env,
         "api_key": provider_key_label(provider),
         "api_version": provider.api_version,
+        "responses_api": provider.responses_api,
         "publisher": provider.publisher,
         "invoice_issuer": provider.invoice_issuer,
     }
@@ -153,6 +155,7 @@ def provider_create(
     api_key_env: str = "",
     api_key: str | None = None,
     api_version: str = "",
+    responses_api: str = "",
     publisher: str = "",
     invoice_issuer: str = "",
 ) -> Provider:
@@ -169,6 +172,7 @@ def provider_create(
         base_url=base_url,
         api_key_env=api_key_env,
         api_version=api_version,
+        responses_api=responses_api,
         publisher=publisher,
         invoice_issuer=invoice_issuer,
     )

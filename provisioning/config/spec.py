@@ -46,6 +46,7 @@ class ProviderSpec:
     base_url: str
     api_key_env: str = ""
     api_version: str = ""
+    responses_api: str = ""  # native | translate | "" (native for Azure and api.openai.com)
     publisher: str = ""
     invoice_issuer: str = ""
     # the organisation's own key, as an ``encrypt_secret --org`` reference (a Fernet token, never

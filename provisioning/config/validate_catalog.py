@@ -29,7 +29,7 @@ from provisioning.config.spec import (
     RouterSpec,
 )
 
-_PROVIDER_KEYS = ("api_key_env", "api_version", "publisher", "invoice_issuer")
+_PROVIDER_KEYS = ("api_key_env", "api_version", "responses_api", "publisher", "invoice_issuer")
 _MODEL_OPTIONAL = (
     "upstream_model",
     "mode",
@@ -100,6 +100,8 @@ def check_provider(c: Checker, raw: Any, path: str) -> ProviderSpec | None:
     env_name = extra["api_key_env"]
     if env_name and not ENV_NAME_RE.match(env_name):
         c.err(join(path, "api_key_env"), "must be an environment variable name")
+    if extra["responses_api"] not in ("", "native", "translate", None):
+        c.err(join(path, "responses_api"), "must be native or translate")
     if kind == ProviderKind.AZURE and data.get("api_version") is None:
         c.err(join(path, "api_version"), "required for an azure provider")
     errors = len(c.errors)

@@ -50,7 +50,7 @@ def test_system_prompt_parts_stop_sequences_and_max_tokens_default():
             "stop": "END",
             "temperature": 0.1,
             "user": "alice",
-            "logit_bias": {"1": 2},
+            "logit_bias": {},  # empty: nothing to honour (a non-empty one is refused)
         },
         MODEL,
     )

@@ -1,0 +1,130 @@
+"""Conversation state of the Responses API, kept by the gateway itself.
+
+``store`` (on by default, as at OpenAI) keeps each answer, and ``previous_response_id`` continues
+from one. The gateway keeps the state rather than the provider: every deployment then gets the
+whole conversation (a translated one has no state of its own, and a fallback may land on
+another provider), each upstream call goes out with ``store: false``, and a key reads only what
+it stored — another key of the same organisation, let alone another tenant, gets a 404, as if
+the id did not exist. Stored text is redacted like evaluation pairs (``finops.redact``) and kept
+``FINOPS_RESPONSES_RETENTION_DAYS`` (purged by ``gateway.tasks.responses_purge_task``).
+
+Blocking functions (database): called off the event loop.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from finops.redact import redact_value
+from gateway.dialects.responses import conversation_items, expand_input
+from gateway.errors import GatewayError
+from gateway.http import send_json
+
+
+def _not_found(response_id: str, param: str | None = None) -> GatewayError:
+    return GatewayError(
+        404,
+        "not_found",
+        f"Response with id '{response_id}' not found.",
+        param=param,
+    )
+
+
+def _live(key_id: int, response_id: str):
+    from gateway.models import StoredResponse
+
+    return StoredResponse.objects.filter(
+        key_id=key_id, response_id=response_id, expires_at__gt=datetime.now(UTC)
+    )
+
+
+def responses_expand(key_id: int, body: dict) -> dict:
+    """The request with ``previous_response_id`` replaced by the conversation it continues."""
+    previous = body.get("previous_response_id")
+    if previous is None:
+        return body
+    if not isinstance(previous, str) or not previous:
+        raise GatewayError(
+            400,
+            "invalid_value",
+            "'previous_response_id' must be a response id.",
+            param="previous_response_id",
+        )
+    close_old_connections()
+    stored = _live(key_id, previous).values_list("items", flat=True).first()
+    if stored is None:
+        raise _not_found(previous, "previous_response_id")
+    return {**expand_input(stored, body), "previous_response_id": previous}
+
+
+def response_save(*, org_id: int, key_id: int, inbound: dict, response: dict) -> None:
+    from gateway.models import StoredResponse
+
+    close_old_connections()
+    now = datetime.now(UTC)
+    items = conversation_items(_input_items(inbound), response)
+    StoredResponse.objects.update_or_create(
+        response_id=str(response.get("id")),
+        defaults={
+            "org_id": org_id,
+            "key_id": key_id,
+            "created_at": now,
+            "expires_at": now + timedelta(days=settings.FINOPS_RESPONSES_RETENTION_DAYS),
+            "response": redact_value(response),
+            "items": redact_value(items),
+        },
+    )
+
+
+def _input_items(inbound: dict) -> list:
+    raw = inbound.get("input")
+    if isinstance(raw, str):
+        return [{"type": "message", "role": "user", "content": raw}]
+    return list(raw) if isinstance(raw, list) else []
+
+
+def response_read(key_id: int, response_id: str) -> dict:
+    close_old_connections()
+    stored = _live(key_id, response_id).values_list("response", flat=True).first()
+    if stored is None:
+        raise _not_found(response_id)
+    return stored
+
+
+def response_delete(key_id: int, response_id: str) -> dict:
+    close_old_connections()
+    deleted, _ = _live(key_id, response_id).delete()
+    if not deleted:
+        raise _not_found(response_id)
+    return {"id": response_id, "object": "response", "deleted": True}
+
+
+def responses_purge() -> int:
+    """Drop what is past its retention; returns how many."""
+    from gateway.models import StoredResponse
+
+    close_old_connections()
+    deleted, _ = StoredResponse.objects.filter(expires_at__lte=datetime.now(UTC)).delete()
+    return deleted
+
+
+async def stored_response_route(send, record, rid, scope, run_db) -> None:
+    """``GET`` / ``DELETE /v1/responses/{id}``, for the key that stored it."""
+    method, path = scope["method"], scope["path"]
+    response_id = path.removeprefix("/v1/responses/")
+    if not response_id or "/" in response_id:
+        raise GatewayError(404, "unknown_url", f"Unknown request URL: {method} {path}")
+    if method == "GET":
+        await send_json(send, 200, await run_db(response_read, record.key_id, response_id), rid)
+    elif method == "DELETE":
+        await send_json(send, 200, await run_db(response_delete, record.key_id, response_id), rid)
+    else:
+        raise GatewayError(
+            405,
+            "method_not_allowed",
+            f"Method {method} not allowed; use GET or DELETE.",
+            headers=[(b"allow", b"GET, DELETE")],
+        )
