@@ -9,6 +9,11 @@ response end - actual send. Saturation: wrk -c32 (closed loop) when installed. S
 to first body byte and to first content token, direct vs gateway.
 
     .venv/bin/python bench/gateway_overhead.py [--rates 100,400] [--duration 15] [--quick]
+        [--route chat|responses|messages] [--prompt-kb N]
+
+``--route`` picks the inbound format, each served natively by its upstream (Responses on a
+provider with ``responses_api: native``, Messages on an Anthropic provider), so the overhead is
+the gateway's own; ``--prompt-kb`` pads the prompt to N KB (a coding agent's long context).
 """
 
 from __future__ import annotations
@@ -36,6 +41,25 @@ BODY = {
     "max_tokens": 16,
 }
 MAX_IN_FLIGHT = 2000
+ROUTES = ("chat", "responses", "messages")
+
+
+def route_request(route: str, prompt_kb: int) -> tuple[str, dict, dict]:
+    """(path, body, extra direct headers) of one request in ``route``'s format."""
+    text = BODY["messages"][0]["content"]
+    if prompt_kb:
+        filler = " The quarter's model spend rose on every team, led by support traffic."
+        text = (text + filler * (prompt_kb * 1024 // len(filler) + 1))[: prompt_kb * 1024]
+    if route == "responses":
+        return "/v1/responses", {"model": "gpt-4o-mini", "input": text, "max_output_tokens": 16}, {}
+    if route == "messages":
+        body = {
+            "model": "claude-sonnet",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": text}],
+        }
+        return "/v1/messages", body, {"anthropic-version": "2023-06-01"}
+    return "/v1/chat/completions", dict(BODY, messages=[{"role": "user", "content": text}]), {}
 
 
 def free_port() -> int:
@@ -267,14 +291,24 @@ def build_world(var_dir: Path, sim_url: str) -> str:
     org = Organization.objects.create(slug="bench", name="Bench")
     team = Team.objects.create(org=org, slug="bench", name="Bench")
     provider = Provider.objects.create(
-        org=org, slug="sim", kind="openai", base_url=f"{sim_url}/v1", api_key_env="BENCH_SIM_KEY"
+        org=org,
+        slug="sim",
+        kind="openai",
+        base_url=f"{sim_url}/v1",
+        api_key_env="BENCH_SIM_KEY",
+        responses_api="native",
     )
-    model = LLMModel.objects.create(
-        org=org, provider=provider, name="gpt-4o-mini", upstream_model="gpt-4o-mini"
+    claude = Provider.objects.create(
+        org=org, slug="sim-claude", kind="anthropic", base_url=sim_url, api_key_env="BENCH_SIM_KEY"
     )
-    ModelPrice.objects.create(
-        model=model, input_usd_per_mtok=Decimal("0.15"), output_usd_per_mtok=Decimal("0.60")
-    )
+    for name, upstream, host in (
+        ("gpt-4o-mini", "gpt-4o-mini", provider),
+        ("claude-sonnet", "claude-sonnet-4-5", claude),
+    ):
+        model = LLMModel.objects.create(org=org, provider=host, name=name, upstream_model=upstream)
+        ModelPrice.objects.create(
+            model=model, input_usd_per_mtok=Decimal("0.15"), output_usd_per_mtok=Decimal("0.60")
+        )
     return key_mint(team=team, name="bench").secret
 
 
@@ -293,6 +327,8 @@ def main() -> None:
     parser.add_argument(
         "--env", action="append", default=[], help="KEY=VALUE for the gateway process"
     )
+    parser.add_argument("--route", choices=ROUTES, default="chat")
+    parser.add_argument("--prompt-kb", type=int, default=0, help="pad the prompt to N KB")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup, args.saturation_seconds, args.streams = 3.0, 1.0, 3, 30
@@ -313,15 +349,21 @@ def main() -> None:
         # the generator shares core 1 with the simulator
         os.sched_setaffinity(0, {1})
 
+        path, request_body, direct_headers = route_request(args.route, args.prompt_kb)
         direct = (
-            f"{sim_url}/v1/chat/completions",
-            {"authorization": "Bearer sk-sim", "content-type": "application/json"},
+            f"{sim_url}{path}",
+            {
+                "authorization": "Bearer sk-sim",
+                "x-api-key": "sk-sim",
+                "content-type": "application/json",
+                **direct_headers,
+            },
         )
         gateway = (
-            f"http://127.0.0.1:{gw_port}/v1/chat/completions",
+            f"http://127.0.0.1:{gw_port}{path}",
             {"authorization": f"Bearer {secret}", "content-type": "application/json"},
         )
-        body = json.dumps(BODY).encode()
+        body = json.dumps(request_body).encode()
 
         import aiohttp
         import httpx
@@ -332,7 +374,8 @@ def main() -> None:
             f"python {platform.python_version()}, uvicorn {uvicorn.__version__}, upstream client aiohttp {aiohttp.__version__} "
             f"(httpx {httpx.__version__} installed), database SQLite (embedded ledger), metering on"
         )
-        print(f"request body: {body.decode()}")
+        shown = body.decode() if len(body) < 400 else f"{body[:200].decode()}… ({len(body)} bytes)"
+        print(f"route: {args.route} ({path}); request body: {shown}")
         print("placement: gateway on core 0 (1 uvicorn worker); simulator + generator on core 1\n")
 
         print(
@@ -378,6 +421,9 @@ def main() -> None:
             print("saturation: wrk not installed (apt-get install wrk)")
         wait_idle(gw.pid)
 
+        if args.route != "chat" or args.prompt_kb:
+            print(f"\ngateway peak RSS: {peak_rss_mb(gw.pid):.0f} MB")
+            return  # the streaming pass is the chat route's, with the short prompt
         d_fb, d_ft = asyncio.run(stream_ttfb(direct[0], direct[1], args.streams))
         g_fb, g_ft = asyncio.run(stream_ttfb(gateway[0], gateway[1], args.streams))
         print(f"\nstreaming ({args.streams} sequential streams, 20 chunks 10 ms apart):")

@@ -17,7 +17,6 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from functools import partial
 
 import orjson
 from django.conf import settings
@@ -34,7 +33,7 @@ from gateway.leases import lost_draft
 from gateway.providers.base import CHAT, EMBEDDINGS
 from gateway.proxy import Call, count_tokens_upstream, proxy_json, proxy_stream
 from gateway.resolve import resolve
-from gateway.response_store import response_save, responses_expand, stored_response_route
+from gateway.response_store import responses_expand, stored_response_route
 from gateway.runtime import runtime
 from gateway.shadow import shadow_decide, shadow_start
 
@@ -72,7 +71,7 @@ def _passthrough_headers(scope, dialect) -> dict[str, str]:
     return out
 
 
-def _response_keeper(call):
+def _response_keeper(call, new_input):
     """Store the answer of a ``store``d Responses call before the client has all of it."""
 
     async def keep(answer) -> None:
@@ -83,18 +82,15 @@ def _response_keeper(call):
             response = getattr(answer, "response", None)  # a stream: its final Response
         if not isinstance(response, dict) or not response.get("id"):
             return
-        try:
-            await _run_db(
-                partial(
-                    response_save,
-                    org_id=call.record.org_id,
-                    key_id=call.record.key_id,
-                    inbound=call.inbound,
-                    response=response,
-                )
-            )
-        except Exception:  # noqa: BLE001 - the answer still goes out; a follow-up will 404
-            log.exception("could not store response %s", response.get("id"))
+        runtime.ledger.response_keep(
+            {
+                "org_id": call.record.org_id,
+                "key_id": call.record.key_id,
+                "new_input": new_input,
+                "previous": call.inbound.get("previous_response_id") or "",
+                "response": response,
+            }
+        )
 
     return keep
 
@@ -242,6 +238,7 @@ class GatewayApp:
         else:
             inbound = _parse_object(body_bytes, model=model)
             if dialect.api == RESPONSES:
+                new_input = inbound.get("input")
                 inbound = await _run_db(responses_expand, record.key_id, inbound)
             body, unsupported = dialect.to_chat(inbound)
             _check_chat(body)
@@ -291,7 +288,7 @@ class GatewayApp:
             passthrough=_passthrough_headers(scope, dialect),
         )
         if dialect is not None and dialect.api == RESPONSES and inbound.get("store") is not False:
-            call.on_answer = _response_keeper(call)
+            call.on_answer = _response_keeper(call, new_input)
         admission = await runtime.admitter.admit(
             api=api,
             body=body,

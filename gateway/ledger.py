@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 _STOP = object()
 _PROMPTS_PENDING_MAX = 2000
 _PAIRS_PENDING_MAX = 500
+_RESPONSES_PENDING_MAX = 5000
 _PROMPTS_PER_FLUSH = 50  # per router per side-effect flush (every 2 s): at most 25 a second
 _DECIMAL_FIELDS = ("input_cost", "cached_input_cost", "cache_write_cost", "output_cost", "cost")
 _TIME_FIELDS = ("started_at", "first_byte_at", "ended_at")
@@ -126,6 +127,7 @@ class LedgerWriter:
         self._retention: dict[int, int] = {}  # router id -> prompts kept
         self._prompts_taken: dict[int, int] = {}  # router id -> prompts taken since the flush
         self._pairs: list[dict] = []  # evaluation pairs waiting to be written
+        self._responses: list[dict] = []  # stored Responses answers (gateway.response_store)
         self._last_side_flush = 0.0
         self.written = 0
         self.spooled = 0
@@ -165,6 +167,12 @@ class LedgerWriter:
     ) -> None:
         """A prompt for the router's sample: a best-effort side effect, never spooled."""
         self._queue.put(("prompt", router_id, retention, messages, scorer, score, when))
+
+    def response_keep(self, response: dict) -> None:
+        """A ``store``d Responses answer (``response_store.response_save`` keyword arguments),
+        written with the next batch: off the request path (its redaction and its write cost a
+        long prompt milliseconds); readers wait for it (``response_store``)."""
+        self._queue.put(("response", response))
 
     def eval_pair(self, pair: dict) -> None:
         """A shadowed call's evaluation pair (``evaluation.services.pairs.pair_store`` keyword
@@ -247,6 +255,8 @@ class LedgerWriter:
                             self._take(rest, batch)
                     break
                 self._take(item, batch)
+            if self._responses:
+                self._responses_write()
             if batch:
                 self._write(batch)
             elif self._spool_pending and time.monotonic() - self._last_replay > 1.0:
@@ -264,6 +274,13 @@ class LedgerWriter:
                 self._last_used[key_id] = when
         elif item[0] == "feature":
             self._new_features.add(item[1:])
+        elif item[0] == "response":
+            if len(self._responses) < _RESPONSES_PENDING_MAX:
+                self._responses.append(item[1])
+            else:
+                log.warning(
+                    "stored-response backlog full: %s not kept", item[1]["response"].get("id")
+                )
         elif item[0] == "pair":
             if len(self._pairs) < _PAIRS_PENDING_MAX:  # the sample is bounded, never queued
                 self._pairs.append(item[1])
@@ -295,6 +312,19 @@ class LedgerWriter:
         self._wal_rotate()
         if self._spool_pending:
             self._replay_spools()
+
+    def _responses_write(self) -> None:
+        from gateway.response_store import response_save
+
+        pending, self._responses = self._responses, []
+        for index, kept in enumerate(pending):
+            try:
+                response_save(**kept)
+            except Exception as exc:  # noqa: BLE001 - the database is down: try again next batch
+                log.warning("could not store responses (%s); retrying", type(exc).__name__)
+                self._responses = pending[index:] + self._responses
+                connection.close()
+                return
 
     def _features_settle(self, events: list[dict]) -> None:
         """Create the feature names queued so far (atomically per key, across processes), then

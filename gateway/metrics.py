@@ -66,7 +66,13 @@ def observe(event: dict) -> None:
 
 # --- per request, process state, scrape-time figures -----------------------------------------
 
-_PATHS = {"/v1/chat/completions": "chat.completions", "/v1/embeddings": "embeddings"}
+_PATHS = {
+    "/v1/chat/completions": "chat.completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/responses": "responses",
+    "/v1/messages": "messages",
+    "/v1/completions": "completions",
+}
 REQUESTS = Counter(
     "finops_gateway_requests_total",
     "Gateway requests by API and HTTP status (0: the client went away before an answer).",
@@ -90,7 +96,7 @@ LEDGER_SPOOLED = Counter(
 
 
 def request_done(path: str, status: int, seconds: float) -> None:
-    api = _PATHS.get(path, "other")
+    api = _PATHS.get(path) or ("azure" if path.startswith("/openai/deployments/") else "other")
     REQUESTS.labels(api, str(status)).inc()
     if api != "other":
         REQUEST_SECONDS.labels(api).observe(seconds)

@@ -455,8 +455,8 @@ class StoredResponse(models.Model):
 
     Scoped to the key that created it (another key, let alone another tenant, gets a 404),
     redacted like evaluation pairs (``finops.redact``), and kept until ``expires_at``
-    (``FINOPS_RESPONSES_RETENTION_DAYS``; purged by a beat task). ``items`` is the conversation
-    a follow-up continues: the input items that led to it, then its output items.
+    (``FINOPS_RESPONSES_RETENTION_DAYS``; purged by a beat task). ``items`` is what this turn
+    added (its new input items, then its output items); ``previous_id`` the turn before it.
     """
 
     response_id = models.CharField(max_length=80, unique=True)
@@ -464,6 +464,7 @@ class StoredResponse(models.Model):
     key_id = models.BigIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
+    previous_id = models.CharField(max_length=80, blank=True, default="")
     response = models.JSONField()
     items = models.JSONField(default=list)
 

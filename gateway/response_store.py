@@ -8,11 +8,17 @@ it stored — another key of the same organisation, let alone another tenant, ge
 the id did not exist. Stored text is redacted like evaluation pairs (``finops.redact``) and kept
 ``FINOPS_RESPONSES_RETENTION_DAYS`` (purged by ``gateway.tasks.responses_purge_task``).
 
+Each stored response keeps only what its turn added (its new input items and its output) and
+the id it continued from; a follow-up walks that chain back. A long conversation then costs its
+size once, not once per turn (a coding agent's context would otherwise be stored again on
+every call).
+
 Blocking functions (database): called off the event loop.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -41,6 +47,18 @@ def _live(key_id: int, response_id: str):
     )
 
 
+def _first(key_id: int, response_id: str, *fields):
+    """The stored row's ``fields``, waiting a little on a miss: answers are written by the
+    ledger thread of whichever process served them, within a batch or two (a GET or a
+    follow-up sent the moment an answer arrived would otherwise miss it)."""
+    deadline = time.monotonic() + settings.FINOPS_LEDGER_FLUSH_SECONDS * 2 + 0.25
+    while True:
+        row = _live(key_id, response_id).values_list(*fields).first()
+        if row is not None or time.monotonic() > deadline:
+            return row
+        time.sleep(0.05)
+
+
 def responses_expand(key_id: int, body: dict) -> dict:
     """The request with ``previous_response_id`` replaced by the conversation it continues."""
     previous = body.get("previous_response_id")
@@ -54,18 +72,36 @@ def responses_expand(key_id: int, body: dict) -> dict:
             param="previous_response_id",
         )
     close_old_connections()
-    stored = _live(key_id, previous).values_list("items", flat=True).first()
-    if stored is None:
-        raise _not_found(previous, "previous_response_id")
-    return {**expand_input(stored, body), "previous_response_id": previous}
+    items = _conversation(key_id, previous)
+    return {**expand_input(items, body), "previous_response_id": previous}
 
 
-def response_save(*, org_id: int, key_id: int, inbound: dict, response: dict) -> None:
+MAX_TURNS = 1000  # a chain longer than this is cut at its oldest turns
+
+
+def _conversation(key_id: int, last: str) -> list:
+    """Every item of the conversation ending with response ``last``, oldest first."""
+    turns: list[list] = []
+    response_id: str | None = last
+    while response_id and len(turns) < MAX_TURNS:
+        row = _first(key_id, response_id, "items", "previous_id")
+        if row is None:
+            if not turns:
+                raise _not_found(last, "previous_response_id")
+            break  # an older turn expired: the conversation starts where it survives
+        turns.append(row[0])
+        response_id = row[1] or None
+    return [item for turn in reversed(turns) for item in turn]
+
+
+def response_save(*, org_id: int, key_id: int, new_input, previous: str, response: dict) -> None:
+    """Keep ``response``: this turn's ``new_input`` (before the conversation was expanded) and
+    its output, continuing ``previous`` ("" for a first turn)."""
     from gateway.models import StoredResponse
 
     close_old_connections()
     now = datetime.now(UTC)
-    items = conversation_items(_input_items(inbound), response)
+    items = conversation_items(_input_items({"input": new_input}), response)
     StoredResponse.objects.update_or_create(
         response_id=str(response.get("id")),
         defaults={
@@ -73,6 +109,7 @@ def response_save(*, org_id: int, key_id: int, inbound: dict, response: dict) ->
             "key_id": key_id,
             "created_at": now,
             "expires_at": now + timedelta(days=settings.FINOPS_RESPONSES_RETENTION_DAYS),
+            "previous_id": previous,
             "response": redact_value(response),
             "items": redact_value(items),
         },
@@ -88,14 +125,15 @@ def _input_items(inbound: dict) -> list:
 
 def response_read(key_id: int, response_id: str) -> dict:
     close_old_connections()
-    stored = _live(key_id, response_id).values_list("response", flat=True).first()
-    if stored is None:
+    row = _first(key_id, response_id, "response")
+    if row is None:
         raise _not_found(response_id)
-    return stored
+    return row[0]
 
 
 def response_delete(key_id: int, response_id: str) -> dict:
     close_old_connections()
+    _first(key_id, response_id, "pk")  # an answer still on its way is deleted too
     deleted, _ = _live(key_id, response_id).delete()
     if not deleted:
         raise _not_found(response_id)

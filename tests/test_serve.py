@@ -17,7 +17,7 @@ import uvicorn
 from finops import serve
 from tests.live import free_port
 
-DEADLINE = 0.5
+DEADLINE = 0.25
 MARGIN = 0.5
 PROTOCOLS = [p for p in (serve.HttpToolsHeaderDeadline, serve.H11HeaderDeadline) if p]
 START = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"

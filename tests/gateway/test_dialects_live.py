@@ -11,6 +11,7 @@ from decimal import Decimal
 import anthropic
 import httpx
 import openai
+import orjson
 import pydantic
 import pytest
 
@@ -18,6 +19,7 @@ from gateway.models import UsageEvent
 from teams.models import Budget
 from teams.services import key_mint
 from tests import factories as f
+from tests.openai_schema import assert_valid
 
 pytestmark = pytest.mark.live
 
@@ -57,6 +59,7 @@ def test_responses_create_is_answered_and_metered(live, model, translated):
         model=model, input="Summarise the quarter in one line.", instructions="Be brief."
     )
     response = raw.parse()
+    assert_valid("Response", raw.http_response.content)
     assert response.output_text
     assert response.model == model
     assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
@@ -74,6 +77,31 @@ def test_responses_stream_sends_the_event_sequence_and_usage(live, model):
     assert "response.output_text.delta" in kinds
     assert kinds[-1] == "response.completed"
     assert final.usage.output_tokens > 0 and final.output_text
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "gpt-native", "claude-sonnet"])
+def test_every_responses_stream_event_fits_openais_schema(live, model):
+    body = {"model": model, "input": "What is the weather in Paris?", "stream": True}
+    body["tools"] = [WEATHER]
+    events = []
+    with httpx.stream(
+        "POST",
+        f"{live.base_url}/responses",
+        json=body,
+        headers={"authorization": f"Bearer {live.key_secret}"},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(orjson.loads(line[6:]))
+    for event in events:
+        assert_valid("ResponseStreamEvent", event)
+    numbers = [event["sequence_number"] for event in events]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    kinds = [event["type"] for event in events]
+    assert "response.function_call_arguments.delta" in kinds
+    assert kinds[-1] == "response.completed"
 
 
 def test_responses_tools_and_previous_response_id_continue_a_conversation(live):
@@ -228,6 +256,7 @@ def test_legacy_completions(live, model, translated):
         model=model, prompt="Say hello", max_tokens=16
     )
     completion = raw.parse()
+    assert_valid("CreateCompletionResponse", raw.http_response.content)
     assert completion.object == "text_completion" and completion.choices[0].text
     row = _row(live, raw)
     assert (row.api, row.translated) == ("completions", translated)
