@@ -329,6 +329,7 @@ def main() -> None:
     )
     parser.add_argument("--route", choices=ROUTES, default="chat")
     parser.add_argument("--prompt-kb", type=int, default=0, help="pad the prompt to N KB")
+    parser.add_argument("--no-store", action="store_true", help="responses route: send store=false")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup, args.saturation_seconds, args.streams = 3.0, 1.0, 3, 30
@@ -350,6 +351,8 @@ def main() -> None:
         os.sched_setaffinity(0, {1})
 
         path, request_body, direct_headers = route_request(args.route, args.prompt_kb)
+        if args.no_store and args.route == "responses":
+            request_body["store"] = False
         direct = (
             f"{sim_url}{path}",
             {
