@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
-
 from gateway import billable
 from gateway.dialects import completions, messages, responses
+from gateway.dialects.base import rename_model
 from gateway.records import ModelRecord
 
 RESPONSES = "responses"
@@ -61,16 +60,6 @@ def _native_completions_body(call, model: ModelRecord, *, stream: bool) -> dict:
     return body
 
 
-def _rename_model(data: bytes, requested: str) -> bytes:
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return data
-    if not isinstance(obj, dict):
-        return data
-    return orjson.dumps({**obj, "model": requested})
-
-
 def _response_id(call) -> str:
     return f"resp_{call.request_id}"
 
@@ -109,7 +98,7 @@ DIALECTS: dict[str, Dialect] = {
         to_chat=completions.completions_to_chat,
         native=lambda model: model.provider.kind in _OPENAI_KINDS,
         native_body=_native_completions_body,
-        native_json=_rename_model,
+        native_json=rename_model,
         native_stream=lambda call: None,
         from_chat=lambda chat, call: completions.chat_to_completion(chat, model=call.requested),
         client_stream=lambda call: completions.ChatToCompletionsStream(

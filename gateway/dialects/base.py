@@ -23,6 +23,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol
 
+import orjson
+
 from gateway.pricing import Usage
 
 
@@ -43,3 +45,27 @@ class ClientStream(Protocol):
 
     def generated_text(self) -> str:
         """What was generated so far (text and tool-call arguments)."""
+
+
+def rename_model(data: bytes, requested: str) -> bytes:
+    """A native answer with ``model`` the name the client asked for (anything but a JSON
+    object goes back unchanged)."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data
+    if not isinstance(obj, dict):
+        return data
+    obj["model"] = requested
+    return orjson.dumps(obj)
+
+
+def event_parts(event: bytes) -> tuple[str, bytes]:
+    """(the ``event:`` name, the joined ``data:`` lines) of one SSE event."""
+    kind, data = "", []
+    for line in event.splitlines():
+        if line.startswith(b"event:"):
+            kind = line[6:].strip().decode(errors="replace")
+        elif line.startswith(b"data:"):
+            data.append(line[5:].strip())
+    return kind, b"\n".join(data)

@@ -67,6 +67,7 @@ from decimal import Decimal
 import orjson
 
 from gateway import billable
+from gateway.dialects.base import event_parts, rename_model
 from gateway.errors import invalid
 from gateway.pricing import Usage
 from gateway.records import ModelRecord, ProviderRecord
@@ -795,28 +796,7 @@ class ChatToMessagesStream:
 # --- native deployments --------------------------------------------------------------------
 
 
-def native_json(data: bytes, requested: str) -> bytes:
-    """An Anthropic answer, with the model the client asked for (anything but a JSON object
-    goes back unchanged)."""
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return data
-    if not isinstance(obj, dict):
-        return data
-    obj["model"] = requested
-    return orjson.dumps(obj)
-
-
-def event_parts(event: bytes) -> tuple[str, bytes]:
-    """(the ``event:`` name, the joined ``data:`` lines) of one SSE event."""
-    kind, data = "", []
-    for line in event.splitlines():
-        if line.startswith(b"event:"):
-            kind = line[6:].strip().decode(errors="replace")
-        elif line.startswith(b"data:"):
-            data.append(line[5:].strip())
-    return kind, b"\n".join(data)
+native_json = rename_model  # an Anthropic answer, with the model the client asked for
 
 
 class NativeMessagesStream:

@@ -35,6 +35,7 @@ from decimal import Decimal
 
 import orjson
 
+from gateway.dialects.base import event_parts, rename_model
 from gateway.errors import GatewayError, invalid
 from gateway.pricing import Usage, decimal_str
 
@@ -546,12 +547,8 @@ def _sse(kind: str, payload: dict) -> bytes:
 
 def _payload(event: bytes) -> tuple[str, dict | None]:
     """(the ``event:`` name, the decoded ``data:`` object) of one SSE event."""
-    kind, data = "", []
-    for line in event.splitlines():
-        if line.startswith(b"event:"):
-            kind = line[6:].strip().decode(errors="replace")
-        elif line.startswith(b"data:"):
-            data.append(line[5:].strip())
+    kind, joined = event_parts(event)
+    data = [joined] if joined else []
     try:
         obj = orjson.loads(b"\n".join(data)) if data else None
     except orjson.JSONDecodeError:
@@ -777,16 +774,7 @@ class ChatToResponsesStream:
 # --- native deployments --------------------------------------------------------------------
 
 
-def native_json(data: bytes, requested: str) -> bytes:
-    """A native deployment's Response, with the model the client asked for."""
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return data
-    if not isinstance(obj, dict):
-        return data
-    obj["model"] = requested
-    return orjson.dumps(obj)
+native_json = rename_model  # a native deployment's Response, with the model asked for
 
 
 class NativeResponsesStream:

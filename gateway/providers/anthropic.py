@@ -67,7 +67,8 @@ import time
 
 import orjson
 
-from gateway.dialects.messages import COUNT_TOKENS_API, MESSAGES_API, event_parts
+from gateway.dialects.base import event_parts
+from gateway.dialects.messages import COUNT_TOKENS_API, MESSAGES_API
 from gateway.errors import invalid
 from gateway.pricing import Usage
 from gateway.providers.base import CHAT, ParsedResponse, UpstreamRequest, UsageChunk
