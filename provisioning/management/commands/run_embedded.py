@@ -87,6 +87,13 @@ class Command(BaseCommand):
             default=90.0,
             help="seconds to wait for the simulator and the web app to answer",
         )
+        parser.add_argument(
+            "--settle-seconds",
+            type=float,
+            default=SETTLE_SECONDS,
+            help="seconds every child must stay up before the banner (a child that dies at "
+            "start is reported instead)",
+        )
 
     # --- entry point -------------------------------------------------------------------------
 
@@ -233,7 +240,7 @@ class Command(BaseCommand):
             started.append(child)
         # let the worker and beat boot (and print their banners) before ours; a child that
         # cannot start (bad broker URL, unwritable schedule) usually dies within this window
-        settled = time.monotonic() + SETTLE_SECONDS
+        settled = time.monotonic() + opts["settle_seconds"]
         for child in started:
             if child.ready_url:
                 failure = self._wait_ready(child, started, timeout=opts["ready_timeout"])
