@@ -75,9 +75,6 @@ def _configure() -> None:
                 "data_folder_processed": str(folder / "processed"),
                 "control_folder": str(folder / "control"),
                 "store_processed": False,
-                # how often the worker looks for new task files (kombu's default: 1 s); also
-                # bounds how long a warm shutdown waits for the consumer loop
-                "polling_interval": 0.25,
             },
             worker_enable_remote_control=False,
             worker_send_task_events=False,

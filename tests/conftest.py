@@ -124,7 +124,7 @@ def live(django_db_setup, django_db_blocker, simulator, sim_farm, live_tmp):
     app = start_app(
         live_tmp,
         database_url=database_url,
-        FINOPS_UPSTREAM_TIMEOUT="1.5",
+        FINOPS_UPSTREAM_TIMEOUT="1.0",  # the farm's slow simulator answers after 3 s
         FINOPS_MAX_REQUEST_BYTES=str(256 * 1024),
         FINOPS_BODY_READ_SECONDS="2",
     )

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.live
 
 
 def test_a_slow_shadow_never_delays_the_client(live):
-    slow = farm_model(live, "slow")  # 3 s upstream latency (the live gateway times out at 1.5)
+    slow = farm_model(live, "slow")  # 3 s upstream latency (the live gateway times out at 1.0)
     model = shadow_router(live, strong="gpt-4o-mini", weak=slow.name)
     raw = client(live).chat.completions.with_raw_response.create(
         model=model, messages=HARD, max_tokens=8

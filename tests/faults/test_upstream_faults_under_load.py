@@ -22,7 +22,7 @@ from tests import factories as f
 pytestmark = pytest.mark.live
 
 MESSAGES = [{"role": "user", "content": "Are you there?"}]
-# (kind, stream): slow times out (3 s latency, 1.5 s timeout), failing answers 503, drip streams
+# (kind, stream): slow times out (3 s latency, 1.0 s timeout), failing answers 503, drip streams
 # slowly but within the timeout, failover falls back from 503 to a healthy one.
 MIX = [
     ("slow", False),
@@ -35,7 +35,7 @@ MIX = [
     ("healthy", False),
     ("healthy", True),
 ]
-CLIENT_TIMEOUT = 60.0  # the gateway's worst case here is 2 attempts x 1.5 s + backoff
+CLIENT_TIMEOUT = 60.0  # the gateway's worst case here is 2 attempts x 1.0 s + backoff
 
 
 def one_call(url: str, key: str, model: str, stream: bool) -> tuple[str, bool, int, str, str]:

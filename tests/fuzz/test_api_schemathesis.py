@@ -82,7 +82,7 @@ OPERATIONS = [result.ok() for result in schema.get_all_operations()]
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda operation: operation.label)
 def test_api_operation_conforms_to_its_schema(operation, admin_token):
-    @fuzz(max_examples=15, suppress=HealthCheck)
+    @fuzz(max_examples=10, suppress=HealthCheck)
     @given(case=operation.as_strategy())
     def conforms(case):
         case.call_and_validate(headers={"Authorization": f"Token {admin_token}"}, checks=CHECKS)

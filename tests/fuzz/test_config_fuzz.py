@@ -49,7 +49,7 @@ pytestmark = pytest.mark.django_db
 
 OPENROUTER = Path(__file__).resolve().parents[1] / "data" / "openrouter_models.json"
 
-FUZZ = fuzz(max_examples=60)
+FUZZ = fuzz(max_examples=40)
 
 # An error names where it is: ``teams[0].budgets[1].limit_usd: …``, ``(file): …`` or the top
 # level key; the command adds a summary line.
