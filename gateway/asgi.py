@@ -33,7 +33,7 @@ from gateway.leases import lost_draft
 from gateway.providers.base import CHAT, EMBEDDINGS
 from gateway.proxy import Call, count_tokens_upstream, proxy_json, proxy_stream
 from gateway.resolve import resolve
-from gateway.response_store import responses_expand, stored_response_route
+from gateway.response_store import patiently, responses_expand, stored_response_route
 from gateway.runtime import runtime
 from gateway.shadow import shadow_decide, shadow_start
 
@@ -239,7 +239,7 @@ class GatewayApp:
             inbound = _parse_object(body_bytes, model=model)
             if dialect.api == RESPONSES:
                 new_input = inbound.get("input")
-                inbound = await _run_db(responses_expand, record.key_id, inbound)
+                inbound = await patiently(_run_db, responses_expand, record.key_id, inbound)
             body, unsupported = dialect.to_chat(inbound)
             _check_chat(body)
             api = CHAT  # the canonical body: the core works on Chat Completions

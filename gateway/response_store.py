@@ -18,6 +18,7 @@ Blocking functions (database): called off the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -48,15 +49,22 @@ def _live(key_id: int, response_id: str):
 
 
 def _first(key_id: int, response_id: str, *fields):
-    """The stored row's ``fields``, waiting a little on a miss: answers are written by the
-    ledger thread of whichever process served them, within a batch or two (a GET or a
-    follow-up sent the moment an answer arrived would otherwise miss it)."""
+    return _live(key_id, response_id).values_list(*fields).first()
+
+
+async def patiently(run_db, fn, *args):
+    """``await run_db(fn, *args)``, tried again for a moment while it answers 404: answers are
+    written by the ledger thread of whichever process served them, within a batch or two (a
+    GET or a follow-up sent the moment an answer arrived would otherwise miss it). The wait is
+    on the event loop, never in a database thread, so bogus ids cannot tie those up."""
     deadline = time.monotonic() + settings.FINOPS_LEDGER_FLUSH_SECONDS * 2 + 0.25
     while True:
-        row = _live(key_id, response_id).values_list(*fields).first()
-        if row is not None or time.monotonic() > deadline:
-            return row
-        time.sleep(0.05)
+        try:
+            return await run_db(fn, *args)
+        except GatewayError as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.05)
 
 
 def responses_expand(key_id: int, body: dict) -> dict:
@@ -133,7 +141,6 @@ def response_read(key_id: int, response_id: str) -> dict:
 
 def response_delete(key_id: int, response_id: str) -> dict:
     close_old_connections()
-    _first(key_id, response_id, "pk")  # an answer still on its way is deleted too
     deleted, _ = _live(key_id, response_id).delete()
     if not deleted:
         raise _not_found(response_id)
@@ -156,9 +163,11 @@ async def stored_response_route(send, record, rid, scope, run_db) -> None:
     if not response_id or "/" in response_id:
         raise GatewayError(404, "unknown_url", f"Unknown request URL: {method} {path}")
     if method == "GET":
-        await send_json(send, 200, await run_db(response_read, record.key_id, response_id), rid)
+        found = await patiently(run_db, response_read, record.key_id, response_id)
+        await send_json(send, 200, found, rid)
     elif method == "DELETE":
-        await send_json(send, 200, await run_db(response_delete, record.key_id, response_id), rid)
+        gone = await patiently(run_db, response_delete, record.key_id, response_id)
+        await send_json(send, 200, gone, rid)
     else:
         raise GatewayError(
             405,
