@@ -107,6 +107,14 @@ _UNSUPPORTED_BLOCKS = frozenset(
     + ("text_editor_code_execution_tool_result", "tool_search_tool_result")
 )
 _TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
+
+
+def _unsupported_block(kind: str) -> bool:
+    """A block Chat Completions cannot carry: a known one, or one newer than this module (a
+    native Anthropic deployment still gets it as sent; a translation refuses it by name)."""
+    return kind in _UNSUPPORTED_BLOCKS or kind not in _BLOCK_TYPES
+
+
 _EFFORTS = frozenset({"low", "medium", "high"})
 _STOP_REASONS = {
     "stop": "end_turn",  # a stop sequence cannot be told apart from a natural end
@@ -167,7 +175,7 @@ def _blocks(content, path: str) -> list[dict]:
         if not isinstance(block, dict):
             raise _type_error(f"{path}[{i}]", "an object")
         kind = block.get("type")
-        if kind not in _BLOCK_TYPES and kind not in _UNSUPPORTED_BLOCKS:
+        if not isinstance(kind, str) or not kind:
             raise _value_error(f"{path}[{i}].type", f"{kind!r} is not a content block type.")
     return content
 
@@ -373,7 +381,7 @@ class _Translation:
                 parts.append(_text_part(block, where))
             elif kind == "tool_use":
                 calls.append(_tool_call(block, where))
-            elif kind in _UNSUPPORTED_BLOCKS:
+            elif _unsupported_block(kind):
                 self._flag(where, block)
             elif kind not in ("thinking", "redacted_thinking"):
                 raise _value_error(f"{where}.type", f"{kind} blocks belong to user turns.")

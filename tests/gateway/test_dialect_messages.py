@@ -405,7 +405,7 @@ def test_parameters_chat_cannot_express_are_reported_by_name(body, expected):
         (_with(messages={"role": "user", "content": "x"}), "messages"),
         (_with(messages=[{"role": "tool", "content": "x"}]), "messages[0].role"),
         (_with(messages=["hello"]), "messages[0]"),
-        (_with(messages=_user({"type": "video", "url": "x"})), "messages[0].content[0].type"),
+        (_with(messages=_user({"type": 7, "url": "x"})), "messages[0].content[0].type"),
         (_with(messages=_user({"type": "text"})), "messages[0].content[0].text"),
         (
             _with(messages=_user({"type": "tool_use", "id": "t", "name": "f", "input": {}})),
@@ -678,3 +678,10 @@ def test_a_pdf_document_round_trips_through_the_anthropic_adapter():
         "source": {"type": "base64", "media_type": "application/pdf", "data": PDF},
         "cache_control": CACHE,
     }
+
+
+def test_a_block_type_newer_than_the_translation_is_reported_not_refused():
+    """A native Anthropic deployment still gets it as sent; a translation refuses it by name."""
+    chat, unsupported = messages_to_chat(_with(messages=_user({"type": "video", "url": "x"})))
+    assert unsupported == ["messages[0].content[0]"]
+    assert chat["messages"][0]["role"] == "user"
