@@ -75,11 +75,12 @@ def _response_keeper(call, new_input):
     """Store the answer of a ``store``d Responses call before the client has all of it."""
 
     async def keep(answer) -> None:
-        response = answer if isinstance(answer, dict) else None
-        if isinstance(answer, bytes | bytearray):
+        """``answer``: the JSON body sent, or the stream's ``ClientStream`` (its final
+        ``response``)."""
+        if isinstance(answer, bytes):
             response = orjson.loads(answer)
-        elif answer is not None and not isinstance(answer, dict):
-            response = getattr(answer, "response", None)  # a stream: its final Response
+        else:
+            response = getattr(answer, "response", None)
         if not isinstance(response, dict) or not response.get("id"):
             return
         runtime.ledger.response_keep(
@@ -99,12 +100,7 @@ async def send_anthropic_error(send, exc: GatewayError, rid) -> None:
     status = exc.status
     if status == 502 and exc.upstream_status == 529:
         status = 529  # Anthropic's overloaded_error, as the upstream said
-    await send_bytes(
-        send,
-        status,
-        anthropic_error(status, exc.message),
-        [*JSON_HEADERS, *exc.headers, *[h for h in rid if h[0] not in {n for n, _ in exc.headers}]],
-    )
+    await send_error(send, exc, rid, status=status, body=anthropic_error(status, exc.message))
 
 
 def _now() -> datetime:

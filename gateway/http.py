@@ -70,7 +70,21 @@ async def send_json(send, status: int, data, headers: list[tuple[bytes, bytes]] 
     await send_bytes(send, status, orjson.dumps(data), [*JSON_HEADERS, *headers])
 
 
-async def send_error(send, error: GatewayError, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_error(
+    send,
+    error: GatewayError,
+    headers: list[tuple[bytes, bytes]] = (),
+    *,
+    status: int | None = None,
+    body: bytes | None = None,
+) -> None:
+    """``error`` in OpenAI's shape, or as ``body`` (another wire format's shape) and ``status``;
+    its own headers win over ``headers``."""
     own = {name for name, _ in error.headers}
     extra = [h for h in headers if h[0] not in own]
-    await send_bytes(send, error.status, error.body(), [*JSON_HEADERS, *error.headers, *extra])
+    await send_bytes(
+        send,
+        status or error.status,
+        error.body() if body is None else body,
+        [*JSON_HEADERS, *error.headers, *extra],
+    )

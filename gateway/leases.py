@@ -109,7 +109,7 @@ def lost_draft(call) -> dict:
         "feature": labels.feature,
         "endpoint": labels.endpoint,
         "end_user": labels.end_user,
-        "api": call.dialect.api if call.dialect is not None else call.api,
+        "api": call.client_api,
         "requested_model": call.requested[:200],
         "model": first.name if first else "",
         "upstream_model": first.upstream_model if first else "",

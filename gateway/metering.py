@@ -98,7 +98,7 @@ def event(
         "feature": call.labels.feature,
         "endpoint": call.labels.endpoint,
         "end_user": call.labels.end_user,
-        "api": call.dialect.api if call.dialect is not None else call.api,  # the client's format
+        "api": call.client_api,
         "requested_model": call.requested[:200],
         "model": model.name if model else "",
         "upstream_model": model.upstream_model if model else "",

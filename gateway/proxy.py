@@ -101,6 +101,11 @@ class Call:
     translated: bool = False
     on_answer: object = None
 
+    @property
+    def client_api(self) -> str:
+        """The format the client spoke (the ledger's ``api``): ``api`` is then Chat Completions."""
+        return self.dialect.api if self.dialect is not None else self.api
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -373,7 +378,7 @@ async def _json_attempt(
     wire = wire_for(call, model, stream=False)
     call.translated = wire.translated
     request = adapter.build_request(model=model, api=wire.api, body=wire.body, stream=False)
-    request.headers.update(call.passthrough if not wire.translated else {})
+    request.headers.update(wire.headers)
     try:
         async with runtime.session.post(
             request.url,
@@ -543,7 +548,7 @@ async def _stream_attempt(
     wire = wire_for(call, model, stream=True)
     call.translated = wire.translated
     request = adapter.build_request(model=model, api=wire.api, body=wire.body, stream=True)
-    request.headers.update(call.passthrough if not wire.translated else {})
+    request.headers.update(wire.headers)
     response: aiohttp.ClientResponse | None = None
     first = b""
     try:

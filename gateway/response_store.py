@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from finops.redact import redact_value
-from gateway.dialects.responses import conversation_items, expand_input
+from gateway.dialects.responses import conversation_items, expand_input, input_items
 from gateway.errors import GatewayError
 from gateway.http import send_json
 
@@ -109,7 +109,7 @@ def response_save(*, org_id: int, key_id: int, new_input, previous: str, respons
 
     close_old_connections()
     now = datetime.now(UTC)
-    items = conversation_items(_input_items({"input": new_input}), response)
+    items = conversation_items(input_items(new_input), response)
     StoredResponse.objects.update_or_create(
         response_id=str(response.get("id")),
         defaults={
@@ -122,13 +122,6 @@ def response_save(*, org_id: int, key_id: int, new_input, previous: str, respons
             "items": redact_value(items),
         },
     )
-
-
-def _input_items(inbound: dict) -> list:
-    raw = inbound.get("input")
-    if isinstance(raw, str):
-        return [{"type": "message", "role": "user", "content": raw}]
-    return list(raw) if isinstance(raw, list) else []
 
 
 def response_read(key_id: int, response_id: str) -> dict:

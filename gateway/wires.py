@@ -18,7 +18,7 @@ deployment decides the wire:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -35,6 +35,7 @@ class Wire:
     translated: bool
     json: Callable[[bytes], bytes]  # the upstream's 200 body -> the client's
     stream: object | None  # a gateway.dialects.base.ClientStream; None: the chat relay
+    headers: dict = field(default_factory=dict)  # the client's, for a native upstream only
 
 
 def _same(data: bytes) -> bytes:
@@ -73,6 +74,7 @@ def wire_for(call, model: ModelRecord, *, stream: bool) -> Wire:
             False,
             lambda data: dialect.native_json(data, call.requested),
             dialect.native_stream(call) if stream else None,
+            call.passthrough,
         )
     if call.unsupported:
         names = ", ".join(call.unsupported)

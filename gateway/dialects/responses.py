@@ -836,7 +836,7 @@ class NativeResponsesStream:
 # --- conversation state --------------------------------------------------------------------
 
 
-def _as_items(raw) -> list:
+def input_items(raw) -> list:
     """A request's ``input`` as a list of items (a string is one user message)."""
     if raw is None:
         return []
@@ -873,5 +873,5 @@ def expand_input(previous_items: list, body: dict) -> dict:
     ``previous_response_id``. The earlier ``instructions`` are not carried over (OpenAI's rule:
     a follow-up states its own)."""
     expanded = {k: v for k, v in body.items() if k != "previous_response_id"}
-    expanded["input"] = [*previous_items, *_as_items(body.get("input"))]
+    expanded["input"] = [*previous_items, *input_items(body.get("input"))]
     return expanded
