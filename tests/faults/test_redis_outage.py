@@ -37,7 +37,11 @@ BODY = {
 
 
 class Load:
-    """Calls from a few threads until stopped; every outcome is kept with its phase."""
+    """Calls from a few threads until stopped; every outcome is kept with its phase.
+
+    A call that straddles a phase change (sent before the cut, admitted after it) belongs to
+    neither phase: it is kept as ``"between"`` and asserted only to have ended cleanly.
+    """
 
     def __init__(self, url: str, keys: dict[str, str]) -> None:
         self.url, self.keys = url, keys
@@ -53,7 +57,7 @@ class Load:
     def _run(self, name: str) -> None:
         with httpx.Client(timeout=15) as client:
             while not self._stop.is_set():
-                phase = self.phase
+                started = self.phase
                 try:
                     r = client.post(
                         f"{self.url}/v1/chat/completions",
@@ -62,9 +66,10 @@ class Load:
                     )
                     code = r.json().get("error", {}).get("code", "") if r.status_code != 200 else ""
                     rid = r.headers.get("x-request-id", "")
+                    phase = started if self.phase == started else "between"
                     self.results.append((phase, name, r.status_code, code, rid))
                 except httpx.HTTPError as exc:  # a hang or a dropped connection is a failure
-                    self.results.append((phase, name, -1, type(exc).__name__, ""))
+                    self.results.append((started, name, -1, type(exc).__name__, ""))
                 time.sleep(0.02)
 
     def __enter__(self):
