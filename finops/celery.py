@@ -57,6 +57,11 @@ def _configure() -> None:
                 "schedule": settings.FINOPS_RECONCILE_INTERVAL_SECONDS,
                 "options": {"expires": settings.FINOPS_RECONCILE_INTERVAL_SECONDS * 2},
             },
+            "invoices-pull": {
+                "task": "reports.tasks.invoices_pull_task",
+                "schedule": settings.FINOPS_INVOICE_PULL_INTERVAL_SECONDS,
+                "options": {"expires": settings.FINOPS_INVOICE_PULL_INTERVAL_SECONDS},
+            },
             "budget-check": {
                 "task": "reports.tasks.budget_check_task",
                 "schedule": settings.BUDGET_CHECK_INTERVAL_SECONDS,

@@ -244,6 +244,13 @@ FINOPS_GATEWAY_DEAD_SECONDS = _typed("FINOPS_GATEWAY_DEAD_SECONDS", float, 45.0)
 FINOPS_GATEWAY_CLUSTER = _typed("FINOPS_GATEWAY_CLUSTER", str, "")
 # Responses API conversation state kept by the gateway (gateway.response_store), in days
 FINOPS_RESPONSES_RETENTION_DAYS = _typed("FINOPS_RESPONSES_RETENTION_DAYS", float, 30.0)
+# Invoice reconciliation: how many UTC days (today included) each scheduled pull of a provider's
+# usage and cost reports re-reads (providers revise recent days), and its HTTP timeout.
+FINOPS_INVOICE_PULL_DAYS = _typed("FINOPS_INVOICE_PULL_DAYS", int, 3)
+FINOPS_INVOICE_PULL_TIMEOUT = _typed("FINOPS_INVOICE_PULL_TIMEOUT", float, 30.0)
+FINOPS_INVOICE_PULL_INTERVAL_SECONDS = _typed(
+    "FINOPS_INVOICE_PULL_INTERVAL_SECONDS", float, 21600.0
+)
 # Browser origins allowed to call /v1/ (gateway.cors): exact origins, or "*" for any
 FINOPS_CORS_ORIGINS = [o.strip() for o in _typed("FINOPS_CORS_ORIGINS", list, []) if o.strip()]
 # Shadow evaluation (gateway.shadow): background mirror calls in flight per process (beyond:

@@ -3,7 +3,8 @@ control plane (``teams.admin.ScopedAdmin``).
 
 Providers show the *name* of the environment variable holding their credential, never a value,
 or take the organisation's own key in a password box that shows nothing back (it is stored
-encrypted; the page says only whether one is set, and its last four characters).
+encrypted; the page says only whether one is set, and its last four characters); the admin-API
+credential (invoice reconciliation) the same way, beside it.
 Prices are history: existing rows are read-only and a change is a new row. The ledger is
 read-only. Providers, models and routers save through ``gateway.services.catalog`` (as the API
 and the config files do: one set of rules, one audit entry per change); groups, whose members
@@ -52,21 +53,37 @@ def _https_url_field(db_field, **kwargs):
     return db_field.formfield(**kwargs)
 
 
-class ProviderForm(forms.ModelForm):
-    """The provider with its own key: typed into a password box that never shows a value back,
-    kept when left blank, removed with the checkbox; the catalog service encrypts it."""
-
-    api_key = forms.CharField(
-        label="API key",
+def _key_field(label: str, help_text: str) -> forms.CharField:
+    return forms.CharField(
+        label=label,
         required=False,
         strip=True,
         max_length=API_KEY_MAX,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="The organisation's own key for this provider; leave blank to keep; the key "
-        "is stored encrypted and never shown.",
+        help_text=help_text,
+    )
+
+
+class ProviderForm(forms.ModelForm):
+    """The provider with its own keys (inference, admin API): each typed into a password box
+    that never shows a value back, kept when left blank, removed with its checkbox; the
+    catalog service encrypts them."""
+
+    api_key = _key_field(
+        "API key",
+        "The organisation's own key for this provider; leave blank to keep; the key is stored "
+        "encrypted and never shown.",
     )
     clear_api_key = forms.BooleanField(
         label="Clear the key", required=False, help_text="Remove the stored key."
+    )
+    admin_api_key = _key_field(
+        "Admin API key",
+        "The organisation's own admin-API key (usage and cost reports, for invoice "
+        "reconciliation); leave blank to keep; stored encrypted and never shown.",
+    )
+    clear_admin_api_key = forms.BooleanField(
+        label="Clear the admin key", required=False, help_text="Remove the stored admin key."
     )
 
     class Meta:
@@ -82,38 +99,47 @@ class ProviderForm(forms.ModelForm):
             "responses_api",
             "publisher",
             "invoice_issuer",
+            "admin_base_url",
+            "admin_api_key_env",
         )
 
-    def clean_api_key(self) -> str:
-        key = self.cleaned_data.get("api_key") or ""
-        problem = provider_key_problem(key) if key else None
+    def _key_clean(self, key: str) -> str:
+        value = self.cleaned_data.get(key) or ""
+        problem = provider_key_problem(value) if value else None
         if problem:
             raise ValidationError(problem)  # never quotes the key
-        return key
+        return value
+
+    def clean_api_key(self) -> str:
+        return self._key_clean("api_key")
+
+    def clean_admin_api_key(self) -> str:
+        return self._key_clean("admin_api_key")
 
     def clean(self):
         data = super().clean()
-        key, clear = data.get("api_key"), data.get("clear_api_key")
-        env = data.get("api_key_env", self.instance.api_key_env)
-        if key and clear:
-            self.add_error("clear_api_key", "type a new key or clear the stored one, not both")
-        elif key and env:
-            self.add_error(
-                "api_key", "this provider reads api_key_env; a provider has one or the other"
-            )
-        elif clear:
-            # the model's own check then sees the key gone (an operator may switch to a variable)
-            self.instance.api_key_encrypted = ""
+        for key in catalog.PROVIDER_KEYS:
+            value, clear = data.get(key), data.get(f"clear_{key}")
+            env = data.get(f"{key}_env", getattr(self.instance, f"{key}_env"))
+            if value and clear:
+                self.add_error(f"clear_{key}", "type a new key or clear the stored one, not both")
+            elif value and env:
+                self.add_error(
+                    key, f"this provider reads {key}_env; a provider has one or the other"
+                )
+            elif clear:
+                # the model's own check then sees it gone (an operator may switch to a variable)
+                setattr(self.instance, f"{key}_encrypted", "")
         return data
 
-    def api_key_change(self) -> str | None:
-        """What the service is to do with the key: a new one, "" to clear it, None to keep."""
-        if self.cleaned_data.get("clear_api_key"):
+    def key_change(self, key: str = "api_key") -> str | None:
+        """What the service is to do with ``key``: a new one, "" to clear it, None to keep."""
+        if self.cleaned_data.get(f"clear_{key}"):
             return ""
-        return self.cleaned_data.get("api_key") or None
+        return self.cleaned_data.get(key) or None
 
 
-_KEY_FIELDS = ("api_key", "clear_api_key")
+_KEY_FIELDS = tuple(f for key in catalog.PROVIDER_KEYS for f in (key, f"clear_{key}"))
 
 
 @admin.register(Provider)
@@ -134,6 +160,7 @@ class ProviderAdmin(ServiceAdmin):
         "api_key_env",
         "stored_key",
         "credential_set",
+        "stored_admin_key",
     )
     list_filter = ("kind", ("org", admin.RelatedOnlyFieldListFilter))
     search_fields = ("slug", "base_url", "publisher", "invoice_issuer")
@@ -150,6 +177,17 @@ class ProviderAdmin(ServiceAdmin):
         "responses_api",
         "publisher",
         "invoice_issuer",
+        "admin_base_url",
+        "admin_api_key_env",
+        "stored_admin_key",
+        "admin_api_key",
+        "clear_admin_api_key",
+    )
+    _NOT_ON_ADD = (  # nothing is stored yet
+        "stored_key",
+        "clear_api_key",
+        "stored_admin_key",
+        "clear_admin_api_key",
     )
 
     def scoped_queryset(self, request):
@@ -158,22 +196,24 @@ class ProviderAdmin(ServiceAdmin):
     def get_fields(self, request, obj=None):
         fields = list(super().get_fields(request, obj))
         if obj is None:
-            fields = [f for f in fields if f not in ("stored_key", "clear_api_key")]
+            fields = [f for f in fields if f not in self._NOT_ON_ADD]
         return fields
 
     def get_readonly_fields(self, request, obj=None):
-        fields = [*super().get_readonly_fields(request, obj), "stored_key"]
+        fields = [*super().get_readonly_fields(request, obj), "stored_key", "stored_admin_key"]
         if obj is not None:
             fields.append("slug")  # models and config refer to it
         if not is_operator(request.user):
             # a server variable is the operators' to name (gateway/services/providers.py), and a
-            # provider holding one is theirs to move; the org's own key is its admins' to set
-            fields.append("api_key_env")
+            # provider holding one is theirs to move; the org's own keys are its admins' to set
+            fields += ["api_key_env", "admin_api_key_env"]
             if obj is not None and obj.api_key_env:
                 fields += ["base_url", "kind"]
-        return fields
+            if obj is not None and obj.admin_api_key_env:
+                fields += ["base_url", "kind", "admin_base_url"]  # the admin key goes there
+        return list(dict.fromkeys(fields))
 
-    @method_decorator(sensitive_post_parameters("api_key"))
+    @method_decorator(sensitive_post_parameters(*catalog.PROVIDER_KEYS))
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         return super().changeform_view(request, object_id, form_url, extra_context)
 
@@ -183,22 +223,26 @@ class ProviderAdmin(ServiceAdmin):
     def save_model(self, request, obj, form, change):
         if not may_manage_object(self.access(request), self.subject, obj):
             raise PermissionDenied
-        key = form.api_key_change()
+        keys = {key: form.key_change(key) for key in catalog.PROVIDER_KEYS}
         if change:
             changes = {n: getattr(obj, n) for n in form.changed_data if n not in _KEY_FIELDS}
-            if key is not None:
-                changes["api_key"] = key
+            changes.update({key: value for key, value in keys.items() if value is not None})
             if changes:
                 fresh = Provider.objects.get(pk=obj.pk)  # the before snapshot is the stored row
                 catalog.provider_update(provider=fresh, actor=request.user, **changes)
             return
         values = {n: getattr(obj, n) for n in form.fields if n not in _KEY_FIELDS}
-        self.adopt(obj, catalog.provider_create(actor=request.user, api_key=key, **values))
+        self.adopt(obj, catalog.provider_create(actor=request.user, **keys, **values))
 
     @admin.display(description="API key")
     def stored_key(self, obj) -> str:
         """Whether the provider holds its own key, with its last four characters at most."""
         return catalog.provider_key_label(obj)
+
+    @admin.display(description="admin API key")
+    def stored_admin_key(self, obj) -> str:
+        """Whether the provider holds its own admin-API key, with its last four at most."""
+        return catalog.provider_key_label(obj, "admin_api_key")
 
     @admin.display(boolean=True, description="credential set")
     def credential_set(self, obj) -> bool:

@@ -36,6 +36,7 @@ _STOP = object()
 _PROMPTS_PENDING_MAX = 2000
 _PAIRS_PENDING_MAX = 500
 _RESPONSES_PENDING_MAX = 5000
+_RESPONSES_PER_STATEMENT = 20  # a turn can be a 400 KB context: statements stay a few MB
 _PROMPTS_PER_FLUSH = 50  # per router per side-effect flush (every 2 s): at most 25 a second
 _DECIMAL_FIELDS = ("input_cost", "cached_input_cost", "cache_write_cost", "output_cost", "cost")
 _TIME_FIELDS = ("started_at", "first_byte_at", "ended_at")
@@ -314,15 +315,15 @@ class LedgerWriter:
             self._replay_spools()
 
     def _responses_write(self) -> None:
-        from gateway.response_store import response_save
+        from gateway.response_store import responses_save
 
         pending, self._responses = self._responses, []
-        for index, kept in enumerate(pending):
+        for start in range(0, len(pending), _RESPONSES_PER_STATEMENT):
             try:
-                response_save(**kept)
+                responses_save(pending[start : start + _RESPONSES_PER_STATEMENT])
             except Exception as exc:  # noqa: BLE001 - the database is down: try again next batch
                 log.warning("could not store responses (%s); retrying", type(exc).__name__)
-                self._responses = pending[index:] + self._responses
+                self._responses = pending[start:] + self._responses
                 connection.close()
                 return
 

@@ -11,6 +11,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from finops.jsonfield import FastJSONField
 from teams.models import Organization
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
@@ -62,6 +63,18 @@ class Provider(models.Model):
         db_default="",
         choices=[("", "auto"), ("native", "native"), ("translate", "translate")],
     )
+    # The provider's admin API (usage and cost reports, for invoice reconciliation): its own
+    # credential, held like the inference one (an operator's env name, or the org's key
+    # encrypted), and its base URL when it is not ``base_url``'s (OpenAI and Anthropic serve
+    # both from one host).
+    admin_api_key_env = models.CharField(max_length=128, blank=True, default="", db_default="")
+    admin_api_key_encrypted = models.TextField(
+        blank=True, default="", db_default="", editable=False
+    )
+    admin_api_key_last4 = models.CharField(
+        max_length=4, blank=True, default="", db_default="", editable=False
+    )
+    admin_base_url = models.URLField(max_length=500, blank=True, default="", db_default="")
     publisher = models.CharField(max_length=100, blank=True)
     invoice_issuer = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -77,20 +90,27 @@ class Provider(models.Model):
         return f"{self.org.slug}/{self.slug}"
 
     def clean(self) -> None:
+        """The URLs inside FINOPS_PROVIDER_HOSTS; each credential (inference, admin API) an
+        allowed variable name or an encrypted key, not both. Who may set what is the services'
+        check (``provider_credential_guard``)."""
         from gateway.services.providers import provider_base_url_check, provider_key_env_check
 
         if self.base_url:
             provider_base_url_check(base_url=self.base_url)
-        if self.api_key_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", self.api_key_env):
-            raise ValidationError({"api_key_env": "must be an environment variable name"})
-        provider_key_env_check(name=self.api_key_env)
-        if self.api_key_env and self.api_key_encrypted:
-            raise ValidationError(
-                {
-                    "api_key_env": "a provider's credential is api_key_env or an encrypted "
-                    "api_key (api_key_encrypted), not both: clear one first"
-                }
-            )
+        if self.admin_base_url:
+            provider_base_url_check(base_url=self.admin_base_url, field="admin_base_url")
+        for prefix, what in (("api_key", "credential"), ("admin_api_key", "admin credential")):
+            env, token = getattr(self, f"{prefix}_env"), getattr(self, f"{prefix}_encrypted")
+            if env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", env):
+                raise ValidationError({f"{prefix}_env": "must be an environment variable name"})
+            provider_key_env_check(name=env, field=f"{prefix}_env")
+            if env and token:
+                raise ValidationError(
+                    {
+                        f"{prefix}_env": f"a provider's {what} is {prefix}_env or an encrypted "
+                        f"{prefix} ({prefix}_encrypted), not both: clear one first"
+                    }
+                )
 
     @property
     def api_key_set(self) -> bool:
@@ -465,8 +485,9 @@ class StoredResponse(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
     previous_id = models.CharField(max_length=80, blank=True, default="")
-    response = models.JSONField()
-    items = models.JSONField(default=list)
+    # orjson: a turn may hold a coding agent's whole context, written by the ledger thread
+    response = FastJSONField()
+    items = FastJSONField(default=list)
 
     class Meta:
         indexes = [models.Index(fields=["key_id", "response_id"], name="stored_response_key")]

@@ -102,25 +102,62 @@ def _conversation(key_id: int, last: str) -> list:
     return [item for turn in reversed(turns) for item in turn]
 
 
-def response_save(*, org_id: int, key_id: int, new_input, previous: str, response: dict) -> None:
-    """Keep ``response``: this turn's ``new_input`` (before the conversation was expanded) and
-    its output, continuing ``previous`` ("" for a first turn)."""
+def _stored(*, org_id: int, key_id: int, new_input, previous: str, response: dict, now):
+    from gateway.models import StoredResponse
+
+    items = conversation_items(input_items(new_input), response)
+    return StoredResponse(
+        response_id=str(response.get("id")),
+        org_id=org_id,
+        key_id=key_id,
+        created_at=now,
+        expires_at=now + timedelta(days=settings.FINOPS_RESPONSES_RETENTION_DAYS),
+        previous_id=previous,
+        response=redact_value(response),
+        items=redact_value(items),
+    )
+
+
+def responses_save(kept: list[dict]) -> None:
+    """Keep each answer of ``kept`` (``response_save`` keyword arguments) in one statement: this
+    turn's new input (before the conversation was expanded) and its output, continuing its
+    ``previous`` ("" for a first turn). An id stored again replaces its row."""
     from gateway.models import StoredResponse
 
     close_old_connections()
     now = datetime.now(UTC)
-    items = conversation_items(input_items(new_input), response)
-    StoredResponse.objects.update_or_create(
-        response_id=str(response.get("id")),
-        defaults={
-            "org_id": org_id,
-            "key_id": key_id,
-            "created_at": now,
-            "expires_at": now + timedelta(days=settings.FINOPS_RESPONSES_RETENTION_DAYS),
-            "previous_id": previous,
-            "response": redact_value(response),
-            "items": redact_value(items),
-        },
+    rows = {}
+    for k in kept:
+        row = _stored(**k, now=now)
+        rows[row.response_id] = row  # one row per id within a statement
+    StoredResponse.objects.bulk_create(
+        list(rows.values()),
+        update_conflicts=True,
+        unique_fields=["response_id"],
+        update_fields=[
+            "org_id",
+            "key_id",
+            "created_at",
+            "expires_at",
+            "previous_id",
+            "response",
+            "items",
+        ],
+    )
+
+
+def response_save(*, org_id: int, key_id: int, new_input, previous: str, response: dict) -> None:
+    """Keep one answer (see ``responses_save``)."""
+    responses_save(
+        [
+            {
+                "org_id": org_id,
+                "key_id": key_id,
+                "new_input": new_input,
+                "previous": previous,
+                "response": response,
+            }
+        ]
     )
 
 

@@ -2,8 +2,10 @@
 
 No credential is ever part of a response: a provider names the environment variable its key is
 read from (``api_key_env``), or takes the organisation's own key as the write-only ``api_key``
-(stored encrypted; responses say ``api_key_set`` and ``api_key_last4``, never the key). Prices
-are Decimal strings (USD per million tokens).
+(stored encrypted; responses say ``api_key_set`` and ``api_key_last4``, never the key). Its
+admin-API credential (invoice reconciliation) is the same under ``admin_api_key_env`` /
+``admin_api_key`` / ``admin_api_key_set`` / ``admin_api_key_last4``, sent to ``admin_base_url``
+(blank: ``base_url``). Prices are Decimal strings (USD per million tokens).
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ class ProviderSerializer(serializers.ModelSerializer):
     api_key_set = serializers.BooleanField(
         read_only=True, help_text="Whether the provider holds a key of its own (never shown)."
     )
+    admin_api_key_set = serializers.SerializerMethodField(
+        help_text="Whether the provider holds an admin-API key of its own (never shown)."
+    )
+    # blank when the admin API is base_url's: a plain string (the "uri" format would refuse "")
+    admin_base_url = serializers.CharField(read_only=True)
 
     class Meta:
         model = Provider
@@ -77,10 +84,35 @@ class ProviderSerializer(serializers.ModelSerializer):
             "responses_api",
             "publisher",
             "invoice_issuer",
+            "admin_base_url",
+            "admin_api_key_env",
+            "admin_api_key_set",
+            "admin_api_key_last4",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_admin_api_key_set(self, provider: Provider) -> bool:
+        return bool(provider.admin_api_key_encrypted)
+
+
+def _url_checked(value: str, field: str) -> str:
+    """``value`` through ``provider_base_url_check``, its refusal as this field's DRF error."""
+    try:
+        provider_base_url_check(base_url=value, field=field)
+    except DjangoValidationError as exc:
+        messages = exc.message_dict.get(field) if hasattr(exc, "error_dict") else None
+        raise serializers.ValidationError(messages or exc.messages) from exc
+    return value
+
+
+def _key_checked(value: str) -> str:
+    problem = provider_key_problem(value) if value else None
+    if problem:
+        raise serializers.ValidationError(problem)  # never quotes the key
+    return value
 
 
 class _ProviderFieldsSerializer(_CatalogInput):
@@ -116,20 +148,46 @@ class _ProviderFieldsSerializer(_CatalogInput):
     )
     publisher = serializers.CharField(max_length=100, required=False, allow_blank=True)
     invoice_issuer = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    # a CharField, checked as a URL in validate_admin_base_url: the schema's "uri" format would
+    # call the blank default invalid
+    admin_base_url = serializers.CharField(
+        max_length=500,
+        required=False,
+        allow_blank=True,
+        help_text="The provider's admin API (usage and cost reports) when it is not base_url's; "
+        "blank: base_url. Bounded by FINOPS_PROVIDER_HOSTS.",
+    )
+    admin_api_key_env = serializers.RegexField(
+        r"^[A-Za-z_][A-Za-z0-9_]*$",
+        max_length=128,
+        required=False,
+        allow_blank=True,
+        help_text="Name of the environment variable holding the admin-API credential (never the "
+        "key); set by the platform's operators only.",
+    )
+    admin_api_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=True,
+        max_length=API_KEY_MAX,
+        style={"input_type": "password"},
+        help_text="The organisation's own admin-API key (usage and cost reports), stored "
+        "encrypted and never returned (responses show admin_api_key_set and "
+        'admin_api_key_last4); "" removes it. Not together with admin_api_key_env.',
+    )
 
     def validate_api_key(self, value: str) -> str:
-        problem = provider_key_problem(value) if value else None
-        if problem:
-            raise serializers.ValidationError(problem)  # never quotes the key
-        return value
+        return _key_checked(value)
+
+    def validate_admin_api_key(self, value: str) -> str:
+        return _key_checked(value)
 
     def validate_base_url(self, value: str) -> str:
-        try:
-            provider_base_url_check(base_url=value)
-        except DjangoValidationError as exc:
-            messages = exc.message_dict.get("base_url") if hasattr(exc, "error_dict") else None
-            raise serializers.ValidationError(messages or exc.messages) from exc
-        return value
+        return _url_checked(value, "base_url")
+
+    def validate_admin_base_url(self, value: str) -> str:
+        return _url_checked(value, "admin_base_url") if value else value
 
 
 class ProviderCreateSerializer(_ProviderFieldsSerializer):

@@ -1,5 +1,6 @@
-"""Admin for reporting: alerts sent (read-only), webhooks (admin and finance manage them), and
-the day rollups (read-only). Scoped like every admin here, through ``teams.admin.ScopedAdmin``."""
+"""Admin for reporting: alerts sent (read-only), webhooks (admin and finance manage them), the
+day rollups and the imports of provider reports (read-only). Scoped like every admin here,
+through ``teams.admin.ScopedAdmin``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from django.contrib import admin
 from django.db.models import Q
 
 from reports import selectors as rs
-from reports.models import AlertWebhook, BudgetAlert, DailySpend
+from reports.models import AlertWebhook, BudgetAlert, DailySpend, ProviderReportPull
 from teams import selectors
 from teams.admin import ScopedAdmin
 from teams.models import Budget
@@ -99,3 +100,21 @@ class DailySpendAdmin(_ReadOnly, ScopedAdmin):
 
     def scoped_queryset(self, request):
         return rs.daily_spend_list_for_user(request.user)
+
+
+@admin.register(ProviderReportPull)
+class ProviderReportPullAdmin(_ReadOnly, ScopedAdmin):
+    """Imports of the providers' own usage and cost reports (pulled or uploaded): read-only
+    here; upload and pull from the "Invoice vs ledger" page, the API or ``reconcile_invoices``."""
+
+    subject = Subject.INVOICE
+    list_display = ("created_at", "org", "provider", "source", "start", "end", "status", "rows")
+    list_filter = ("source", "status")
+    search_fields = ("provider__slug", "filename", "error")
+    date_hierarchy = "created_at"
+
+    def scoped_queryset(self, request):
+        return rs.report_pull_list_for_user(request.user)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in ProviderReportPull._meta.fields]

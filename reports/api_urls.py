@@ -3,13 +3,27 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from reports import apis
+from reports import apis, invoice_apis
 
 router = SimpleRouter()
 router.register("alerts", apis.BudgetAlertViewSet, basename="budget-alert")
+router.register(
+    "reconciliation/imports", invoice_apis.ReportPullViewSet, basename="reconciliation-import"
+)
 
 urlpatterns = [
     path("spend/", apis.SpendView.as_view(), name="spend"),
+    path("reconciliation/", invoice_apis.ReconciliationView.as_view(), name="reconciliation"),
+    path(
+        "reconciliation/suggestions/",
+        invoice_apis.PriceSuggestionView.as_view(),
+        name="reconciliation-suggestions",
+    ),
+    path(
+        "reconciliation/policy/",
+        invoice_apis.ReconciliationPolicyView.as_view(),
+        name="reconciliation-policy",
+    ),
     *router.urls,
 ]
 

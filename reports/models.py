@@ -238,6 +238,8 @@ class AlertKind(models.TextChoices):
     ANOMALY = "anomaly", "Spend anomaly"
     CHARGEBACK = "chargeback", "Monthly chargeback statement"
     OVER_BOUND = "over_bound", "Upstream billed past the request"
+    UNMETERED = "unmetered", "Provider billed spend the gateway did not meter"
+    PRICE_DRIFT = "price_drift", "Catalog price differs from the provider's"
 
 
 class AlertStatus(models.TextChoices):
@@ -366,3 +368,106 @@ class AlertWebhook(models.Model):
             errors["budget"] = "budget belongs to another organisation"
         if errors:
             raise ValidationError(errors)
+
+
+# --- what the providers report (invoice reconciliation) -----------------------------------------
+
+
+class ReportSource(models.TextChoices):
+    OPENAI_API = "openai_api", "OpenAI Usage and Costs API"
+    ANTHROPIC_API = "anthropic_api", "Anthropic Admin API usage and cost reports"
+    AZURE_EXPORT = "azure_export", "Azure Cost Management export (CSV)"
+    CSV = "csv", "CSV upload"
+
+
+class TokenType(models.TextChoices):
+    INPUT = "input", "Input"
+    CACHED_INPUT = "cached_input", "Cached input"
+    CACHE_WRITE = "cache_write", "Cache write"
+    OUTPUT = "output", "Output"
+
+
+class ProviderReportPull(models.Model):
+    """One import of a provider's own usage and cost report for ``[start, end)`` (UTC days): a
+    pull from its admin API or an uploaded file. Its rows replaced every earlier row of those
+    days from the same source, so a re-pull never counts a day twice."""
+
+    org = models.ForeignKey(
+        "teams.Organization", on_delete=models.CASCADE, related_name="report_pulls"
+    )
+    provider = models.ForeignKey(
+        "gateway.Provider", on_delete=models.CASCADE, related_name="report_pulls"
+    )
+    source = models.CharField(max_length=16, choices=ReportSource.choices)
+    start = models.DateField()
+    end = models.DateField(help_text="Exclusive.")
+    status = models.CharField(max_length=16, default="ok")  # ok | failed
+    rows = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    filename = models.CharField(max_length=255, blank=True)
+    created_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id} {self.source} {self.start}..{self.end} {self.status}"
+
+
+class ProviderUsage(models.Model):
+    """One figure of a provider's report: a UTC day, the model as the provider names it, a
+    token type, and the provider's project / workspace / API key where the report has them.
+
+    ``tokens`` or ``cost_usd`` may be missing: OpenAI reports tokens (Usage API) and dollars
+    (Costs API) in separate rows; a cost export may carry dollars only. Reconciliation sums
+    each over the grain it compares, so the two halves meet there."""
+
+    org = models.ForeignKey("teams.Organization", on_delete=models.CASCADE, related_name="+")
+    provider = models.ForeignKey("gateway.Provider", on_delete=models.CASCADE, related_name="+")
+    pull = models.ForeignKey(ProviderReportPull, on_delete=models.CASCADE, related_name="usage")
+    source = models.CharField(max_length=16, choices=ReportSource.choices)
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    token_type = models.CharField(max_length=16, choices=TokenType.choices)
+    account = models.CharField(
+        max_length=200, blank=True, help_text="Project or workspace id, as the provider reports."
+    )
+    api_key_id = models.CharField(max_length=200, blank=True)
+    tokens = models.BigIntegerField(null=True, blank=True)
+    requests = models.BigIntegerField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
+
+    class Meta:
+        ordering = ["day", "model", "token_type"]
+        verbose_name_plural = "provider usage"
+        indexes = [
+            models.Index(fields=["org", "provider", "day"], name="provider_usage_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model} {self.token_type} {self.tokens} {self.cost_usd}"
+
+
+class ReconciliationPolicy(models.Model):
+    """An organisation's reconciliation settings: the monthly amounts of unmetered spend and of
+    price drift past which finance is alerted (blank: no alert of that kind)."""
+
+    org = models.OneToOneField(
+        "teams.Organization", on_delete=models.CASCADE, related_name="reconciliation_policy"
+    )
+    unmetered_alert_usd = models.DecimalField(
+        max_digits=18, decimal_places=6, null=True, blank=True, default=Decimal("10")
+    )
+    price_drift_alert_usd = models.DecimalField(
+        max_digits=18, decimal_places=6, null=True, blank=True, default=Decimal("10")
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "reconciliation policies"
+
+    def __str__(self) -> str:
+        return f"reconciliation policy of org {self.org_id}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from reports.invoices.pull import invoices_pull_due
 from reports.services import budget_alerts_evaluate, usage_rollup
 
 
@@ -19,3 +20,8 @@ def rollup_task() -> str:
 @shared_task(name="reports.tasks.budget_check_task", ignore_result=True, soft_time_limit=240)
 def budget_check_task() -> str:
     return str(budget_alerts_evaluate())
+
+
+@shared_task(name="reports.tasks.invoices_pull_task", ignore_result=True, soft_time_limit=240)
+def invoices_pull_task() -> str:
+    return f"{invoices_pull_due()} provider report(s) pulled"

@@ -13,9 +13,26 @@ completions, JSON and SSE), ``POST /v1/responses`` (the Responses API, JSON and 
 ``POST /v1/messages/count_tokens``; Azure-style
 ``/openai/deployments/{name}/chat/completions|completions|embeddings``, and Azure's Responses
 API under ``/openai/responses`` and ``/openai/v1/``, too.
+
+Organisation reports of everything served (``simulator.billing``: every answered chat,
+completion, Responses, embedding and message call, streamed or not, whatever the path, with the
+usage it was answered with; not errors, ``count_tokens`` or dropped connections), per UTC
+minute, API key id (``key_``/``apikey_`` + 16 hex of the key's SHA-256) and ``OpenAI-Project``:
+OpenAI's ``GET /v1/organization/usage/completions``, ``/v1/organization/usage/embeddings`` and
+``/v1/organization/costs`` (``Authorization: Bearer``), Anthropic's
+``GET /v1/organizations/usage_report/messages`` and ``/v1/organizations/cost_report``
+(``x-api-key`` and ``anthropic-version``), with their parameters, buckets, pages and errors
+(``simulator.admin_reports``). ``--admin-key`` is the only key they accept (default: any);
+``--prices FILE`` is their price table (USD per million tokens; default: public list prices).
+
 Control endpoints (no auth, no failure injection): ``GET /_sim/health``,
 ``GET /_sim/last?path=/v1/chat/completions`` (headers and body of the last request on that path,
-plus how many arrived), ``POST /_sim/reset``.
+plus how many arrived), ``POST /_sim/reset`` (also forgets the billed usage),
+``POST /_sim/usage`` (a JSON array of historical usage records for the reports:
+``{"at": RFC 3339 or unix seconds, "endpoint": "chat"|"completions"|"responses"|"embeddings"|
+"messages", "model", "api_key" or "api_key_id", "project" (OpenAI) or "workspace" (Anthropic),
+"input_tokens" (uncached), "cached_tokens", "cache_write_tokens", "output_tokens",
+"requests"}``; see ``simulator.control``).
 
 Usage is deterministic, so tests can assert exact costs:
 

@@ -28,6 +28,7 @@ import orjson
 
 from simulator.answers import Answer, answer, counted
 from simulator.anthropic_stream import stream_events
+from simulator.billing import Billed, from_anthropic_usage
 from simulator.config import Options, SimConfig, stream_shape
 from simulator.openai_chat import last_turn
 from simulator.tokens import THINKING_TOKENS, chat_prompt_tokens, text_tokens, thinking_text
@@ -242,7 +243,8 @@ class AnthropicMessages:
             raise SimError(400, "messages: Field required", "missing_field", "messages")
         await send_json(send, 200, orjson.dumps({"input_tokens": input_tokens(req, opts)}))
 
-    async def handle(self, body: bytes, opts: Options, deployment, receive, send) -> None:
+    async def handle(self, body: bytes, opts: Options, deployment, receive, send) -> Billed | None:
+        """Answer; what it bills (None for a stream cut by ``--cut-stream-after``)."""
         req = json_object(body)
         model, max_tokens, messages = _required(req)
         ans = message_answer(req, max_tokens, messages)
@@ -250,7 +252,10 @@ class AnthropicMessages:
             ans = counted(ans, max(opts.completion_tokens - ans.reasoning, 0))
         prompt = input_tokens(req, opts)
         read, write = self._cache_split(req, opts, prompt)
-        usage = None if opts.no_usage else _usage(prompt, ans.output_tokens, read, write)
+        usage = _usage(prompt, ans.output_tokens, read, write)
+        billed = from_anthropic_usage(model, usage)
+        if opts.no_usage:
+            usage = None
         mid = f"msg_sim{next(self._seq):014d}"
         message = message_body(mid, model, ans)
         if req.get("stream") is True:
@@ -267,15 +272,16 @@ class AnthropicMessages:
                 headers=headers,
                 cut=self.config.cut_stream_after,
             )
-            return
+            return None if self.config.cut_stream_after is not None else billed
         if opts.malformed:
             await send_json(send, 200, MALFORMED)
-            return
+            return billed
         if usage is not None:
             message["usage"] = usage
         await send_json(
             send, 200, orjson.dumps(message), [*JSON_HEADERS, (b"request-id", mid.encode())]
         )
+        return billed
 
     def _cache_split(self, req: dict, opts: Options, prompt: int) -> tuple[int, int]:
         """(cache-read tokens, cache-write tokens): the headers' if any, else the breakpoint's

@@ -1,6 +1,8 @@
 """The ``Simulator`` ASGI app: routing (OpenAI's, Azure's and Anthropic's paths), the API-key
 check, request recording, latency and fault injection, then dispatch to the wire-format
-endpoints; ``/_sim/*`` goes to the control endpoints, ``lifespan`` is answered."""
+endpoints, and billing what they served (``simulator.billing``); ``/_sim/*`` goes to the
+control endpoints, ``/v1/organization/...`` and ``/v1/organizations/...`` to the admin usage
+and cost reports (``simulator.admin_reports``), ``lifespan`` is answered."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import itertools
 import random
 from dataclasses import replace
 
+from simulator.admin_reports import AdminReports
 from simulator.anthropic_messages import AnthropicMessages
+from simulator.billing import DEFAULT_PRICES, Ledger, parse_prices
 from simulator.config import NO_OPTIONS, Options, SimConfig, parse_options
 from simulator.control import Control
 from simulator.openai_chat import ChatCompletions
@@ -79,11 +83,13 @@ def route(method: str, path: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def request_key(raw_headers) -> tuple[bytes | None, dict[bytes, bytes] | None]:
+def request_key(raw_headers) -> tuple[bytes | None, dict[bytes, bytes] | None, bytes | None]:
     """(the API key from ``Authorization``, ``x-api-key`` or ``api-key``; the ``x-sim-*``
-    headers, None when there are none). The last key header wins."""
+    headers, None when there are none; the ``OpenAI-Project`` header). The last key header
+    wins."""
     key = None
     sim = None
+    project = None
     for name, value in raw_headers:
         if name == b"authorization":
             scheme, _, token = value.partition(b" ")
@@ -97,7 +103,9 @@ def request_key(raw_headers) -> tuple[bytes | None, dict[bytes, bytes] | None]:
                 key = value.strip()
         elif name == b"api-key":
             key = value.strip()
-    return key, sim
+        elif name == b"openai-project":
+            project = value.strip() or None
+    return key, sim, project
 
 
 async def lifespan(receive, send) -> None:
@@ -111,15 +119,18 @@ async def lifespan(receive, send) -> None:
 
 
 class Simulator:
-    """The ASGI app, one instance per process. Its state: the last-request records, the stored
-    Responses, and bounded caches of parsed chat bodies, embedding answers, OpenAI prompt
-    prefixes and Anthropic cache prefixes (cleared whenever they fill up)."""
+    """The ASGI app, one instance per process. Its state: the last-request records, the billed
+    usage, the stored Responses, and bounded caches of parsed chat bodies, embedding answers,
+    OpenAI prompt prefixes and Anthropic cache prefixes (cleared whenever they fill up)."""
 
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config = config or SimConfig()
         self._rng = random.Random(config.seed)  # noqa: S311 - failure injection, not crypto
         seq = itertools.count(1)
-        self._control = Control()
+        prices = DEFAULT_PRICES if config.prices is None else config.prices
+        self.ledger = Ledger(parse_prices(prices))
+        self._control = Control(self.ledger)
+        self._admin = AdminReports(config, self.ledger, self._control)
         cache = PromptCache()  # OpenAI's automatic prompt caching, shared by its endpoints
         responses = Responses(config, seq, cache)
         messages = AnthropicMessages(config, seq)
@@ -161,6 +172,9 @@ class Simulator:
         method = scope["method"]
         if path == "/v1/chat/completions" and method == "POST":
             endpoint, deployment = "chat", None
+        elif path.startswith("/v1/organization"):
+            await self._admin.handle(scope, receive, send)
+            return
         else:
             endpoint, deployment = route(method, path)
         try:
@@ -168,30 +182,33 @@ class Simulator:
             body = message.get("body", b"")
             if message.get("more_body"):
                 body = await read_rest(receive, body)
-            opts = self._admit(endpoint, scope, body)
+            opts, key, project = self._admit(endpoint, scope, body)
             if not (self._quiet and opts is NO_OPTIONS):
                 opts = await self._inject_faults(opts, send)
                 if opts is None:
                     return  # the connection was dropped
-            await self._handlers[endpoint](body, opts, deployment, receive, send)
+            billed = await self._handlers[endpoint](body, opts, deployment, receive, send)
+            if billed is not None:
+                self.ledger.record(billed, endpoint, key, project)
         except SimError as exc:
             anthropic = endpoint in ANTHROPIC_ENDPOINTS
             await send_error(send, exc, anthropic=anthropic, retry_after=self._retry_after)
 
-    def _admit(self, endpoint: str | None, scope, body: bytes) -> Options:
-        """Check the route and the key, record the request; its ``x-sim-*`` options."""
+    def _admit(self, endpoint: str | None, scope, body: bytes):
+        """Check the route and the key, record the request; (its ``x-sim-*`` options, its key,
+        its ``OpenAI-Project``)."""
         method, path = scope["method"], scope["path"]
         if endpoint is None:
             raise SimError(404, f"Unknown request URL: {method} {path}", "unknown_url")
         if endpoint == "method":
             raise SimError(405, f"Method {method} not allowed on {path}", "method_not_allowed")
-        key, sim = request_key(scope["headers"])
+        key, sim, project = request_key(scope["headers"])
         if not key:
             raise SimError(401, _MISSING_KEY, "missing_api_key")
         if self._expected_key is not None and key != self._expected_key:
             raise SimError(401, "Incorrect API key provided.", "invalid_api_key")
         self._control.record(path, method, scope, body)
-        return parse_options(sim) if sim else NO_OPTIONS
+        return (parse_options(sim) if sim else NO_OPTIONS), key, project
 
     async def _inject_faults(self, opts: Options, send) -> Options | None:
         """Wait the latency, raise the error asked for or rolled; None if the connection was

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from simulator.app import Simulator
+from simulator.billing import load_prices
 from simulator.config import SimConfig
 
 
@@ -85,6 +86,21 @@ def _billing_arguments(parser) -> None:
         help="report N completion tokens on every chat answer, whatever the request allowed "
         "(a misbehaving upstream)",
     )
+    parser.add_argument(
+        "--admin-key",
+        default=None,
+        metavar="KEY",
+        help="accept only this key on the organisation usage and cost reports "
+        "(/v1/organization/..., /v1/organizations/...; default: any non-empty key)",
+    )
+    parser.add_argument(
+        "--prices",
+        default=None,
+        metavar="PATH",
+        help='the cost reports\' price table, a JSON file {"model": {"input": "2.50", '
+        '"cached_input": "1.25", "cache_write": "3.75", "output": "10.00"}} in USD per '
+        "million tokens; it replaces the built-in table of public list prices",
+    )
 
 
 def config_from_options(options: dict) -> SimConfig:
@@ -103,6 +119,8 @@ def config_from_options(options: dict) -> SimConfig:
         reply=options.get("reply"),
         bill_max=options.get("bill_max", False),
         completion_tokens=options.get("completion_tokens"),
+        admin_key=options.get("admin_key"),
+        prices=load_prices(options["prices"]) if options.get("prices") else None,
     )
 
 

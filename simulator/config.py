@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.billing import parse_prices
 from simulator.wire import SimError
 
 MAX_TOKENS_OVERRIDE = 32_768
@@ -33,10 +34,16 @@ class SimConfig:
     # report this many completion tokens on every chat answer, whatever the request allowed
     # (a misbehaving upstream that bills past ``max_tokens``)
     completion_tokens: int | None = None
+    # the admin reports' key (None: any non-empty key); inference keys follow ``api_key``
+    admin_key: str | None = None
+    # the price table of the cost reports, {model: {"input", ...}} (None: the built-in one)
+    prices: dict | None = None
 
     def __post_init__(self) -> None:
         self._check_shape()
         self._check_faults()
+        if self.prices is not None:
+            parse_prices(self.prices)
 
     def _check_shape(self) -> None:
         if not 0 <= self.latency_ms <= MAX_DELAY_MS:

@@ -1,6 +1,24 @@
 """The control endpoints under ``/_sim/`` (no auth, no failure injection) and what they report:
-``GET /_sim/health`` (with the request count), ``GET /_sim/last?path=...`` (headers and body of
-the last request on a path, plus how many arrived there) and ``POST /_sim/reset``."""
+
+- ``GET /_sim/health``: ``{"status": "ok", "requests": N}``.
+- ``GET /_sim/last?path=...``: headers and body of the last request on a path, plus how many
+  arrived there.
+- ``POST /_sim/reset``: forgets the recorded requests and the billed usage.
+- ``POST /_sim/usage``: adds historical usage to what the admin reports show (demo history,
+  multi-day tests). The body is a JSON array of records, all checked before any is added (a
+  bad one is a 400 naming it); the answer is ``{"status": "ok", "recorded": N}``. A record::
+
+      {"at": "2025-05-01T12:30:00Z" or 1746102600,   # its UTC minute is the one billed
+       "endpoint": "chat",      # or "completions", "responses", "embeddings", "messages"
+       "model": "gpt-4o-mini",
+       "api_key": "sk-...",     # the raw key (its id is derived as for served calls),
+       "api_key_id": "key_...", #   or the id itself, or neither (null, as console usage)
+       "project": "proj_x",     # OpenAI endpoints only; default "proj_default"
+       "workspace": "wrkspc_x", # "messages" only; default null (the default workspace)
+       "input_tokens": 1000,    # uncached input, without cached and cache-write tokens
+       "cached_tokens": 0, "cache_write_tokens": 0, "output_tokens": 200,
+       "requests": 1}           # every count optional: 0, requests 1
+"""
 
 from __future__ import annotations
 
@@ -9,15 +27,18 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from simulator.billing import Ledger
 from simulator.wire import SimError, read_body, send_error, send_json
 
 MAX_RECORDED_PATHS = 256
 
 
 class Control:
-    """The last request per path (at most ``MAX_RECORDED_PATHS`` paths) and the counts."""
+    """The last request per path (at most ``MAX_RECORDED_PATHS`` paths) and the counts; the
+    billed usage's controls."""
 
-    def __init__(self) -> None:
+    def __init__(self, ledger: Ledger | None = None) -> None:
+        self._ledger = ledger or Ledger({})
         self._last: dict[str, tuple] = {}
         self._counts: dict[str, int] = {}
         self._total = 0
@@ -30,7 +51,11 @@ class Control:
         self._counts[path] = self._counts.get(path, 0) + 1
 
     async def handle(self, scope, receive, send) -> None:
-        await read_body(receive)
+        try:
+            body = await read_body(receive)
+        except SimError as exc:
+            await send_error(send, exc, anthropic=False)
+            return
         path = scope["path"]
         method = scope["method"]
         if path == "/_sim/health" and method == "GET":
@@ -41,10 +66,25 @@ class Control:
             self._last.clear()
             self._counts.clear()
             self._total = 0
+            self._ledger.clear()
             await send_json(send, 200, b'{"status":"ok"}')
+        elif path == "/_sim/usage" and method == "POST":
+            await self._inject(body, send)
         else:
             err = SimError(404, f"Unknown request URL: {method} {path}", "unknown_url")
             await send_error(send, err, anthropic=False)
+
+    async def _inject(self, body: bytes, send) -> None:
+        try:
+            recorded = self._ledger.inject(orjson.loads(body))
+        except orjson.JSONDecodeError:
+            err = SimError(400, "request body is not valid JSON", "invalid_json")
+        except ValueError as exc:
+            err = SimError(400, str(exc), "invalid_value")
+        else:
+            await send_json(send, 200, orjson.dumps({"status": "ok", "recorded": recorded}))
+            return
+        await send_error(send, err, anthropic=False)
 
     async def _send_last(self, scope, send) -> None:
         query = parse_qs(scope["query_string"].decode("latin-1"))

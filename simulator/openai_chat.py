@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import orjson
 
 from simulator.answers import Answer, answer, counted
+from simulator.billing import Billed, from_chat_usage
 from simulator.config import NO_OPTIONS, Options, SimConfig, stream_shape
 from simulator.prompt_cache import MIN_CACHED_TOKENS, Prefixes, PromptCache, prompt_prefixes
 from simulator.tokens import chat_prompt_tokens, reasoning_tokens, split
@@ -56,6 +57,10 @@ class ChatPlan:
     @property
     def n(self) -> int:
         return len(self.answers)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(a.output_tokens for a in self.answers)
 
 
 def chat_usage(prompt: int, completion: int, cached: int, reasoning: int = 0) -> dict:
@@ -314,7 +319,8 @@ class ChatCompletions:
                 self._plans[body] = plan
         return plan
 
-    async def handle(self, body: bytes, opts: Options, deployment, receive, send) -> None:
+    async def handle(self, body: bytes, opts: Options, deployment, receive, send) -> Billed | None:
+        """Answer; what it bills (None for a stream cut by ``--cut-stream-after``)."""
         plan = self._plan(body, deployment)
         seq = next(self._seq)
         created = int(time.time())
@@ -335,9 +341,12 @@ class ChatCompletions:
                 }
             )
             await send({"type": "http.response.body", "body": payload})
-            return
+            return Billed(plan.model, plan.prompt, 0, 0, plan.output_tokens)
         rid = f"chatcmpl-sim{seq:010d}"
         answers, usage = self._usage(plan, opts)
+        billed = from_chat_usage(plan.model, usage)
+        if opts.no_usage:
+            usage = None
         if plan.stream:
             delay, chunks = stream_shape(self.config, opts)
             first, content, tail = stream_events(
@@ -351,10 +360,10 @@ class ChatCompletions:
             )
             cut = self.config.cut_stream_after
             await stream(send, receive, first, content, tail, delay_ms=delay, cut=cut)
-            return
+            return None if cut is not None else billed
         if opts.malformed:
             await send_json(send, 200, MALFORMED)
-            return
+            return billed
         body_out = chat_body(rid, created, plan.model, answers, usage)
         if self.config.reply is not None:
             message = body_out["choices"][0]["message"]
@@ -362,9 +371,11 @@ class ChatCompletions:
             message.pop("tool_calls", None)
             body_out["choices"][0]["finish_reason"] = "stop"
         await send_json(send, 200, orjson.dumps(body_out))
+        return billed
 
-    def _usage(self, plan: ChatPlan, opts: Options) -> tuple[tuple[Answer, ...], dict | None]:
-        """(the answers, counted again if a count is forced; the usage, None without)."""
+    def _usage(self, plan: ChatPlan, opts: Options) -> tuple[tuple[Answer, ...], dict]:
+        """(the answers, counted again if a count is forced; the usage). Without usage in the
+        answer (``x-sim-no-usage``) the prompt cache is left alone and nothing is cached."""
         answers = plan.answers
         forced = opts.completion_tokens
         if forced is None:
@@ -375,11 +386,9 @@ class ChatCompletions:
                 counted(a, max(each - a.reasoning, 0), start=i) for i, a in enumerate(answers)
             )
         completion = sum(a.output_tokens for a in answers) if forced is None else forced
-        if opts.no_usage:
-            return answers, None
         prompt = plan.prompt if opts.prompt_tokens is None else opts.prompt_tokens
         cached = opts.cached_tokens
-        if not cached and plan.prefixes is not None:
+        if not cached and plan.prefixes is not None and not opts.no_usage:
             cached = self._prompt_cache.cached_tokens(plan.prefixes, plan.prompt)
         reasoning = sum(a.reasoning for a in answers)
         return answers, chat_usage(prompt, completion, cached, reasoning)

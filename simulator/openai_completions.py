@@ -13,6 +13,7 @@ import time
 
 import orjson
 
+from simulator.billing import Billed, from_chat_usage
 from simulator.config import Options, SimConfig, stream_shape
 from simulator.openai_chat import MAX_CHOICES, chat_usage
 from simulator.prompt_cache import MIN_CACHED_TOKENS, PromptCache, prompt_prefixes
@@ -63,7 +64,8 @@ class Completions:
         self._seq = seq
         self._prompt_cache = prompt_cache or PromptCache()
 
-    async def handle(self, body: bytes, opts: Options, deployment, receive, send) -> None:
+    async def handle(self, body: bytes, opts: Options, deployment, receive, send) -> Billed | None:
+        """Answer; what it bills (None for a stream cut by ``--cut-stream-after``)."""
         req = json_object(body)
         model = req.get("model") or deployment
         if not isinstance(model, str) or not model:
@@ -71,7 +73,10 @@ class Completions:
         items = prompts(req.get("prompt"))
         n = _n(req)
         texts, completion, cut = self._texts(req, opts, items, n)
-        usage = None if opts.no_usage else self._usage(model, items, opts, completion)
+        usage = self._usage(model, items, opts, completion)
+        billed = from_chat_usage(model, usage)
+        if opts.no_usage:
+            usage = None
         rid = f"cmpl-sim{next(self._seq):010d}"
         finish = "length" if cut else "stop"
         base = {
@@ -93,10 +98,10 @@ class Completions:
                 finish=finish,
                 usage=usage if with_usage else None,
             )
-            return
+            return None if self.config.cut_stream_after is not None else billed
         if opts.malformed:
             await send_json(send, 200, MALFORMED)
-            return
+            return billed
         choices = [
             {"text": text, "index": i, "logprobs": None, "finish_reason": finish}
             for i, text in enumerate(texts)
@@ -105,6 +110,7 @@ class Completions:
         if usage is not None:
             answer["usage"] = usage
         await send_json(send, 200, orjson.dumps(answer))
+        return billed
 
     def _texts(self, req: dict, opts: Options, items: list, n: int):
         """(each choice's text, completion tokens over all of them, whether the cap cut them)."""
@@ -131,7 +137,8 @@ class Completions:
     def _usage(self, model: str, items: list, opts: Options, completion: int) -> dict:
         prompt = sum(_count(p) for p in items)
         cached = opts.cached_tokens
-        if not cached and prompt >= MIN_CACHED_TOKENS and not self.config.bill_max:
+        lookup = not (cached or opts.no_usage or self.config.bill_max)
+        if lookup and prompt >= MIN_CACHED_TOKENS:
             prefixes = prompt_prefixes(model, None, items)
             cached = self._prompt_cache.cached_tokens(prefixes, prompt)
         if opts.prompt_tokens is not None:

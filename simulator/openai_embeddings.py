@@ -8,6 +8,7 @@ import base64
 
 import orjson
 
+from simulator.billing import Billed
 from simulator.config import NO_OPTIONS, Options
 from simulator.tokens import DEFAULT_EMBEDDING_DIMS, embedding_vector, text_tokens
 from simulator.wire import MALFORMED, SimError, json_object, send_json
@@ -78,9 +79,9 @@ def _encoding(req: dict) -> str:
     return encoding
 
 
-def embedding_answer(req: dict, opts: Options, deployment: str | None) -> bytes:
-    """The serialised answer: one vector per input; each string counts ``max(1, ceil(len/4))``
-    tokens, a token array its length."""
+def embedding_answer(req: dict, opts: Options, deployment: str | None) -> tuple[bytes, Billed]:
+    """The serialised answer and what it bills: one vector per input; each string counts
+    ``max(1, ceil(len/4))`` tokens, a token array its length."""
     model = req.get("model") or deployment
     if not isinstance(model, str) or not model:
         raise SimError(400, "you must provide a model parameter", "missing_field", "model")
@@ -101,25 +102,31 @@ def embedding_answer(req: dict, opts: Options, deployment: str | None) -> bytes:
     body = {"object": "list", "data": data, "model": model}
     if not opts.no_usage:
         body["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
-    return orjson.dumps(body)
+    return orjson.dumps(body), Billed(model, tokens)
 
 
 class Embeddings:
     """The embeddings endpoint, with a bounded cache of answers to plain repeated bodies."""
 
     def __init__(self) -> None:
-        self._answers: dict[bytes, bytes] = {}
+        self._answers: dict[bytes, tuple[bytes, Billed]] = {}
 
-    async def handle(self, body: bytes, opts: Options, deployment, receive, send) -> None:
+    async def handle(self, body: bytes, opts: Options, deployment, receive, send) -> Billed | None:
         if opts.malformed:
+            # the broken 200 bills what the answer would have (a bad body bills nothing)
+            try:
+                billed = embedding_answer(json_object(body), opts, deployment)[1]
+            except SimError:
+                billed = None
             await send_json(send, 200, MALFORMED)
-            return
+            return billed
         cacheable = opts is NO_OPTIONS and deployment is None and len(body) <= MAX_CACHED_BODY
-        payload = self._answers.get(body) if cacheable else None
-        if payload is None:
-            payload = embedding_answer(json_object(body), opts, deployment)
-            if cacheable and len(payload) <= MAX_CACHED_ANSWER:
+        answer = self._answers.get(body) if cacheable else None
+        if answer is None:
+            answer = embedding_answer(json_object(body), opts, deployment)
+            if cacheable and len(answer[0]) <= MAX_CACHED_ANSWER:
                 if len(self._answers) >= MAX_CACHED_ANSWERS:
                     self._answers.clear()
-                self._answers[body] = payload
-        await send_json(send, 200, payload)
+                self._answers[body] = answer
+        await send_json(send, 200, answer[0])
+        return answer[1]

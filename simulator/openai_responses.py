@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import orjson
 
 from simulator.answers import Answer, answer, counted
+from simulator.billing import Billed, from_responses_usage
 from simulator.config import Options, SimConfig, stream_shape
 from simulator.openai_chat import last_turn
 from simulator.prompt_cache import MIN_CACHED_TOKENS, PromptCache, prompt_prefixes
@@ -182,7 +183,8 @@ class Responses:
 
     # --- POST -------------------------------------------------------------------------------
 
-    async def handle(self, body: bytes, opts: Options, deployment, receive, send) -> None:
+    async def handle(self, body: bytes, opts: Options, deployment, receive, send) -> Billed | None:
+        """Answer; what it bills (None for a stream cut by ``--cut-stream-after``)."""
         req = json_object(body)
         model = req.get("model") or deployment
         if not isinstance(model, str) or not model:
@@ -200,13 +202,16 @@ class Responses:
         if forced is not None:  # a text answer as long as the count it reports
             ans = counted(ans, max(forced - ans.reasoning, 0))
         rid = f"resp_sim{next(self._seq):016d}"
-        usage = None
-        if not opts.no_usage:
-            output = ans.output_tokens if forced is None else forced
+        output = ans.output_tokens if forced is None else forced
+        cached = opts.cached_tokens
+        if not opts.no_usage:  # without usage in the answer, the prompt cache is left alone
             cached = self._cached(model, opts, prompt, messages, chat_tools)
-            if opts.prompt_tokens is not None:
-                prompt = opts.prompt_tokens
-            usage = responses_usage(prompt, output, cached=cached, reasoning=ans.reasoning)
+        if opts.prompt_tokens is not None:
+            prompt = opts.prompt_tokens
+        usage = responses_usage(prompt, output, cached=cached, reasoning=ans.reasoning)
+        billed = from_responses_usage(model, usage)
+        if opts.no_usage:
+            usage = None
         response = self._response(req, model, rid, ans, usage)
         if req.get("store", True) is not False:
             self._keep(rid, response, [*conversation, *output_message(ans)])
@@ -223,11 +228,12 @@ class Responses:
                 headers=SSE_HEADERS,
                 cut=self.config.cut_stream_after,
             )
-            return
+            return None if self.config.cut_stream_after is not None else billed
         if opts.malformed:
             await send_json(send, 200, MALFORMED)
-            return
+            return billed
         await send_json(send, 200, orjson.dumps(response))
+        return billed
 
     def _conversation(self, req: dict) -> list[dict]:
         previous = req.get("previous_response_id")

@@ -35,6 +35,7 @@ class Subject(StrEnum):
     GROUP = "group"
     ROUTER = "router"
     PAIR = "evaluation pair"
+    INVOICE = "invoice reconciliation"
 
 
 Rule = Callable[[Access, int, "int | None"], bool]
@@ -74,6 +75,7 @@ MANAGE_RULES: dict[Subject, Rule] = {
     Subject.GROUP: _org_admin,
     Subject.ROUTER: _org_admin,
     Subject.PAIR: _team_manager,  # reviewing labels: the org admin or the team's lead
+    Subject.INVOICE: _budget_manager,  # importing provider reports, the alert thresholds
 }
 
 # What the selectors let each role read, per subject (documentation of ``teams.selectors``).
@@ -101,6 +103,7 @@ READ_SCOPES: dict[Subject, dict[str, str]] = {
     Subject.GROUP: {"admin": "all", "finance": "all", "lead": "all", "member": "all"},
     Subject.ROUTER: {"admin": "all", "finance": "all", "lead": "all", "member": "all"},
     Subject.PAIR: {"admin": "all", "finance": "all", "lead": "own teams", "member": "own teams"},
+    Subject.INVOICE: {"admin": "all", "finance": "all", "lead": "-", "member": "-"},
 }
 
 

@@ -1,15 +1,16 @@
 """Writes to the gateway catalog: providers, models and their prices, groups, routers.
 
 Each change is validated by the model (``full_clean``), recorded in the audit log with
-before/after snapshots (names and settings only: a provider's own key is encrypted here, and a
-snapshot says only whether one is set, with its last four characters), and picked up by the
-gateways through the config stamp signal.
+before/after snapshots (names and settings only: a provider's own keys, the inference one and
+the admin-API one, are encrypted here, and a snapshot says only whether each is set, with its
+last four characters), and picked up by the gateways through the config stamp signal.
 The validate-save-record tail is ``teams.audit`` (``audited_save``, ``audited_delete``), the same
 as the control plane's.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -28,8 +29,10 @@ from gateway.models import (
     Router,
 )
 from gateway.services.credentials import (
+    SecretDecryptError,
     provider_key_last4,
     provider_key_problem,
+    secret_decrypt,
     secret_encrypt,
 )
 from gateway.services.providers import provider_credential_guard
@@ -44,7 +47,12 @@ PROVIDER_EDITABLE = (
     "responses_api",
     "publisher",
     "invoice_issuer",
+    "admin_api_key_env",
+    "admin_base_url",
 )
+# the provider's own keys: the write-only argument, which is also the audit snapshot's key, and
+# the prefix of its fields (``<key>_env``, ``<key>_encrypted``, ``<key>_last4``)
+PROVIDER_KEYS = ("api_key", "admin_api_key")
 MODEL_EDITABLE = (
     "provider",
     "upstream_model",
@@ -87,11 +95,13 @@ def _name_free(*, org: Organization, name: str, field: str = "name", exclude=Non
 # --- providers ----------------------------------------------------------------------------------
 
 
-def provider_key_label(provider: Provider) -> str:
-    """What the audit log says of the provider's own key: never the key nor its token."""
-    if not provider.api_key_encrypted:
+def provider_key_label(provider: Provider, key: str = "api_key") -> str:
+    """What the audit log says of one of the provider's own keys (``key``: "api_key" or
+    "admin_api_key"): never the key nor its token."""
+    if not getattr(provider, f"{key}_encrypted"):
         return "not set"
-    return f"set (…{provider.api_key_last4})" if provider.api_key_last4 else "set"
+    last4 = getattr(provider, f"{key}_last4")
+    return f"set (…{last4})" if last4 else "set"
 
 
 def provider_snapshot(provider: Provider) -> dict:
@@ -105,44 +115,64 @@ def provider_snapshot(provider: Provider) -> dict:
         "responses_api": provider.responses_api,
         "publisher": provider.publisher,
         "invoice_issuer": provider.invoice_issuer,
+        "admin_base_url": provider.admin_base_url,
+        "admin_api_key_env": provider.admin_api_key_env,
+        "admin_api_key": provider_key_label(provider, "admin_api_key"),
     }
 
 
-def _provider_key_set(provider: Provider, api_key: str | None) -> str | None:
-    """Store ``api_key`` encrypted on ``provider`` ("" clears it; None leaves it); returns what
-    the audit entry says of it ("set (…abcd)", "cleared"), or None when it was left.
+def _same_key(token: str, value: str) -> bool:
+    try:
+        return hmac.compare_digest(secret_decrypt(token).encode(), value.encode())
+    except SecretDecryptError:
+        return False  # unreadable: whatever replaces it is a change
 
-    Any org admin may set their own organisation's key: unlike ``api_key_env`` it is nobody
-    else's secret, so moving the provider's ``base_url`` afterwards only sends it where its
-    owner chose. A provider reading an operator's variable takes no key of its own."""
-    if api_key is None:
+
+def _provider_key_set(provider: Provider, value: str | None, key: str = "api_key") -> str | None:
+    """Store ``value`` encrypted as the provider's ``key`` ("api_key" or "admin_api_key"; ""
+    clears it; None leaves it); returns what the audit entry says of it ("set (…abcd)",
+    "changed" when a different key shows the same, "cleared"), or None when it was left.
+
+    Any org admin may set their own organisation's keys: unlike ``api_key_env`` and
+    ``admin_api_key_env`` they are nobody else's secret, so moving the provider's ``base_url``
+    or ``admin_base_url`` afterwards only sends them where their owner chose. A provider
+    reading an operator's variable takes no key of its own for that credential."""
+    if value is None:
         return None
-    if api_key == "":
-        if not provider.api_key_encrypted:
+    encrypted, last4, env = f"{key}_encrypted", f"{key}_last4", f"{key}_env"
+    old = getattr(provider, encrypted)
+    if value == "":
+        if not old:
             return None
-        provider.api_key_encrypted = provider.api_key_last4 = ""
+        setattr(provider, encrypted, "")
+        setattr(provider, last4, "")
         return "cleared"
-    problem = provider_key_problem(api_key)
+    problem = provider_key_problem(value)
     if problem:
-        raise ValidationError({"api_key": problem})
-    if provider.api_key_env:
+        raise ValidationError({key: problem})
+    if getattr(provider, env):
+        what = "admin credential" if key == "admin_api_key" else "credential"
         raise ValidationError(
             {
-                "api_key": "this provider reads its credential from api_key_env "
-                f"({provider.api_key_env}); a provider has api_key_env or an encrypted api_key, "
-                "not both"
+                key: f"this provider reads its {what} from {env} ({getattr(provider, env)}); a "
+                f"provider has {env} or an encrypted {key}, not both"
             }
         )
-    provider.api_key_encrypted = secret_encrypt(api_key)
-    provider.api_key_last4 = provider_key_last4(api_key)
-    return provider_key_label(provider)
+    before = provider_key_label(provider, key)
+    setattr(provider, encrypted, secret_encrypt(value))
+    setattr(provider, last4, provider_key_last4(value))
+    label = provider_key_label(provider, key)
+    if old and label == before and not _same_key(old, value):
+        return "changed"  # the label alone would not show that the key was replaced
+    return label
 
 
-def _snapshot_with_key(note: str | None):
-    """The provider snapshot, saying what just happened to the key when something did."""
-    if note is None:
+def _snapshot_with_keys(notes: dict[str, str | None]):
+    """The provider snapshot, saying what just happened to each key when something did."""
+    said = {key: note for key, note in notes.items() if note is not None}
+    if not said:
         return provider_snapshot
-    return lambda provider: {**provider_snapshot(provider), "api_key": note}
+    return lambda provider: {**provider_snapshot(provider), **said}
 
 
 def provider_create(
@@ -158,11 +188,19 @@ def provider_create(
     responses_api: str = "",
     publisher: str = "",
     invoice_issuer: str = "",
+    admin_base_url: str = "",
+    admin_api_key_env: str = "",
+    admin_api_key: str | None = None,
 ) -> Provider:
-    """Create a provider; ``Provider.clean`` bounds base_url by FINOPS_PROVIDER_HOSTS and the
-    credential's name by FINOPS_PROVIDER_KEY_ENVS; only an operator names one. ``api_key`` is
-    the organisation's own key, stored encrypted (``_provider_key_set``)."""
-    provider_credential_guard(actor=actor, provider=None, changes={"api_key_env": api_key_env})
+    """Create a provider; ``Provider.clean`` bounds base_url and admin_base_url by
+    FINOPS_PROVIDER_HOSTS and the credentials' names by FINOPS_PROVIDER_KEY_ENVS; only an
+    operator names one. ``api_key`` and ``admin_api_key`` are the organisation's own keys
+    (inference, admin API), stored encrypted (``_provider_key_set``)."""
+    provider_credential_guard(
+        actor=actor,
+        provider=None,
+        changes={"api_key_env": api_key_env, "admin_api_key_env": admin_api_key_env},
+    )
     if Provider.objects.filter(org=org, slug=slug).exists():
         raise ValidationError({"slug": f"{org.slug} already has a provider {slug!r}"})
     provider = Provider(
@@ -175,27 +213,39 @@ def provider_create(
         responses_api=responses_api,
         publisher=publisher,
         invoice_issuer=invoice_issuer,
+        admin_base_url=admin_base_url,
+        admin_api_key_env=admin_api_key_env,
     )
     _provider_key_set(provider, api_key or None)
+    _provider_key_set(provider, admin_api_key or None, "admin_api_key")
     return audited_save(
         provider, actor=actor, org=org, action="provider.created", snapshot=provider_snapshot
     )
 
 
 def provider_update(
-    *, provider: Provider, actor, api_key: str | None = None, **changes
+    *,
+    provider: Provider,
+    actor,
+    api_key: str | None = None,
+    admin_api_key: str | None = None,
+    **changes,
 ) -> Provider:
-    """Change a provider's fields; ``api_key`` sets its own key (encrypted), "" clears it."""
+    """Change a provider's fields; ``api_key`` and ``admin_api_key`` set its own keys
+    (encrypted), "" clears one, None leaves it."""
     provider_credential_guard(actor=actor, provider=provider, changes=changes)
     before = provider_snapshot(provider)
     changes_apply(provider, changes, editable=PROVIDER_EDITABLE)
-    note = _provider_key_set(provider, api_key)
+    notes = {
+        "api_key": _provider_key_set(provider, api_key),
+        "admin_api_key": _provider_key_set(provider, admin_api_key, "admin_api_key"),
+    }
     return audited_save(
         provider,
         actor=actor,
         org=provider.org,
         action="provider.updated",
-        snapshot=_snapshot_with_key(note),
+        snapshot=_snapshot_with_keys(notes),
         before=before,
     )
 

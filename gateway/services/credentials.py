@@ -3,7 +3,10 @@
 An org admin may give a provider its own API key (``Provider.api_key_encrypted``): the key is
 encrypted here before it reaches the database, decrypted only when the gateway loads the org's
 routing configuration, and never returned by the API, shown in the admin, written to the audit
-log or logged (``api_key_last4`` is all anyone sees of it).
+log or logged (``api_key_last4`` is all anyone sees of it). The provider's admin-API key (usage
+and cost reports, for invoice reconciliation: ``admin_api_key_encrypted``/``_last4``) is held the
+same way, under the same keys, and rotated with them; the reconciliation reads it with
+``provider_admin_credential`` (and where to send it with ``provider_admin_base_url``).
 
 ``FINOPS_ENCRYPTION_KEY`` holds one or more comma-separated Fernet keys, newest first
 (``MultiFernet``): the first encrypts, any decrypts, so a new key is prepended, then
@@ -28,6 +31,8 @@ from functools import lru_cache
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from gateway.services.providers import provider_key_from_env
 
 log = logging.getLogger(__name__)
 
@@ -151,24 +156,58 @@ def provider_key_unseal(token: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
-def provider_key_from_token(token: str, *, provider: str) -> str:
-    """The credential the gateway sends for a stored key, or "" when it cannot be decrypted:
-    one provider with an unreadable key must not take its organisation's routing down. The
-    warning names the provider, never the token or the key."""
+def provider_key_from_token(token: str, *, provider: str, what: str = "API key") -> str:
+    """The credential sent for a stored key (``what``: "API key", "admin API key"), or "" when
+    it cannot be decrypted: one provider with an unreadable key must not take its
+    organisation's routing down. The warning names the provider, never the token or the key."""
     try:
         return secret_decrypt(token)
     except SecretDecryptError:
         log.warning(
-            "provider %s: its stored API key cannot be decrypted with FINOPS_ENCRYPTION_KEY "
+            "provider %s: its stored %s cannot be decrypted with FINOPS_ENCRYPTION_KEY "
             "(a key dropped before rotate_secrets ran?); calling it without a credential",
             provider,
+            what,
         )
     except ImproperlyConfigured as exc:
-        log.error("provider %s: its stored API key cannot be read: %s", provider, exc)
+        log.error("provider %s: its stored %s cannot be read: %s", provider, what, exc)
     return ""
 
 
+# --- the admin API (invoice reconciliation) ---------------------------------------------------
+
+
+def provider_admin_credential(provider) -> str:
+    """The key to send the provider's admin API (usage and cost reports): the organisation's own
+    admin key (``admin_api_key_encrypted``, decrypted) or the operator's variable
+    (``admin_api_key_env``, checked again against the rules of ``gateway.services.providers`` as
+    it is read); "" when neither is set, the name is refused, or no configured key decrypts the
+    token (each logs a warning naming the provider or the variable, never a value).
+
+    Never the inference credential (``api_key_env``/``api_key_encrypted``): a tenant may point
+    ``admin_base_url`` at a host of their own, so a fallback would hand them the operator's key.
+    """
+    if provider.admin_api_key_encrypted:
+        label = f"{provider.slug} (org {provider.org_id})"  # no query for the org's slug
+        return provider_key_from_token(
+            provider.admin_api_key_encrypted, provider=label, what="admin API key"
+        )
+    return provider_key_from_env(provider.admin_api_key_env, what="provider admin credential")
+
+
+def provider_admin_base_url(provider) -> str:
+    """Where the admin API is called: ``admin_base_url``, or the provider's own ``base_url``
+    (OpenAI and Anthropic serve both from one host). Both passed ``provider_base_url_check``
+    when saved; connect through the egress-checked client (``gateway.egress``) all the same,
+    since a host name may resolve elsewhere later."""
+    return provider.admin_base_url or provider.base_url
+
+
 # --- rotation ---------------------------------------------------------------------------------
+
+
+# the provider fields holding Fernet tokens, and how a failure names them
+TOKEN_FIELDS = {"api_key_encrypted": "", "admin_api_key_encrypted": " (admin API key)"}
 
 
 @dataclass
@@ -179,28 +218,28 @@ class RotationResult:
 
 
 def provider_keys_rotate(*, dry_run: bool = False) -> RotationResult:
-    """Re-encrypt every stored provider key under the newest key of FINOPS_ENCRYPTION_KEY.
+    """Re-encrypt every stored provider key (the inference key and the admin-API key) under the
+    newest key of FINOPS_ENCRYPTION_KEY; the counts are of tokens, not providers.
 
     Idempotent: a key already under the newest key is left alone, so a second run rotates
-    nothing. Each row is rewritten only if its token is still the one read (a key set in the
+    nothing. Each token is rewritten only if it is still the one read (a key set in the
     meantime wins). The keys themselves do not change, so no gateway needs to reload."""
     from gateway.models import Provider  # here: gateway.cache imports this module early
 
     result = RotationResult()
-    rows = Provider.objects.exclude(api_key_encrypted="").select_related("org").order_by("pk")
-    for provider in rows.iterator():
-        token = provider.api_key_encrypted
-        if secret_is_current(token):
-            result.current += 1
-            continue
-        try:
-            fresh = secret_rotate(token)
-        except SecretDecryptError:
-            result.failed.append(str(provider))
-            continue
-        if not dry_run:
-            Provider.objects.filter(pk=provider.pk, api_key_encrypted=token).update(
-                api_key_encrypted=fresh
-            )
-        result.rotated += 1
+    for name, suffix in TOKEN_FIELDS.items():
+        rows = Provider.objects.exclude(**{name: ""}).select_related("org").order_by("pk")
+        for provider in rows.iterator():
+            token = getattr(provider, name)
+            if secret_is_current(token):
+                result.current += 1
+                continue
+            try:
+                fresh = secret_rotate(token)
+            except SecretDecryptError:
+                result.failed.append(f"{provider}{suffix}")
+                continue
+            if not dry_run:
+                Provider.objects.filter(pk=provider.pk, **{name: token}).update(**{name: fresh})
+            result.rotated += 1
     return result

@@ -1,5 +1,5 @@
 """Provider configuration checks: where a provider may point, and which environment variable
-may hold its credential.
+may hold its credential; and the admin-API credential the invoice reconciliation sends.
 
 A provider's ``api_key_env`` names a variable of the *server's* environment, so it is the
 platform operators' to set, never a tenant's: an org admin who could name ``FINOPS_KEY_PEPPER``
@@ -9,6 +9,13 @@ gateway reads the variable: the name matches ``FINOPS_PROVIDER_KEY_ENVS`` (names
 patterns; ``*`` by default only with ``DEBUG`` on); the server's own settings are never allowed,
 whatever that list says; and only an operator (a superuser, or ``apply_config`` from the command
 line) sets the name, or moves the ``base_url`` or ``kind`` of a provider that has one.
+
+The admin API's credential (usage and cost reports) follows the same rules under its own names:
+``admin_api_key_env`` is checked like ``api_key_env``, and a provider holding one may not have its
+``base_url``, ``kind`` or ``admin_base_url`` moved by a tenant (the admin key goes to
+``admin_base_url``, or to ``base_url`` when that is blank). The admin credential is read by
+``gateway.services.credentials.provider_admin_credential``, which never falls back to the
+inference key.
 """
 
 from __future__ import annotations
@@ -23,8 +30,15 @@ from django.core.exceptions import ValidationError
 
 from gateway.egress import internal_address  # the address rules live with the connect check
 
+ENV_FIELDS = ("api_key_env", "admin_api_key_env")
+# where each operator's variable is sent: a tenant may not move a provider that holds one
+_ENV_PROTECTS = {
+    "api_key_env": ("base_url", "kind"),
+    "admin_api_key_env": ("base_url", "kind", "admin_base_url"),
+}
 
-def provider_base_url_check(*, base_url: str) -> None:
+
+def provider_base_url_check(*, base_url: str, field: str = "base_url") -> None:
     """Refuse a base URL whose scheme is not http(s), that carries credentials, whose host is
     outside ``FINOPS_PROVIDER_HOSTS``, or that reaches an internal address without being named.
 
@@ -32,13 +46,15 @@ def provider_base_url_check(*, base_url: str) -> None:
     shared (CGNAT), multicast, reserved or unspecified address (``169.254.169.254``,
     ``10.0.0.1``, ``[::1]``), a cloud metadata name is allowed only when the host is listed as
     written (the embedded mode lists the loopback simulator). A name is checked again, resolved,
-    each time the gateway connects (``gateway.egress``).
+    each time the gateway connects (``gateway.egress``). ``field`` names the error's field
+    (``admin_base_url`` is held to the same rules).
     """
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError({"base_url": "must be an http(s) URL with a host"})
+        raise ValidationError({field: "must be an http(s) URL with a host"})
     if parts.username or parts.password:
-        raise ValidationError({"base_url": "must not carry credentials; use api_key_env"})
+        env = "admin_api_key_env" if field == "admin_base_url" else "api_key_env"
+        raise ValidationError({field: f"must not carry credentials; use {env}"})
     allowed = [h.strip().lower() for h in settings.FINOPS_PROVIDER_HOSTS if h.strip()]
     host = parts.hostname.lower()
     if host in allowed:
@@ -46,13 +62,13 @@ def provider_base_url_check(*, base_url: str) -> None:
     named = any(p.startswith("*.") and host.endswith(p[1:]) for p in allowed)
     if not named and "*" not in allowed:
         raise ValidationError(
-            {"base_url": f"host {host!r} is not in FINOPS_PROVIDER_HOSTS ({', '.join(allowed)})"}
+            {field: f"host {host!r} is not in FINOPS_PROVIDER_HOSTS ({', '.join(allowed)})"}
         )
     internal = internal_address(host)
     if internal:
         raise ValidationError(
             {
-                "base_url": f"host {host!r} is an internal address ({internal}); list it in "
+                field: f"host {host!r} is an internal address ({internal}); list it in "
                 "FINOPS_PROVIDER_HOSTS as written to allow it"
             }
         )
@@ -91,9 +107,9 @@ def provider_key_env_refusal(name: str) -> str | None:
     return None
 
 
-def provider_key_env_check(*, name: str) -> None:
+def provider_key_env_check(*, name: str, field: str = "api_key_env") -> None:
     if name and (reason := provider_key_env_refusal(name)):
-        raise ValidationError({"api_key_env": reason})
+        raise ValidationError({field: reason})
 
 
 def is_operator(actor) -> bool:
@@ -102,37 +118,45 @@ def is_operator(actor) -> bool:
 
 
 def provider_credential_guard(*, actor, provider, changes: dict) -> None:
-    """Refuse a tenant setting ``api_key_env``, or moving a provider that has one (its
-    ``base_url`` or ``kind``): either would send the operator's credential where they chose."""
+    """Refuse a tenant setting (or clearing) ``api_key_env`` or ``admin_api_key_env``, or moving
+    a provider that has one: its ``base_url`` or ``kind``, and for the admin variable also its
+    ``admin_base_url`` (the admin key goes there, or to ``base_url`` when it is blank). Either
+    would send the operator's credential where the tenant chose."""
     if is_operator(actor):
         return
-    if changes.get("api_key_env", provider.api_key_env if provider else "") != (
-        provider.api_key_env if provider else ""
-    ):
-        raise ValidationError(
-            {
-                "api_key_env": "environment-variable credentials are set by the platform's "
-                "operators (a superuser, or apply_config on the server)"
-            }
-        )
-    if provider is not None and provider.api_key_env:
-        for field in ("base_url", "kind"):
+    for env_field in ENV_FIELDS:
+        current = getattr(provider, env_field) if provider is not None else ""
+        if changes.get(env_field, current) != current:
+            raise ValidationError(
+                {
+                    env_field: "environment-variable credentials are set by the platform's "
+                    "operators (a superuser, or apply_config on the server)"
+                }
+            )
+    if provider is None:
+        return
+    for env_field, protected in _ENV_PROTECTS.items():
+        name = getattr(provider, env_field)
+        if not name:
+            continue
+        for field in protected:
             if field in changes and changes[field] != getattr(provider, field):
                 raise ValidationError(
                     {
-                        field: "this provider uses an operator's credential "
-                        f"({provider.api_key_env}); only an operator may change its {field}"
+                        field: f"this provider uses an operator's credential ({name}); only an "
+                        f"operator may change its {field}"
                     }
                 )
 
 
-def provider_key_from_env(name: str) -> str:
+def provider_key_from_env(name: str, *, what: str = "provider credential") -> str:
     """The credential the gateway sends: the variable's value, or "" when the name is (no
-    longer) allowed, so a row saved before a rule existed cannot leak a server secret."""
+    longer) allowed, so a row saved before a rule existed cannot leak a server secret. The
+    warning gives the rule and the name, never a value."""
     if not name:
         return ""
     reason = provider_key_env_refusal(name)
     if reason:
-        log.warning("provider credential not read: %s", reason)
+        log.warning("%s not read: %s", what, reason)
         return ""
     return os.environ.get(name, "")

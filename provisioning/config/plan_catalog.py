@@ -3,9 +3,9 @@
 Each ``plan_*`` compares one section of the spec with the organisation's rows and adds a
 create or update change per difference; the change calls a ``gateway.services.catalog``
 service, which validates and records the audit entry. Prices are history: a changed price
-adds a ``ModelPrice`` row effective now, it never rewrites an old one. A provider's own key is
-planned as "api_key: set / changed / not set", never shown; a file that leaves
-``api_key_encrypted`` out keeps the stored key.
+adds a ``ModelPrice`` row effective now, it never rewrites an old one. A provider's own keys
+are planned as "api_key: set / changed / not set" (and "admin_api_key: …"), never shown; a
+file that leaves ``api_key_encrypted`` (``admin_api_key_encrypted``) out keeps the stored key.
 """
 
 from __future__ import annotations
@@ -28,73 +28,81 @@ def plan_providers(p: Plan) -> None:
     existing = {pr.slug: pr for pr in p.existing(Provider.objects.all())}
     for ps in p.spec.providers:
         wanted = {k: getattr(ps, k) for k in catalog.PROVIDER_EDITABLE}
-        key = _key_wanted(p, ps)
+        keys = {key: _key_wanted(p, ps, key) for key in catalog.PROVIDER_KEYS}
         current = existing.get(ps.slug)
         label = f"provider {ps.slug}"
         if current is None:
             fields = created(wanted)
-            if key:
-                fields["api_key"] = (None, "set")
+            fields.update({key: (None, "set") for key, value in keys.items() if value})
             p.add("create", label, fields, _create_provider, p, ps, wanted)
             continue
         fields = diff({k: getattr(current, k) for k in wanted}, wanted)
-        key_field = _key_change(current, key)
-        if key_field:
-            fields["api_key"] = key_field
+        for key, value in keys.items():
+            key_field = _key_change(current, value, key)
+            if key_field:
+                fields[key] = key_field
         if fields:
             p.add("update", label, fields, _update_provider, p, current, ps, fields)
 
 
-def _key_wanted(p: Plan, ps: ProviderSpec) -> str | None:
-    """The key the file gives the provider (None: left out, kept; "": removed). A reference
-    made for another organisation is refused: it would hand that organisation's key to this
-    one's provider (and so to wherever its admins point it)."""
-    if not ps.api_key_encrypted:
-        return ps.api_key_encrypted
-    org_slug, key = provider_key_unseal(ps.api_key_encrypted)
+def _reference(ps: ProviderSpec, key: str) -> str | None:
+    return getattr(ps, f"{key}_encrypted")
+
+
+def _key_wanted(p: Plan, ps: ProviderSpec, key: str = "api_key") -> str | None:
+    """The key the file gives the provider as ``key`` ("api_key", "admin_api_key"; None: left
+    out, kept; "": removed). A reference made for another organisation is refused: it would
+    hand that organisation's key to this one's provider (and so to wherever its admins point
+    it)."""
+    reference = _reference(ps, key)
+    if not reference:
+        return reference
+    org_slug, value = provider_key_unseal(reference)
     if org_slug != p.spec.org_slug:
         p.errors.append(
-            f"{ps.path}.api_key_encrypted: provider {ps.slug}: this reference was made for "
+            f"{ps.path}.{key}_encrypted: provider {ps.slug}: this reference was made for "
             f"organisation {org_slug!r}; make one with encrypt_secret --org {p.spec.org_slug}"
         )
         return None
-    return key
+    return value
 
 
-def _key_change(current: Provider, key: str | None) -> tuple[str, str] | None:
+def _key_change(current: Provider, value: str | None, key: str = "api_key"):
     """The plan's line for the key: "not set -> set", "set -> changed", "set -> not set"; None
     when unchanged. Keys are compared decrypted (``rotate_secrets`` changes the tokens)."""
-    before = "set" if current.api_key_encrypted else "not set"
-    if key is None or (key == "" and before == "not set"):
+    token = getattr(current, f"{key}_encrypted")
+    before = "set" if token else "not set"
+    if value is None or (value == "" and before == "not set"):
         return None
-    if key == "":
+    if value == "":
         return (before, "not set")
     if before == "not set":
         return (before, "set")
     try:
-        stored = secret_decrypt(current.api_key_encrypted)
+        stored = secret_decrypt(token)
     except SecretDecryptError:
         stored = ""  # unreadable: the file's key replaces it
-    return None if hmac.compare_digest(stored.encode(), key.encode()) else (before, "changed")
+    return None if hmac.compare_digest(stored.encode(), value.encode()) else (before, "changed")
 
 
-def _api_key(ps: ProviderSpec) -> str | None:
+def _api_key(ps: ProviderSpec, key: str = "api_key") -> str | None:
     """The key to store, unsealed when the change runs (the plan keeps only the reference)."""
-    if not ps.api_key_encrypted:
-        return ps.api_key_encrypted
-    return provider_key_unseal(ps.api_key_encrypted)[1]
+    reference = _reference(ps, key)
+    if not reference:
+        return reference
+    return provider_key_unseal(reference)[1]
 
 
 def _create_provider(p: Plan, ps: ProviderSpec, wanted: dict) -> None:
-    catalog.provider_create(
-        actor=p.actor, org=p.org, slug=ps.slug, api_key=_api_key(ps) or None, **wanted
-    )
+    keys = {key: _api_key(ps, key) or None for key in catalog.PROVIDER_KEYS}
+    catalog.provider_create(actor=p.actor, org=p.org, slug=ps.slug, **keys, **wanted)
 
 
 def _update_provider(p: Plan, provider: Provider, ps: ProviderSpec, fields: dict) -> None:
     changes = changed(fields)
-    api_key = _api_key(ps) if changes.pop("api_key", None) is not None else None
-    catalog.provider_update(provider=provider, actor=p.actor, api_key=api_key, **changes)
+    for key in catalog.PROVIDER_KEYS:
+        changes[key] = _api_key(ps, key) if changes.pop(key, None) is not None else None
+    catalog.provider_update(provider=provider, actor=p.actor, **changes)
 
 
 # --- models and prices ----------------------------------------------------------------------

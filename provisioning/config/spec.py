@@ -49,9 +49,13 @@ class ProviderSpec:
     responses_api: str = ""  # native | translate | "" (native for Azure and api.openai.com)
     publisher: str = ""
     invoice_issuer: str = ""
-    # the organisation's own key, as an ``encrypt_secret --org`` reference (a Fernet token, never
-    # the key); None: left out, the stored key is kept; "": the stored key is removed
+    # the admin API (usage and cost reports): its URL when not base_url's, an operator's variable
+    admin_base_url: str = ""
+    admin_api_key_env: str = ""
+    # the organisation's own keys, as ``encrypt_secret --org`` references (Fernet tokens, never
+    # the keys); None: left out, the stored key is kept; "": the stored key is removed
     api_key_encrypted: str | None = field(default=None, repr=False)
+    admin_api_key_encrypted: str | None = field(default=None, repr=False)
     path: str = field(default="", compare=False)
 
 

@@ -29,7 +29,15 @@ from provisioning.config.spec import (
     RouterSpec,
 )
 
-_PROVIDER_KEYS = ("api_key_env", "api_version", "responses_api", "publisher", "invoice_issuer")
+_PROVIDER_KEYS = (
+    "api_key_env",
+    "api_version",
+    "responses_api",
+    "publisher",
+    "invoice_issuer",
+    "admin_api_key_env",
+)
+_KEY_REFERENCES = tuple(f"{key}_encrypted" for key in catalog.PROVIDER_KEYS)
 _MODEL_OPTIONAL = (
     "upstream_model",
     "mode",
@@ -43,32 +51,35 @@ _ROUTER_RATES = ("threshold", "shadow_rate", "pair_sample_rate")
 # --- providers ------------------------------------------------------------------------------
 
 
-def _base_url(c: Checker, value: Any, path: str) -> str | None:
+def _base_url(c: Checker, value: Any, path: str, field: str = "base_url") -> str | None:
     base_url = c.text(value, path)
     if base_url is None:
         return None
     try:
         URLValidator(schemes=["http", "https"])(base_url)
-        provider_base_url_check(base_url=base_url)
+        provider_base_url_check(base_url=base_url, field=field)
     except ValidationError as exc:
         c.err(path, messages(exc))
         return None
     return base_url
 
 
-def _api_key_reference(c: Checker, data: dict, path: str, slug: str | None) -> str | None:
-    """The ``api_key_encrypted`` reference as written ("" clears the stored key), checked to
-    decrypt under FINOPS_ENCRYPTION_KEY; None when left out or invalid. No message quotes it."""
-    value = data.get("api_key_encrypted")
-    where = join(path, "api_key_encrypted")
+def _api_key_reference(
+    c: Checker, data: dict, path: str, slug: str | None, key: str = "api_key"
+) -> str | None:
+    """The ``<key>_encrypted`` reference as written ("" clears the stored key), checked to
+    decrypt under FINOPS_ENCRYPTION_KEY; None when left out or invalid. No message quotes it.
+    ``key`` is "api_key" or "admin_api_key"; whose organisation it is for, the planner checks."""
+    value = data.get(f"{key}_encrypted")
+    where = join(path, f"{key}_encrypted")
     if value is None or value == "":
         return value
     name = f"provider {slug}" if slug else "this provider"
     if not isinstance(value, str):
         c.err(where, f"{name}: expected the token printed by manage.py encrypt_secret")
         return None
-    if data.get("api_key_env"):
-        c.err(where, f"{name}: api_key_env and api_key_encrypted: one credential, not both")
+    if data.get(f"{key}_env"):
+        c.err(where, f"{name}: {key}_env and {key}_encrypted: one credential, not both")
         return None
     try:
         provider_key_unseal(value)
@@ -86,7 +97,7 @@ def check_provider(c: Checker, raw: Any, path: str) -> ProviderSpec | None:
         raw,
         path,
         required=("name", "kind", "base_url"),
-        optional=(*_PROVIDER_KEYS, "api_key_encrypted"),
+        optional=(*_PROVIDER_KEYS, "admin_base_url", *_KEY_REFERENCES),
     )
     if data is None:
         return None
@@ -97,20 +108,27 @@ def check_provider(c: Checker, raw: Any, path: str) -> ProviderSpec | None:
     for key in _PROVIDER_KEYS:
         value = data.get(key)
         extra[key] = "" if value is None else c.text(value, join(path, key), max_len=128)
-    env_name = extra["api_key_env"]
-    if env_name and not ENV_NAME_RE.match(env_name):
-        c.err(join(path, "api_key_env"), "must be an environment variable name")
+    admin_url = data.get("admin_base_url")
+    if admin_url in (None, ""):
+        extra["admin_base_url"] = ""  # the admin API is base_url's
+    else:
+        where = join(path, "admin_base_url")
+        extra["admin_base_url"] = _base_url(c, admin_url, where, "admin_base_url")
+    for key in ("api_key_env", "admin_api_key_env"):
+        if extra[key] and not ENV_NAME_RE.match(extra[key]):
+            c.err(join(path, key), "must be an environment variable name")
     if extra["responses_api"] not in ("", "native", "translate", None):
         c.err(join(path, "responses_api"), "must be native or translate")
     if kind == ProviderKind.AZURE and data.get("api_version") is None:
         c.err(join(path, "api_version"), "required for an azure provider")
     errors = len(c.errors)
-    token = _api_key_reference(c, data, path, slug)
+    tokens = {
+        f"{key}_encrypted": _api_key_reference(c, data, path, slug, key)
+        for key in catalog.PROVIDER_KEYS
+    }
     if None in (slug, kind, base_url) or None in extra.values() or len(c.errors) > errors:
         return None
-    return ProviderSpec(
-        slug=slug, kind=kind, base_url=base_url, **extra, api_key_encrypted=token, path=path
-    )
+    return ProviderSpec(slug=slug, kind=kind, base_url=base_url, **extra, **tokens, path=path)
 
 
 # --- models and their prices ----------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 - ``spend``: the rollup rows and alerts a user may read, spend by dimension (the spend API), the
   rows a budget's scope covers, and the unscoped ``dangerously_*`` readers of the jobs.
+- ``invoices``: the providers, imports and policies of invoice reconciliation (admins and
+  finance only).
 - ``dashboards``: on top of those, which organisations and teams a user may open, and the rows,
   budgets, alerts and labels of one of them (dashboards, team statement).
 
@@ -23,6 +25,11 @@ from reports.selectors.dashboards import (
     team_budget_list,
     team_daily_rows,
     team_dimension_rows,
+)
+from reports.selectors.invoices import (
+    reconciliation_policy_list_for_user,
+    reconciliation_provider_list_for_user,
+    report_pull_list_for_user,
 )
 from reports.selectors.spend import (
     DIMENSIONS,
@@ -64,4 +71,7 @@ __all__ = [
     "team_budget_list",
     "team_daily_rows",
     "team_dimension_rows",
+    "reconciliation_policy_list_for_user",
+    "reconciliation_provider_list_for_user",
+    "report_pull_list_for_user",
 ]

@@ -32,6 +32,7 @@ from reports.services.alert_recording import (
     finance_addresses,
     top_contributors,
 )
+from reports.services.invoice_alerts import invoice_gaps_evaluate
 from reports.services.over_bound import usage_over_bound_evaluate
 from teams.models import Budget, BudgetScope, Organization, Team
 
@@ -370,6 +371,7 @@ def budget_alerts_evaluate(*, now: datetime | None = None) -> AlertRun:
         spend_anomalies_evaluate,
         chargeback_statements_evaluate,
         usage_over_bound_evaluate,
+        invoice_gaps_evaluate,
     ):
         try:
             job(run, now=now)

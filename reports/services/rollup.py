@@ -353,7 +353,10 @@ def _ledger_totals(org_id: int, lo: datetime, hi: datetime) -> dict[str, Decimal
     from django.db.models import Count, Q, Sum
 
     aggregates = {
-        f"total_{name}": (Count if column == "id" else Sum)(column, filter=Q(shadow=shadow))
+        # a correction row (attempt 0) is money, not an attempt
+        f"total_{name}": Count(column, filter=Q(shadow=shadow, attempt__gt=0))
+        if column == "id"
+        else Sum(column, filter=Q(shadow=shadow))
         for name, (column, shadow) in _LEDGER_TOTALS.items()
     }
     totals = UsageEvent.objects.filter(

@@ -44,14 +44,17 @@ def _hour_expr() -> str:
 
 def _row_sql() -> str:
     """Per ledger row, once: the dimensions with their sentinels, and the row's class as booleans
-    (production, production success, evaluation, first attempt) and its latency bucket."""
+    (production attempt, production success, evaluation attempt, first attempt, production
+    money) and its latency bucket. A correction row (``attempt`` 0: a re-pricing appended by
+    invoice reconciliation) is money only: it adds to the costs, never to a count."""
     bucket = "CASE " + " ".join(
         f"WHEN latency_ms <= {bound} THEN {i}" for i, bound in enumerate(LATENCY_BOUNDS_MS)
     )
     return (
         "org_id, COALESCE(team_id, 0) AS team_id, COALESCE(key_id, 0) AS key_id, "
         "feature, endpoint, end_user, model, provider, "
-        "NOT shadow AS p, (NOT shadow AND status = 'ok') AS s, shadow AS e, attempt = 1 AS a1, "
+        "(NOT shadow AND attempt > 0) AS p, (NOT shadow AND status = 'ok') AS s, "
+        "(shadow AND attempt > 0) AS e, attempt = 1 AS a1, NOT shadow AS k, shadow AS x, "
         f"{bucket} ELSE {len(LATENCY_BOUNDS_MS)} END AS lb, "
         "prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, latency_ms, "
         "input_cost, cached_input_cost, cache_write_cost, output_cost, cost"
@@ -87,9 +90,9 @@ def _measures_sql() -> list[tuple[str, str]]:
         if name == "failed_cost":
             measures.append((name, total("cost", "p AND NOT s")))
         elif name == "eval_cost":
-            measures.append((name, total("cost", "e")))
+            measures.append((name, total("cost", "x")))
         else:
-            measures.append((name, total(name)))
+            measures.append((name, total(name, "k")))
     return measures
 
 

@@ -13,7 +13,7 @@ never contains A's names; a list answers without A's rows.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -24,6 +24,8 @@ from rest_framework.test import APIClient
 
 from evaluation.models import Experiment
 from gateway.models import LLMModel, ModelGroup, Router, UsageEvent
+from reports.invoices.figures import Figure
+from reports.invoices.pull import figures_store
 from reports.models import AlertWebhook, BudgetAlert, DailySpend
 from teams.models import AuditEntry, Membership
 from teams.services import audit_record
@@ -128,6 +130,18 @@ class URLSweepTests(TwoOrgsTestCase):
         cls.experiment_x = Experiment.objects.create(
             org=org, name=f"{MARK}-exp", route=cls.model_x.name, candidate=cls.model_x
         )
+        today = date.today()
+        cls.pull_x = figures_store(
+            provider=cls.provider_x,
+            source="csv",
+            start=today,
+            end=today + timedelta(days=1),
+            filename=f"{MARK}.csv",
+            figures=[
+                Figure(today, model=f"{MARK}-model", token_type="input", tokens=5,
+                       account=f"{MARK}-proj", api_key_id=f"{MARK}-key")
+            ],
+        )  # fmt: skip
         cls.attackers_b = [cls.admin_b, cls.lead_b]
         # lead of another team of org A: may read org-wide things, not team_x's
         cls.team_outsider = cls.lead_a2
@@ -184,6 +198,7 @@ class URLSweepTests(TwoOrgsTestCase):
             "reports.budgetalert": self.alert_x,
             "reports.alertwebhook": self.webhook_x,
             "reports.dailyspend": self.daily_x,
+            "reports.providerreportpull": self.pull_x,
             "evaluation.experiment": self.experiment_x,
         }
 
@@ -213,6 +228,10 @@ class URLSweepTests(TwoOrgsTestCase):
             "group-detail": ([f"{api}/groups/{self.group_x.pk}/"], False),
             "router-detail": ([f"{api}/routers/{self.router_x.pk}/"], False),
             "budget-alert-detail": ([f"{api}/alerts/{al}/"], True),
+            "reconciliation-import-detail": (
+                [f"{api}/reconciliation/imports/{self.pull_x.pk}/"],
+                False,
+            ),
             "team-keys": ([f"/teams/{t}/keys/"], True),
             "reports:alert-detail": ([f"/reports/alerts/{al}/"], True),
             "reports:catalog": ([f"/reports/orgs/{a}/models/"], False),
@@ -224,6 +243,13 @@ class URLSweepTests(TwoOrgsTestCase):
                 True,
             ),
             "reports:org-overview": ([f"/reports/orgs/{a}/"], False),
+            "reports:invoices": (
+                [
+                    f"/reports/orgs/{a}/invoices/",
+                    f"/reports/orgs/{a}/invoices/?month={month}&csv=models",
+                ],
+                False,
+            ),
             "reports:org-overview-data": ([f"/reports/orgs/{a}/data.json"], False),
             "reports:team-dashboard": ([f"/reports/teams/{t}/"], True),
             "reports:team-dashboard-data": ([f"/reports/teams/{t}/data.json"], True),
@@ -264,6 +290,14 @@ class URLSweepTests(TwoOrgsTestCase):
                 f"{api}/exports/focus/?start={date.today():%Y-%m-01}&end={date.today()}&org={a.slug}",
             ],
             "reports:spend-home": ["/reports/"],
+            "reconciliation": [
+                f"{api}/reconciliation/",
+                f"{api}/reconciliation/?org={a.slug}&group_by=day,model,token_type",
+                f"{api}/reconciliation/?format=csv&group_by=model",
+            ],
+            "reconciliation-import-list": [f"{api}/reconciliation/imports/"],
+            "reconciliation-suggestions": [f"{api}/reconciliation/suggestions/"],
+            "reconciliation-policy": [f"{api}/reconciliation/policy/?org={a.slug}"],
         }
 
     def test_every_url_pattern_is_covered(self):
@@ -272,6 +306,7 @@ class URLSweepTests(TwoOrgsTestCase):
             | set(self.page_cases())
             | set(self.list_cases())
             | {"key-revoke", "key-rotate"}  # POST-only: test_writes_on_org_a_objects_are_denied
+            | {"reconciliation-import-pull"}  # POST-only: test_writes_on_org_a_objects_are_denied
         )
         admin_models = {f"{m._meta.app_label}.{m._meta.model_name}" for m in admin.site._registry}
         missing_admin = admin_models - set(self.admin_objects()) - set(ADMIN_PENDING)
@@ -313,6 +348,28 @@ class URLSweepTests(TwoOrgsTestCase):
             self.assert_denied(self.attackers_b, path, methods=("patch", "delete"))
         for path in (f"{api}/keys/{self.key_x.pk}/revoke/", f"{api}/keys/{self.key_x.pk}/rotate/"):
             self.assert_denied([*self.attackers_b, self.team_outsider], path, methods=("post",))
+        for user in self.attackers_b:  # pulling or re-pricing org A's provider: not there
+            client = APIClient()
+            client.force_login(user)
+            pull = client.post(
+                f"{api}/reconciliation/imports/pull/",
+                {
+                    "provider": self.provider_x.pk,
+                    "start": str(date.today()),
+                    "end": str(date.today()),
+                },
+                format="json",
+            )
+            self.assertIn(pull.status_code, {400, 403}, pull.content)
+            self.assertNotIn(MARK.encode(), pull.content)
+            accept = client.post(
+                f"{api}/reconciliation/suggestions/",
+                {"model": self.model_x.pk, "token_type": "input", "usd_per_mtok": "9",
+                 "since": str(date.today())},
+                format="json",
+            )  # fmt: skip
+            self.assertIn(accept.status_code, DENIED, accept.content)
+        self.assertEqual(self.model_x.prices.count(), 1)
         self.key_x.refresh_from_db()
         self.assertIsNone(self.key_x.revoked_at)
         self.assertEqual(self.key_x.secrets.count(), 1)

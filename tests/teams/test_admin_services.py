@@ -179,7 +179,16 @@ class CatalogAdminServiceTests(AdminServiceTestCase):
         entry = self.one_entry("provider.updated", actor=self.superuser)
         self.assertEqual((entry.before["publisher"], entry.after["publisher"]), ("", "Sim Inc"))
         form = self.client.get(_url(Provider, "change", provider.pk)).context["adminform"].form
-        self.assertEqual(set(form.fields), {*catalog.PROVIDER_EDITABLE, "api_key", "clear_api_key"})
+        self.assertEqual(
+            set(form.fields),
+            {
+                *catalog.PROVIDER_EDITABLE,
+                "api_key",
+                "clear_api_key",
+                "admin_api_key",
+                "clear_admin_api_key",
+            },
+        )
 
     def test_an_org_admin_can_neither_name_a_server_variable_nor_move_an_operators_provider(self):
         self.client.force_login(self.admin_a)

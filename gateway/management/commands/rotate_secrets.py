@@ -1,5 +1,5 @@
-"""``python manage.py rotate_secrets [--dry-run]``: every stored provider key re-encrypted
-under the newest key of FINOPS_ENCRYPTION_KEY.
+"""``python manage.py rotate_secrets [--dry-run]``: every stored provider key (the inference key
+and the admin-API key) re-encrypted under the newest key of FINOPS_ENCRYPTION_KEY.
 
 The rotation procedure (docs/config.md): prepend a new key to FINOPS_ENCRYPTION_KEY, restart,
 run this, then drop the old key. Idempotent: keys already under the newest key are left alone.
@@ -15,7 +15,7 @@ from gateway.services.credentials import provider_keys_rotate
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every provider's stored API key under the newest key of "
+        "Re-encrypt every provider's stored API key and admin API key under the newest key of "
         "FINOPS_ENCRYPTION_KEY; reports how many were rotated, already current, unreadable."
     )
 
