@@ -7,10 +7,12 @@ requesting user, so a lead sees its teams, finance and admins their organisation
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -19,6 +21,7 @@ from rest_framework.response import Response
 from finops.ids import id_parse
 from reports import selectors
 from reports import serializers as s
+from reports.exports.focus_columns import FOCUS_VERSION, FOCUS_VERSIONS
 from teams.apis import ScopedAPIMixin, ScopedViewSet
 from teams.permissions import Subject
 from teams.selectors import org_list_for_user
@@ -97,26 +100,43 @@ class FocusCSVRenderer(BaseRenderer):
         return json.dumps(data).encode() if data is not None else b""
 
 
+class FocusExportQuerySerializer(s.FocusQuerySerializer):
+    """The FOCUS export's parameters: those of ``reports.serializers.FocusQuerySerializer`` and
+    the FOCUS version of the dataset."""
+
+    focus_version = serializers.ChoiceField(
+        choices=FOCUS_VERSIONS,
+        required=False,
+        default=FOCUS_VERSION,
+        help_text=f"FOCUS version of the dataset: {', '.join(FOCUS_VERSIONS)} "
+        f"(default {FOCUS_VERSION}).",
+    )
+
+    def query(self):
+        return replace(super().query(), focus_version=self.validated_data["focus_version"])
+
+
 class FocusExportView(ScopedAPIMixin, GenericAPIView):
-    """Spend as a FOCUS 1.2 dataset (CSV, streamed): one row per UTC day, team, feature,
-    endpoint, model and token direction, from the hour rollups over the UTC days
-    ``start..end`` (inclusive). Costs at the ledger's full precision; production spend only
-    unless `include_evaluation=1`. Columns: docs/reports.md, "FOCUS export"."""
+    """Spend as a FOCUS dataset (CSV, streamed), FOCUS 1.3 unless `focus_version=1.2`: one row per
+    UTC day, team, feature, endpoint, model, price window and token direction, from the hour
+    rollups over the UTC days ``start..end`` (inclusive). Costs at the ledger's full precision;
+    production spend only unless `include_evaluation=1`. Columns: docs/reports.md, "FOCUS
+    export"."""
 
     selector = selectors.hourly_spend_list_for_user
     subject = Subject.BUDGET  # read-only: the subject's manage rule is never consulted
     filter_backends: list = []
     renderer_classes = [JSONRenderer, FocusCSVRenderer]
-    serializer_class = s.FocusQuerySerializer
+    serializer_class = FocusExportQuerySerializer
 
     @extend_schema(
-        parameters=[s.FocusQuerySerializer],
+        parameters=[FocusExportQuerySerializer],
         responses={(200, "text/csv"): OpenApiTypes.STR},
     )
     def get(self, request, *args, **kwargs):
         from reports.exports.focus import focus_csv, focus_rows
 
-        params = s.FocusQuerySerializer(data=request.query_params)
+        params = FocusExportQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         query = params.query()
         queryset = self.get_queryset()
@@ -127,8 +147,9 @@ class FocusExportView(ScopedAPIMixin, GenericAPIView):
                 .values("id")
             )
         response = StreamingHttpResponse(
-            focus_csv(focus_rows(queryset, query)), content_type="text/csv; charset=utf-8"
+            focus_csv(focus_rows(queryset, query), focus_version=query.focus_version),
+            content_type="text/csv; charset=utf-8",
         )
-        name = f"focus-{query.start:%Y%m%d}-{query.end:%Y%m%d}.csv"
+        name = f"focus-{query.focus_version}-{query.start:%Y%m%d}-{query.end:%Y%m%d}.csv"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response

@@ -78,7 +78,7 @@ class ReconciliationView(ScopedAPIMixin, GenericAPIView):
         params = s.ReconciliationQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         q = params.validated_data
-        providers = self.get_queryset().order_by("org__slug", "slug")
+        providers = self.filter_queryset(self.get_queryset()).order_by("org__slug", "slug")
         if q.get("provider"):
             providers = providers.filter(slug=q["provider"])
         end = q["end"] + timedelta(days=1)
@@ -178,7 +178,7 @@ class PriceSuggestionView(ScopedAPIMixin, GenericAPIView):
         params = s.ReconciliationQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         q = params.validated_data
-        providers = self.get_queryset().order_by("org__slug", "slug")
+        providers = self.filter_queryset(self.get_queryset()).order_by("org__slug", "slug")
         if q.get("provider"):
             providers = providers.filter(slug=q["provider"])
         out = []

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from reports.pages import alerts, catalog, dashboards, statements
+from reports.pages import alerts, catalog, dashboards, invoices, statements
 
 app_name = "reports"
 
@@ -10,6 +10,8 @@ urlpatterns = [
     path("reports/alerts/<int:pk>/", alerts.alert_detail, name="alert-detail"),
     # model catalog
     path("reports/orgs/<int:org_id>/models/", catalog.catalog, name="catalog"),
+    # invoice vs ledger (provider reports reconciled with the ledger)
+    path("reports/orgs/<int:org_id>/invoices/", invoices.invoices, name="invoices"),
     path(
         "reports/teams/<int:team_id>/statements/<str:month>/",
         statements.team_statement,

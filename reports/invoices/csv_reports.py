@@ -69,7 +69,7 @@ def _reader(data: bytes) -> tuple[list[str], list[dict[str, str]]]:
     return header, rows
 
 
-def _date(text: str, line: int) -> date:
+def _date(text: str) -> date:
     text = text.strip()
     for fmt in ("%Y-%m-%d", "%m/%d/%Y"):
         try:
@@ -79,7 +79,7 @@ def _date(text: str, line: int) -> date:
     try:  # ISO 8601 with a time (FOCUS): the UTC day it starts
         return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
     except ValueError:
-        raise ReportError(f"line {line}: not a date: {text[:40]!r}") from None
+        raise ReportError(f"not a date: {text[:40]!r}") from None
 
 
 def _first(row: dict, names: tuple[str, ...]) -> str:
@@ -110,7 +110,7 @@ def generic_figures(header: list[str], rows: list[dict]) -> list[Figure]:
         try:
             figures.append(
                 Figure(
-                    _date(row.get("date", ""), line),
+                    _date(row.get("date", "")),
                     model=row.get("model", "")[:200],
                     token_type=token_type,
                     tokens=count(row["tokens"]) if row.get("tokens") else None,
@@ -156,31 +156,39 @@ def azure_figures(header: list[str], rows: list[dict]) -> list[Figure]:
         raise ReportError("not an Azure cost export: no date or cost column")
     figures = []
     for line, row in enumerate(rows, start=2):
-        currency = _first(row, _AZURE_CURRENCY).upper() or "USD"
-        cost_text = _first(row, _AZURE_COST)
-        if not cost_text:
-            continue
-        if currency != "USD":
-            raise ReportError(f"line {line}: costs in {currency!r}; only USD is reconciled")
-        model, token_type = azure_meter_parse(_first(row, _AZURE_METER))
-        quantity = _first(row, _AZURE_QUANTITY)
-        tokens = None
-        if token_type and quantity:
-            tokens = int(
-                (amount(quantity) * _multiplier(_first(row, _AZURE_UNIT))).to_integral_value()
-            )
-        figures.append(
-            Figure(
-                _date(_first(row, _AZURE_DATE), line),
-                model=model[:200],
-                token_type=token_type or TokenType.INPUT,
-                tokens=tokens,
-                cost_usd=amount(cost_text),
-                account=_first(row, ("subscriptionid", "subaccountid", "resourcegroup"))[:200],
-                api_key_id=_first(row, ("resourcename", "resourceid"))[-200:],
-            )
-        )
+        try:
+            figure = _azure_figure(row)
+        except ReportError as exc:
+            raise ReportError(f"line {line}: {exc}") from None
+        if figure is not None:
+            figures.append(figure)
     return figures
+
+
+def _azure_figure(row: dict) -> Figure | None:
+    cost_text = _first(row, _AZURE_COST)
+    if not cost_text:
+        return None
+    currency = _first(row, _AZURE_CURRENCY).upper() or "USD"
+    if currency != "USD":
+        raise ReportError(f"costs in {currency!r}; only USD is reconciled")
+    model, token_type = azure_meter_parse(_first(row, _AZURE_METER))
+    quantity = _first(row, _AZURE_QUANTITY)
+    tokens = None
+    if token_type and quantity:
+        scaled = amount(quantity) * _multiplier(_first(row, _AZURE_UNIT))
+        tokens = int(scaled.to_integral_value())
+        if tokens < 0:
+            raise ReportError(f"negative quantity: {quantity[:40]!r}")
+    return Figure(
+        _date(_first(row, _AZURE_DATE)),
+        model=model[:200],
+        token_type=token_type or TokenType.INPUT,
+        tokens=tokens,
+        cost_usd=amount(cost_text),
+        account=_first(row, ("subscriptionid", "subaccountid", "resourcegroup"))[:200],
+        api_key_id=_first(row, ("resourcename", "resourceid"))[-200:],
+    )
 
 
 def csv_figures(data: bytes) -> tuple[str, list[Figure]]:

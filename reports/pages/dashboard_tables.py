@@ -15,21 +15,26 @@ from finops.money import usd_six
 from reports.tables import Column, Table
 
 
-class Link:
-    """A table cell that is a link on the page and plain text in the CSV."""
+class Link(str):
+    """A table cell that is a link on the page and plain text in the CSV. A ``str``, so that the
+    template escapes it through ``__html__``: Django renders ``str()`` of anything else, which
+    would drop the link."""
 
-    __slots__ = ("text", "url")
+    url: str | None
 
-    def __init__(self, text: str, url: str | None):
-        self.text, self.url = text, url
+    def __new__(cls, text: str, url: str | None) -> Link:
+        cell = super().__new__(cls, text)
+        cell.url = url
+        return cell
 
-    def __str__(self) -> str:
-        return self.text
+    @property
+    def text(self) -> str:
+        return str(self)
 
     def __html__(self) -> str:
         if not self.url:
-            return str(format_html("{}", self.text))
-        return str(format_html('<a href="{}">{}</a>', self.url, self.text))
+            return str(format_html("{}", str(self)))
+        return str(format_html('<a href="{}">{}</a>', self.url, str(self)))
 
 
 def _pct(value: str | None) -> str:

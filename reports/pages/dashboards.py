@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from reports.pages.dashboard_data import org_overview, team_page
 from reports.pages.dashboard_tables import overview_tables, team_tables
+from reports.pages.invoices_data import invoice_coverage
 from reports.periods import org_zone
 from reports.ranges import PRESETS, DateRange, RangeError, date_range_from_params
 from reports.selectors import dashboard_team_list, overview_org_list
@@ -68,6 +69,8 @@ def org_overview_page(request, org_id: int):
         "org": org,
         "data": data,
         "tables": {t.name: t for t in tables},
+        "invoice_coverage": invoice_coverage(request.user, org, now=now),
+        "invoices_url": reverse("reports:invoices", args=[org.pk]),
         **_page_context(request, rng, error, reverse("reports:org-overview-data", args=[org.pk])),
     }
     return render(request, "reports/overview.html", context)

@@ -1,5 +1,6 @@
-"""FOCUS 1.2 export (``GET /api/v1/exports/focus/`` and ``manage.py export_focus``): columns,
-grain, UTC periods, totals equal to the ledger, provider names, scoping, bad parameters."""
+"""FOCUS export (``GET /api/v1/exports/focus/`` and ``manage.py export_focus``, FOCUS 1.3 by
+default): columns, grain, UTC periods, totals equal to the ledger, provider names, scoping, bad
+parameters. The validator's rules, price windows and ``focus_version``: ``test_focus_rules``."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from decimal import Decimal
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from gateway.models import Provider, UsageEvent
-from reports.exports.focus import COLUMNS
+from gateway.models import LLMModel, ModelPrice, Provider, UsageEvent
+from reports.exports.focus import COLUMNS, columns
 from reports.models import RollupState
 from reports.services import usage_rollup
 from tests.reports.ledger import event, utc
@@ -55,10 +56,10 @@ class FocusExportTests(APITestCase):
     def setUpTestData(cls):
         super().setUpTestData()
         RollupState.objects.all().delete()
-        Provider.objects.create(
+        sim = Provider.objects.create(
             org=cls.org_a, slug="sim", kind="openai", base_url="http://127.0.0.1:9100/v1"
         )
-        Provider.objects.create(
+        azure = Provider.objects.create(
             org=cls.org_a,
             slug="azure-east",
             kind="azure",
@@ -72,6 +73,17 @@ class FocusExportTests(APITestCase):
             base_url="https://api.openai.com/v1",
             invoice_issuer="Reseller Ltd",
         )
+        # the catalog (USD per million tokens); gpt-4.1 and claude-sonnet are not in it
+        for provider, name, prices in [
+            (sim, "gpt-4o", dict(input_usd_per_mtok="2.5", output_usd_per_mtok="10",
+                                 cached_input_usd_per_mtok="1.25")),
+            (azure, "gpt-4o-mini", dict(input_usd_per_mtok="0.15", output_usd_per_mtok="0.6",
+                                        cache_write_usd_per_mtok="1.25")),
+        ]:  # fmt: skip
+            model = LLMModel.objects.create(
+                org=cls.org_a, provider=provider, name=name, upstream_model=name
+            )
+            ModelPrice.objects.create(model=model, effective_from=utc(2026, 1, 1), **prices)
         t = utc(2026, 11, 1, 9, 0)
         rows = [
             # two calls in one grain (same UTC day), with cached input
@@ -133,7 +145,15 @@ class FocusExportTests(APITestCase):
         self.assertEqual(header, list(COLUMNS))
         self.assertLessEqual(MANDATORY_1_2, set(header))
         self.assertEqual(
-            header[-5:], ["x_Team", "x_Feature", "x_Endpoint", "x_Model", "x_Evaluation"]
+            header[-6:],
+            [
+                "x_Team",
+                "x_Feature",
+                "x_Endpoint",
+                "x_Model",
+                "x_Evaluation",
+                "x_PriceEffectiveFrom",
+            ],
         )
 
     def test_one_row_per_day_team_feature_endpoint_model_and_direction(self):
@@ -163,9 +183,15 @@ class FocusExportTests(APITestCase):
             if r["x_Feature"] == "summarize" and r["ChargePeriodStart"].startswith("2026-11-01")
         }
         # two calls summed; input tokens exclude the cached ones (OpenAI counts them in prompt)
-        self.assertEqual(merged["gpt-4o:input"]["PricingQuantity"], "1100")
+        self.assertEqual(merged["gpt-4o:input"]["ConsumedQuantity"], "1100.0")
         self.assertEqual(merged["gpt-4o:input"]["BilledCost"], "0.002750000001")
-        self.assertEqual(merged["gpt-4o:cached-input"]["ConsumedQuantity"], "200")
+        # priced per million tokens; the quantity is what the cost prices at the catalog rate
+        # (here a picodollar more than 1100 tokens at 2.5, so not exactly 0.0011)
+        self.assertEqual(merged["gpt-4o:input"]["ListUnitPrice"], "2.5")
+        self.assertEqual(merged["gpt-4o:input"]["PricingQuantity"], "0.0011000000004")
+        self.assertEqual(merged["gpt-4o:input"]["PricingUnit"], "1000000 Tokens")
+        self.assertEqual(merged["gpt-4o:cached-input"]["ConsumedQuantity"], "200.0")
+        self.assertEqual(merged["gpt-4o:cached-input"]["PricingQuantity"], "0.0002")
         self.assertEqual(merged["gpt-4o:output"]["BilledCost"], "0.000600000003")
         self.assertEqual(merged["gpt-4o:output"]["ConsumedUnit"], "Tokens")
         self.assertEqual(merged["gpt-4o:input"]["ChargeDescription"], "gpt-4o input tokens")
@@ -202,11 +228,14 @@ class FocusExportTests(APITestCase):
         self.assertNotIn("claude-sonnet", {r["x_Model"] for r in rows})
         self.assertEqual({r["x_Evaluation"] for r in rows}, {"false"})
         _, with_eval = self.export(self.finance_a, include_evaluation="true")
-        [shadow] = [r for r in with_eval if r["x_Evaluation"] == "true"]
-        self.assertEqual(shadow["SkuId"], "claude-sonnet:evaluation")
-        self.assertEqual(shadow["BilledCost"], "0.500012000000")
-        self.assertEqual((shadow["PricingQuantity"], shadow["PricingUnit"]), ("1", "Requests"))
-        self.assertEqual(len(with_eval), len(rows) + 1)
+        # read from the ledger (the rollups keep no evaluation tokens): tokens per direction
+        shadow = {r["SkuId"]: r for r in with_eval if r["x_Evaluation"] == "true"}
+        self.assertEqual(set(shadow), {"claude-sonnet:input", "claude-sonnet:output"})
+        self.assertEqual(
+            sum(Decimal(r["BilledCost"]) for r in shadow.values()), Decimal("0.500012")
+        )
+        self.assertEqual(shadow["claude-sonnet:input"]["ConsumedQuantity"], "100.0")
+        self.assertEqual(len(with_eval), len(rows) + 2)
 
     def test_provider_publisher_and_invoice_issuer_come_from_the_provider(self):
         _, rows = self.export(self.finance_a)
@@ -226,20 +255,49 @@ class FocusExportTests(APITestCase):
             ("Microsoft", "OpenAI", "Microsoft"),
         )
         self.assertEqual(azure["ServiceName"], "Azure OpenAI Service")
-        self.assertEqual(names["gpt-4.1"], ("OpenAI", "OpenAI", "Reseller Ltd", "OpenAI API"))
+        self.assertEqual(
+            (azure["ServiceProviderName"], azure["HostProviderName"]), ("Microsoft", "Microsoft")
+        )
+        # a reseller invoices: it sells the service (provider), OpenAI runs and produced it
+        self.assertEqual(names["gpt-4.1"], ("Reseller Ltd", "OpenAI", "Reseller Ltd", "OpenAI API"))
+        resold = next(r for r in rows if r["x_Model"] == "gpt-4.1")
+        self.assertEqual(
+            (resold["ServiceProviderName"], resold["HostProviderName"]), ("Reseller Ltd", "OpenAI")
+        )
 
     def test_tags_and_sub_account_name_the_team(self):
-        _, rows = self.export(self.finance_a)
+        _, rows = self.export(self.finance_a, focus_version="1.2")
         row = next(r for r in rows if r["x_Feature"] == "summarize")
         self.assertEqual(
             json.loads(row["Tags"]),
-            {"org": "acme", "team": "search", "feature": "summarize", "endpoint": "/summary"},
+            {
+                "llmfinops/org": "acme",
+                "llmfinops/team": "search",
+                "llmfinops/feature": "summarize",
+                "llmfinops/endpoint": "/summary",
+            },
         )
         self.assertEqual((row["SubAccountId"], row["SubAccountName"]), ("acme/search", "Search"))
         org_level = next(r for r in rows if r["x_Team"] == "")
         self.assertEqual(
-            (org_level["SubAccountId"], json.loads(org_level["Tags"])), ("", {"org": "acme"})
+            (org_level["SubAccountId"], json.loads(org_level["Tags"])),
+            ("", {"llmfinops/org": "acme"}),
         )
+        # 1.3: the team's charge is split by feature and endpoint, which are the allocated
+        # resource's tags; Tags are the origin charge's
+        _, rows = self.export(self.finance_a)
+        row = next(r for r in rows if r["x_Feature"] == "summarize")
+        self.assertEqual(
+            json.loads(row["Tags"]), {"llmfinops/org": "acme", "llmfinops/team": "search"}
+        )
+        self.assertEqual(
+            json.loads(row["AllocatedTags"]),
+            {"llmfinops/feature": "summarize", "llmfinops/endpoint": "/summary"},
+        )
+        self.assertEqual(
+            row["AllocatedResourceId"], "acme/search?feature=summarize&endpoint=%2Fsummary"
+        )
+        self.assertEqual(row["AllocatedResourceName"], "summarize /summary")
 
     def test_scoping_by_role(self):
         teams = lambda user: {r["x_Team"] for r in self.export(user)[1]}  # noqa: E731
@@ -303,7 +361,8 @@ class FocusExportTests(APITestCase):
         client = self.client_for(self.finance_a)
         response = client.get(f"{API}/exports/focus/", WINDOW, HTTP_ACCEPT="text/csv")
         self.assertEqual(response.status_code, 200)
-        self.assertTrue(b"".join(response.streaming_content).startswith(b"BilledCost,"))
+        first = f"{columns('1.3')[0]},".encode()
+        self.assertTrue(b"".join(response.streaming_content).startswith(first))
         bad = client.get(f"{API}/exports/focus/", {"start": "x"}, HTTP_ACCEPT="text/csv")
         self.assertEqual(bad.status_code, 400)
         self.assertEqual(set(json.loads(bad.content)), {"start", "end"})

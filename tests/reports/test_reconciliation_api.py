@@ -111,6 +111,12 @@ class ReconciliationAPITests(APITestCase):
     def test_only_the_orgs_admins_and_finance_see_its_invoice(self):
         body = self.get(self.admin_b, "/reconciliation/", **self.window()).json()
         assert [r["provider_cost_usd"] for r in body["rows"]] == ["0.150000000000"]
+        # ?org= narrows to one of the user's organisations (a superuser reads both)
+        both = self.get(self.superuser, "/reconciliation/", **self.window()).json()["rows"]
+        one = self.get(self.superuser, "/reconciliation/", **self.window(org="globex")).json()
+        assert len(both) == 2 and [r["provider_cost_usd"] for r in one["rows"]] == [
+            "0.150000000000"
+        ]
         for user in (self.lead_a, self.member_a, self.outsider):
             assert self.get(user, "/reconciliation/", **self.window()).json()["rows"] == []
         # another org's provider id: not there
