@@ -265,6 +265,8 @@ class PriceHistoryInline(admin.TabularInline):
         "output_usd_per_mtok",
         "cached_input_usd_per_mtok",
         "cache_write_usd_per_mtok",
+        "batch_input_usd_per_mtok",
+        "batch_output_usd_per_mtok",
         "source",
     )
     readonly_fields = fields
@@ -318,6 +320,8 @@ class NewPriceInline(admin.TabularInline):
         "output_usd_per_mtok",
         "cached_input_usd_per_mtok",
         "cache_write_usd_per_mtok",
+        "batch_input_usd_per_mtok",
+        "batch_output_usd_per_mtok",
     )
     extra = 1
     max_num = 1
@@ -452,6 +456,8 @@ class LLMModelAdmin(ServiceAdmin):
             "output_usd_per_mtok": data["output_usd_per_mtok"],
             "cached_input_usd_per_mtok": data.get("cached_input_usd_per_mtok"),
             "cache_write_usd_per_mtok": data.get("cache_write_usd_per_mtok"),
+            "batch_input_usd_per_mtok": data.get("batch_input_usd_per_mtok"),
+            "batch_output_usd_per_mtok": data.get("batch_output_usd_per_mtok"),
             "effective_from": (
                 data["effective_from"] if "effective_from" in price_form.changed_data else None
             ),

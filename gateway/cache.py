@@ -166,6 +166,8 @@ def org_config_load(org_id: int) -> OrgConfig:
                     output_usd_per_mtok=r.output_usd_per_mtok,
                     cached_input_usd_per_mtok=r.cached_input_usd_per_mtok,
                     cache_write_usd_per_mtok=r.cache_write_usd_per_mtok,
+                    batch_input_usd_per_mtok=r.batch_input_usd_per_mtok,
+                    batch_output_usd_per_mtok=r.batch_output_usd_per_mtok,
                 )
                 for r in prices
             ),

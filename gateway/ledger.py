@@ -24,7 +24,7 @@ from pathlib import Path
 
 import orjson
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connection, connections, transaction
 
 from gateway import attribution, metrics
 from gateway.hooks import hooks
@@ -65,6 +65,25 @@ def _decode(line: bytes) -> dict:
 
 
 _INSERT_PLAN: tuple[str, list] | None = None
+_QUIET_CLASSES: dict[type, type] = {}
+
+
+def _quiet_connection() -> None:
+    """This thread's database connection keeps no DEBUG query log. With ``DEBUG`` on, Django
+    formats every statement with its parameters and keeps the last 9,000: the ledger's can carry
+    megabytes (a stored 400 KB agent context), which took a gateway to a gigabyte of memory and
+    spent the GIL on formatting. The writer's statements are logged by its own warnings."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    cls = type(conn)
+    if cls in _QUIET_CLASSES.values():
+        return
+    quiet = _QUIET_CLASSES.get(cls)
+    if quiet is None:
+        quiet = type(
+            f"Quiet{cls.__name__}", (cls,), {"queries_logged": property(lambda self: False)}
+        )
+        _QUIET_CLASSES[cls] = quiet
+    conn.__class__ = quiet
 
 
 def _insert_plan() -> tuple[str, list]:
@@ -227,6 +246,7 @@ class LedgerWriter:
 
     # --- writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
+        _quiet_connection()
         flush_every = settings.FINOPS_LEDGER_FLUSH_SECONDS
         batch_size = settings.FINOPS_LEDGER_BATCH_SIZE
         self._replay_spools()

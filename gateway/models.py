@@ -166,6 +166,9 @@ class ModelPrice(models.Model):
     output_usd_per_mtok = models.DecimalField(**PRICE_FIELD, default=Decimal("0"))
     cached_input_usd_per_mtok = models.DecimalField(**PRICE_FIELD, null=True, blank=True)
     cache_write_usd_per_mtok = models.DecimalField(**PRICE_FIELD, null=True, blank=True)
+    # the Batch APIs' prices; blank: half the synchronous ones (both providers' discount)
+    batch_input_usd_per_mtok = models.DecimalField(**PRICE_FIELD, null=True, blank=True)
+    batch_output_usd_per_mtok = models.DecimalField(**PRICE_FIELD, null=True, blank=True)
     source = models.CharField(max_length=32, default="config")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -427,6 +430,20 @@ class UsageEvent(models.Model):
         help_text="The call reached its upstream in another wire format than the client's "
         "(e.g. /v1/messages onto an OpenAI-kind model); ``api`` is the client's format.",
     )
+    # What a lever saved on this row against its counterfactual at the same instant's prices:
+    # the cost router (the strong model), the response cache (the call not made), batch (the
+    # synchronous price), a budget downgrade (the model asked for), a fallback that landed on a
+    # cheaper model (the first choice). Negative when the lever cost more.
+    saved_usd = models.DecimalField(**COST_FIELD, db_default=Decimal("0"))
+    saving_lever = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="router | cache | batch | downgrade | fallback (blank: none)",
+    )
+    cache_hit = models.BooleanField(default=False, db_default=False)
+    batch_id = models.CharField(max_length=64, blank=True, default="", db_default="")
     inserted_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -75,13 +75,17 @@ def _int(value) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """Per-token prices (USD), already divided from the per-million figures."""
+    """Per-token prices (USD), already divided from the per-million figures. ``batch_input`` /
+    ``batch_output`` are the Batch APIs' (half the synchronous ones unless the catalog says);
+    cache reads and writes in a batch keep their synchronous prices."""
 
     effective_from: datetime
     input: Decimal
     output: Decimal
     cached_input: Decimal
     cache_write: Decimal
+    batch_input: Decimal = ZERO
+    batch_output: Decimal = ZERO
 
     @classmethod
     def per_mtok(
@@ -92,12 +96,15 @@ class Price:
         output_usd_per_mtok: Decimal,
         cached_input_usd_per_mtok: Decimal | None,
         cache_write_usd_per_mtok: Decimal | None,
+        batch_input_usd_per_mtok: Decimal | None = None,
+        batch_output_usd_per_mtok: Decimal | None = None,
     ) -> Price:
         inp = Decimal(input_usd_per_mtok) / MTOK
+        out = Decimal(output_usd_per_mtok) / MTOK
         return cls(
             effective_from=effective_from,
             input=inp,
-            output=Decimal(output_usd_per_mtok) / MTOK,
+            output=out,
             # no separate price means the provider bills these at the input rate
             cached_input=inp
             if cached_input_usd_per_mtok is None
@@ -105,6 +112,24 @@ class Price:
             cache_write=inp
             if cache_write_usd_per_mtok is None
             else Decimal(cache_write_usd_per_mtok) / MTOK,
+            batch_input=inp / 2
+            if batch_input_usd_per_mtok is None
+            else Decimal(batch_input_usd_per_mtok) / MTOK,
+            batch_output=out / 2
+            if batch_output_usd_per_mtok is None
+            else Decimal(batch_output_usd_per_mtok) / MTOK,
+        )
+
+    def for_batch(self) -> Price:
+        """This price as the Batch APIs bill: input and output at their batch rates."""
+        return Price(
+            effective_from=self.effective_from,
+            input=self.batch_input,
+            output=self.batch_output,
+            cached_input=self.cached_input,
+            cache_write=self.cache_write,
+            batch_input=self.batch_input,
+            batch_output=self.batch_output,
         )
 
 

@@ -215,6 +215,8 @@ class PriceSerializer(serializers.ModelSerializer):
             "output_usd_per_mtok",
             "cached_input_usd_per_mtok",
             "cache_write_usd_per_mtok",
+            "batch_input_usd_per_mtok",
+            "batch_output_usd_per_mtok",
             "source",
             "created_at",
         ]
@@ -229,6 +231,18 @@ class PriceCreateSerializer(serializers.Serializer):
     output_usd_per_mtok = serializers.DecimalField(**PRICE)
     cached_input_usd_per_mtok = serializers.DecimalField(**PRICE, required=False, allow_null=True)
     cache_write_usd_per_mtok = serializers.DecimalField(**PRICE, required=False, allow_null=True)
+    batch_input_usd_per_mtok = serializers.DecimalField(
+        **PRICE,
+        required=False,
+        allow_null=True,
+        help_text="The Batch API's input price; null: half input_usd_per_mtok.",
+    )
+    batch_output_usd_per_mtok = serializers.DecimalField(
+        **PRICE,
+        required=False,
+        allow_null=True,
+        help_text="The Batch API's output price; null: half output_usd_per_mtok.",
+    )
 
 
 def prices_newest_first(model: LLMModel) -> list[ModelPrice]:
@@ -299,6 +313,18 @@ class LLMModelCreateSerializer(_ModelFieldsSerializer):
     output_usd_per_mtok = serializers.DecimalField(**PRICE)
     cached_input_usd_per_mtok = serializers.DecimalField(**PRICE, required=False, allow_null=True)
     cache_write_usd_per_mtok = serializers.DecimalField(**PRICE, required=False, allow_null=True)
+    batch_input_usd_per_mtok = serializers.DecimalField(
+        **PRICE,
+        required=False,
+        allow_null=True,
+        help_text="The Batch API's input price; null: half input_usd_per_mtok.",
+    )
+    batch_output_usd_per_mtok = serializers.DecimalField(
+        **PRICE,
+        required=False,
+        allow_null=True,
+        help_text="The Batch API's output price; null: half output_usd_per_mtok.",
+    )
 
 
 class LLMModelUpdateSerializer(_ModelFieldsSerializer):

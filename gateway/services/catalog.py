@@ -275,6 +275,8 @@ def price_snapshot(price: ModelPrice) -> dict:
         "output_usd_per_mtok": text(price.output_usd_per_mtok),
         "cached_input_usd_per_mtok": text(price.cached_input_usd_per_mtok),
         "cache_write_usd_per_mtok": text(price.cache_write_usd_per_mtok),
+        "batch_input_usd_per_mtok": text(price.batch_input_usd_per_mtok),
+        "batch_output_usd_per_mtok": text(price.batch_output_usd_per_mtok),
     }
 
 
@@ -298,6 +300,8 @@ def model_price_add(
     output_usd_per_mtok: Decimal,
     cached_input_usd_per_mtok: Decimal | None = None,
     cache_write_usd_per_mtok: Decimal | None = None,
+    batch_input_usd_per_mtok: Decimal | None = None,
+    batch_output_usd_per_mtok: Decimal | None = None,
     effective_from: datetime | None = None,
     source: str = "api",
 ) -> ModelPrice:
@@ -320,6 +324,8 @@ def model_price_add(
         output_usd_per_mtok=output_usd_per_mtok,
         cached_input_usd_per_mtok=cached_input_usd_per_mtok,
         cache_write_usd_per_mtok=cache_write_usd_per_mtok,
+        batch_input_usd_per_mtok=batch_input_usd_per_mtok,
+        batch_output_usd_per_mtok=batch_output_usd_per_mtok,
         source=source,
     )
     return audited_save(
@@ -342,6 +348,8 @@ def model_create(
     output_usd_per_mtok: Decimal,
     cached_input_usd_per_mtok: Decimal | None = None,
     cache_write_usd_per_mtok: Decimal | None = None,
+    batch_input_usd_per_mtok: Decimal | None = None,
+    batch_output_usd_per_mtok: Decimal | None = None,
     upstream_model: str = "",
     mode: str = "chat",
     context_window: int | None = None,
@@ -374,6 +382,8 @@ def model_create(
             output_usd_per_mtok=output_usd_per_mtok,
             cached_input_usd_per_mtok=cached_input_usd_per_mtok,
             cache_write_usd_per_mtok=cache_write_usd_per_mtok,
+            batch_input_usd_per_mtok=batch_input_usd_per_mtok,
+            batch_output_usd_per_mtok=batch_output_usd_per_mtok,
             effective_from=effective_from,
             source=source,
         )

@@ -22,6 +22,8 @@ PRICE_FIELDS = (
     "output_usd_per_mtok",
     "cached_input_usd_per_mtok",
     "cache_write_usd_per_mtok",
+    "batch_input_usd_per_mtok",
+    "batch_output_usd_per_mtok",
 )
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LIMIT_MAX = 2_147_483_647  # Team.*_limit / max_parallel (PositiveIntegerField)
