@@ -52,6 +52,7 @@ from django.db.models import QuerySet
 
 from reports.exports.focus_cells import origins
 from reports.exports.focus_columns import FOCUS_VERSION, FOCUS_VERSIONS, columns, utc
+from reports.exports.focus_invoice import InvoiceShares
 from reports.exports.focus_prices import PricePlan
 from reports.exports.focus_rows import Lookups, origin_rows, provider_names
 from reports.models import HourlySpend
@@ -100,10 +101,11 @@ def focus_rows(queryset: QuerySet[HourlySpend], query: FocusQuery) -> Iterator[d
     org_ids = queryset.filter(hour__gte=lo, hour__lt=hi).values_list("org_id", flat=True)
     plan = PricePlan(org_ids=set(org_ids.distinct()), lo=lo, hi=hi)
     lookups = Lookups()
+    invoices = InvoiceShares(query.start, query.end + timedelta(days=1))
     for origin in origins(
         queryset, plan, lo=lo, hi=hi, include_evaluation=query.include_evaluation
     ):
-        yield from origin_rows(origin, lookups, plan, query.focus_version)
+        yield from origin_rows(origin, lookups, plan, query.focus_version, invoices)
 
 
 def _safe(text: str) -> str:

@@ -75,6 +75,7 @@ CUSTOM_COLUMNS: tuple[str, ...] = (
     "x_Model",
     "x_Evaluation",
     "x_PriceEffectiveFrom",
+    "x_ProviderBilledCost",
 )
 FOCUS_COLUMNS: dict[str, tuple[str, ...]] = {
     "1.2": _FOCUS_1_2,

@@ -35,6 +35,7 @@ from reports.exports.focus_columns import (
     tags,
     utc,
 )
+from reports.exports.focus_invoice import InvoiceShares
 from reports.exports.focus_prices import PricePlan, Window, priced
 from teams.models import Organization, Team
 
@@ -217,13 +218,17 @@ _NULLABLE = (
 )
 
 
-def origin_rows(origin: Origin, lookups: Lookups, plan: PricePlan, version: str) -> Iterator[dict]:
-    """The rows (column -> text, empty for null) of one origin, for FOCUS ``version``."""
+def origin_rows(
+    origin: Origin, lookups: Lookups, plan: PricePlan, version: str, invoices: InvoiceShares
+) -> Iterator[dict]:
+    """The rows (column -> text, empty for null) of one origin, for FOCUS ``version``;
+    ``invoices`` gives each its share of what the provider itself billed, where known."""
     org_id, day, team_id, model_name, provider_slug, number = origin.key
     org = lookups.org(org_id)
     team = lookups.teams.get(team_id) if team_id else None
     team_slug = team.slug if team else (f"#{team_id}" if team_id else "")
-    names = provider_names(lookups.providers.get((org_id, provider_slug)), provider_slug)
+    provider = lookups.providers.get((org_id, provider_slug))
+    names = provider_names(provider, provider_slug)
     window = plan.window(org_id, model_name, number)
     day_start, day_end = utc(day), utc(day + timedelta(days=1))
     billing_start, billing_end = month_bounds(day)
@@ -261,6 +266,17 @@ def origin_rows(origin: Origin, lookups: Lookups, plan: PricePlan, version: str)
     for line in lines:
         feature, endpoint = line.cell.allocated
         amount = money(line.cost)
+        billed = (
+            invoices.billed(
+                provider,
+                day=day,
+                model_name=model_name,
+                token_type=line.direction.price,
+                cost=line.cost,
+            )
+            if line.direction is not None
+            else None
+        )
         row = {
             **common,
             "BilledCost": amount,
@@ -270,6 +286,7 @@ def origin_rows(origin: Origin, lookups: Lookups, plan: PricePlan, version: str)
             "PricingCurrencyEffectiveCost": amount,
             "x_Feature": feature,
             "x_Endpoint": endpoint,
+            "x_ProviderBilledCost": "" if billed is None else money(billed),
             **_priced_columns(model, line, origin.evaluation),
             **_allocation(org, team_slug, line),
         }

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
-from django.db.models import Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Sum, Value
+from django.db.models.functions import Coalesce, NullIf, TruncDate
 
 from gateway.models import Provider, UsageEvent
 from reports.models import ProviderReportPull, ProviderUsage, TokenType
@@ -157,8 +157,12 @@ def _ledger_rows(provider: Provider, days: dict[date, str]) -> dict[tuple, tuple
             started_at__gte=_span(min(days)),
             started_at__lt=_span(date.fromordinal(max(days).toordinal() + 1)),
         )
-        .annotate(day=TruncDate("started_at", tzinfo=UTC))
-        .values("day", "upstream_model")
+        .annotate(
+            day=TruncDate("started_at", tzinfo=UTC),
+            # a row written without its upstream name (an old writer) goes by the catalog's
+            served=Coalesce(NullIf("upstream_model", Value("")), "model"),
+        )
+        .values("day", "served")
         .annotate(
             prompt=Sum("prompt_tokens"),
             cached=Sum("cached_tokens"),
@@ -181,7 +185,7 @@ def _ledger_rows(provider: Provider, days: dict[date, str]) -> dict[tuple, tuple
         for token_type, cost_name in _LEDGER_TYPES:
             cost = Decimal(g[cost_name] or 0)
             if tokens[token_type] or cost:
-                key = (g["day"], g["upstream_model"], token_type)
+                key = (g["day"], g["served"], token_type)
                 old = out.get(key, (0, ZERO))
                 out[key] = (old[0] + tokens[token_type], old[1] + cost)
     return out

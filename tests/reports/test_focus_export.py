@@ -10,7 +10,7 @@ import json
 import re
 import tempfile
 from collections import Counter
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.core.management import call_command
@@ -145,7 +145,7 @@ class FocusExportTests(APITestCase):
         self.assertEqual(header, list(COLUMNS))
         self.assertLessEqual(MANDATORY_1_2, set(header))
         self.assertEqual(
-            header[-6:],
+            header[-7:],
             [
                 "x_Team",
                 "x_Feature",
@@ -153,8 +153,41 @@ class FocusExportTests(APITestCase):
                 "x_Model",
                 "x_Evaluation",
                 "x_PriceEffectiveFrom",
+                "x_ProviderBilledCost",
             ],
         )
+
+    def test_the_providers_own_billed_cost_rides_beside_the_ledgers_where_imported(self):
+        from reports.invoices.figures import Figure
+        from reports.invoices.pull import figures_store
+
+        sim = Provider.objects.get(org=self.org_a, slug="sim")
+        day = date(2026, 11, 1)
+        figures_store(
+            provider=sim,
+            source="csv",
+            start=day,
+            end=day + timedelta(days=1),
+            figures=[  # the provider billed the day's gpt-4o input at $0.0033 (ledger: 0.00275)
+                Figure(day, model="gpt-4o-2024-08-06", token_type="input", tokens=1100,
+                       cost_usd=Decimal("0.0033")),
+            ],
+        )  # fmt: skip
+        _, rows = self.export(self.finance_a)
+        billed = [r for r in rows if r["x_ProviderBilledCost"]]
+        assert {(r["x_Model"], r["SkuMeter"], r["ChargePeriodStart"][:10]) for r in billed} == {
+            ("gpt-4o", "Input Tokens", "2026-11-01")
+        }
+        assert sum(Decimal(r["x_ProviderBilledCost"]) for r in billed) == Decimal("0.0033")
+        # each row's share follows its ledger cost; BilledCost stays the gateway's metered cost
+        for r in billed:
+            share = Decimal(r["BilledCost"]) / Decimal("0.002750000001")
+            assert abs(Decimal(r["x_ProviderBilledCost"]) - Decimal("0.0033") * share) < Decimal(
+                "1e-12"
+            )
+        # the lead of another team sees no share of it
+        _, lead_rows = self.export(self.lead_a2)
+        assert not any(r["x_ProviderBilledCost"] for r in lead_rows)
 
     def test_one_row_per_day_team_feature_endpoint_model_and_direction(self):
         _, rows = self.export(self.finance_a)
