@@ -73,18 +73,53 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory):
-    var_dir = tmp_path_factory.mktemp("embedded")
-    subprocess.run(
+def _migrate(var_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=ROOT,
         env=_env(var_dir),
-        check=True,
-        capture_output=True,
-        timeout=300,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
-    return var_dir
+
+
+class Embedded:
+    """One ``run_embedded`` process with its own folder, ports and log."""
+
+    def __init__(self, var_dir: Path) -> None:
+        self.var_dir = var_dir
+        self.port, self.sim_port = _free_port(), _free_port()
+        self.log = var_dir / "embedded.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = _start(self.var_dir, self.port, self.sim_port, self.log)
+
+    def text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    """Two embedded products, migrated and started side by side (each test stops its own in a
+    different way): the start-up, most of each test's time, is paid once."""
+    runs = {name: Embedded(tmp_path_factory.mktemp(f"embedded-{name}")) for name in ("a", "b")}
+    migrations = [_migrate(run.var_dir) for run in runs.values()]
+    for m in migrations:
+        _, err = m.communicate(timeout=300)
+        assert m.returncode == 0, err.decode(errors="replace")
+    for run in runs.values():
+        run.start()
+    try:
+        yield runs
+    finally:
+        for run in runs.values():
+            run.stop()
 
 
 def _start(var_dir: Path, port: int, sim_port: int, log: Path) -> subprocess.Popen:
@@ -121,56 +156,42 @@ def test_refuses_a_busy_port(tmp_path):
     assert f"port {port} (--port) is already in use" in result.stderr
 
 
-def test_runs_everything_and_sigterm_stops_every_child(migrated, tmp_path):
-    port, sim_port = _free_port(), _free_port()
-    log = tmp_path / "embedded.log"
-    proc = _start(migrated, port, sim_port, log)
-    try:
-        text = _wait_for(
-            lambda: "Press Ctrl-C" in log.read_text() and log.read_text(), 120, "the banner"
-        )
-        assert proc.poll() is None, text
-        key = re.search(r"Demo key\s+(sk-fo-\S+)", text).group(1)
-        assert f"http://127.0.0.1:{port}/v1" in text
-        assert "Demo login   demo@acme.test / " in text
-        children = _children(proc.pid)
-        assert len(children) == 4, text
+def test_runs_everything_and_sigterm_stops_every_child(embedded):
+    run = embedded["a"]
+    proc, port, sim_port = run.proc, run.port, run.sim_port
+    text = _wait_for(lambda: "Press Ctrl-C" in run.text() and run.text(), 120, "the banner")
+    assert proc.poll() is None, text
+    key = re.search(r"Demo key\s+(sk-fo-\S+)", text).group(1)
+    assert f"http://127.0.0.1:{port}/v1" in text
+    assert "Demo login   demo@acme.test / " in text
+    children = _children(proc.pid)
+    assert len(children) == 4, text
 
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
-        completion = client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
-        )
-        assert completion.usage.completion_tokens == 16
-        assert httpx.get(f"http://127.0.0.1:{port}/accounts/login/").status_code == 200
-        assert httpx.get(f"http://127.0.0.1:{sim_port}/_sim/health").status_code == 200
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+    completion = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert completion.usage.completion_tokens == 16
+    assert httpx.get(f"http://127.0.0.1:{port}/accounts/login/").status_code == 200
+    assert httpx.get(f"http://127.0.0.1:{sim_port}/_sim/health").status_code == 200
 
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, log.read_text()
-        assert "All processes stopped." in log.read_text()
-        _wait_for(lambda: not any(_alive(pid) for pid in children), 10, "children to exit")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0, run.text()
+    assert "All processes stopped." in run.text()
+    _wait_for(lambda: not any(_alive(pid) for pid in children), 10, "children to exit")
 
 
-def test_a_dying_child_stops_the_others_and_exits_non_zero(migrated, tmp_path):
-    port, sim_port = _free_port(), _free_port()
-    log = tmp_path / "embedded.log"
-    proc = _start(migrated, port, sim_port, log)
-    try:
-        _wait_for(lambda: "Press Ctrl-C" in log.read_text(), 120, "the banner")
-        children = _children(proc.pid)
-        beat = next(
-            pid
-            for pid in children
-            if b" beat " in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        )
-        os.kill(beat, signal.SIGKILL)
-        assert proc.wait(60) != 0
-        assert "celery-beat exited unexpectedly" in log.read_text()
-        _wait_for(lambda: not any(_alive(pid) for pid in children), 10, "children to exit")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+def test_a_dying_child_stops_the_others_and_exits_non_zero(embedded):
+    run = embedded["b"]
+    proc = run.proc
+    _wait_for(lambda: "Press Ctrl-C" in run.text(), 120, "the banner")
+    children = _children(proc.pid)
+    beat = next(
+        pid
+        for pid in children
+        if b" beat " in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    )
+    os.kill(beat, signal.SIGKILL)
+    assert proc.wait(60) != 0
+    assert "celery-beat exited unexpectedly" in run.text()
+    _wait_for(lambda: not any(_alive(pid) for pid in children), 10, "children to exit")
