@@ -17,6 +17,7 @@ deployment decides the wire:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -42,11 +43,26 @@ def _same(data: bytes) -> bytes:
     return data
 
 
+# OpenAI's reasoning models refuse ``max_tokens`` ("use 'max_completion_tokens' instead"); the
+# Messages and Responses translations (and older clients) send it
+_REASONING = re.compile(r"^(o\d|gpt-5)")
+
+
 def chat_upstream_body(call, model: ModelRecord, *, stream: bool) -> dict:
     """The canonical body as it goes upstream: the deployment's model name, the output cap the
-    reservation assumed (when the client set none), and usage asked for on a stream."""
+    reservation assumed (when the client set none), ``max_tokens`` as ``max_completion_tokens``
+    for an OpenAI reasoning model, and usage asked for on a stream."""
     body = dict(call.body)
     body["model"] = model.upstream_model
+    if (
+        call.api == CHAT
+        and model.provider.kind in ("openai", "azure")
+        and body.get("max_tokens") is not None
+        and _REASONING.match(model.upstream_model)
+    ):
+        cap = body.pop("max_tokens")
+        if body.get("max_completion_tokens") is None:
+            body["max_completion_tokens"] = cap
     if (
         call.api == CHAT
         and body.get("max_completion_tokens") is None
