@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -169,6 +170,73 @@ def response_read(key_id: int, response_id: str) -> dict:
     return row[0]
 
 
+MAX_ITEMS_PAGE = 100
+
+
+def _kept_output(response: dict) -> int:
+    """How many of ``items``' last entries are the response's output (``conversation_items``
+    keeps the output items a follow-up can send back)."""
+    return len(conversation_items([], response))
+
+
+def response_input_items(key_id: int, response_id: str, query: dict) -> dict:
+    """``GET /v1/responses/{id}/input_items``: the input items this response was given (its
+    own turn's, as OpenAI lists them), a page at a time (``limit`` 1-100, default 20;
+    ``order`` asc or desc, default desc; ``after`` an item id)."""
+    close_old_connections()
+    row = _first(key_id, response_id, "items", "response")
+    if row is None:
+        raise _not_found(response_id)
+    items, response = row
+    given = items[: max(0, len(items) - _kept_output(response))]
+    listed = [
+        {**item, "id": item.get("id") or f"msg_{response_id.removeprefix('resp_')}_{i}"}
+        if isinstance(item, dict)
+        else item
+        for i, item in enumerate(given)
+    ]
+    if query.get("order", "desc") == "desc":
+        listed.reverse()
+    after = query.get("after")
+    if after:
+        ids = [item.get("id") for item in listed if isinstance(item, dict)]
+        listed = listed[ids.index(after) + 1 :] if after in ids else []
+    limit = query.get("limit", 20)
+    page, more = listed[:limit], len(listed) > limit
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": more,
+    }
+
+
+def _items_query(scope) -> dict:
+    raw = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    query: dict = {}
+    if "limit" in raw:
+        try:
+            limit = int(raw["limit"][0])
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_ITEMS_PAGE:
+            raise GatewayError(
+                400,
+                "invalid_value",
+                f"'limit' must be an integer from 1 to {MAX_ITEMS_PAGE}.",
+                param="limit",
+            )
+        query["limit"] = limit
+    if "order" in raw:
+        if raw["order"][0] not in ("asc", "desc"):
+            raise GatewayError(400, "invalid_value", "'order' must be asc or desc.", param="order")
+        query["order"] = raw["order"][0]
+    if "after" in raw:
+        query["after"] = raw["after"][0][:200]
+    return query
+
+
 def response_delete(key_id: int, response_id: str) -> dict:
     close_old_connections()
     deleted, _ = _live(key_id, response_id).delete()
@@ -187,9 +255,17 @@ def responses_purge() -> int:
 
 
 async def stored_response_route(send, record, rid, scope, run_db) -> None:
-    """``GET`` / ``DELETE /v1/responses/{id}``, for the key that stored it."""
+    """``GET`` / ``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``, for
+    the key that stored it."""
     method, path = scope["method"], scope["path"]
     response_id = path.removeprefix("/v1/responses/")
+    if response_id.endswith("/input_items") and method == "GET":
+        response_id = response_id.removesuffix("/input_items")
+        if response_id and "/" not in response_id:
+            query = _items_query(scope)
+            found = await patiently(run_db, response_input_items, record.key_id, response_id, query)
+            await send_json(send, 200, found, rid)
+            return
     if not response_id or "/" in response_id:
         raise GatewayError(404, "unknown_url", f"Unknown request URL: {method} {path}")
     if method == "GET":

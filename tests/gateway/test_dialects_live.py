@@ -122,6 +122,29 @@ def test_responses_tools_and_previous_response_id_continue_a_conversation(live):
     # the follow-up carried the whole conversation: its prompt is longer than the first's
     assert second.usage.input_tokens > first.usage.input_tokens
     assert client.responses.retrieve(first.id).id == first.id
+    # the input items each turn was given: its own, not the conversation it continued
+    (asked,) = client.responses.input_items.list(first.id).data
+    assert asked.type == "message" and asked.content[0].text == "What is the weather in Paris?"
+    (given,) = client.responses.input_items.list(second.id, order="asc").data
+    assert given.type == "function_call_output" and given.output == "18C"
+
+
+def test_input_items_are_listed_a_page_at_a_time(live):
+    client = oa(live)
+    turn = [{"role": "user", "content": f"part {i}"} for i in range(5)]
+    response = client.responses.create(model="gpt-4o-mini", input=turn)
+    page = client.responses.input_items.list(response.id, order="asc", limit=2)
+    assert [item.content[0].text if isinstance(item.content, list) else item.content
+            for item in page.data] == ["part 0", "part 1"]  # fmt: skip
+    assert page.has_more
+    rest = client.responses.input_items.list(response.id, order="asc", after=page.data[-1].id)
+    assert len(rest.data) == 3 and not rest.has_more
+    with pytest.raises(openai.BadRequestError):
+        client.responses.input_items.list(response.id, limit=0)
+    with live.blocker.unblock():
+        other = key_mint(team=live.team, name="other-lister").secret
+    with pytest.raises(openai.NotFoundError):
+        oa(live, other).responses.input_items.list(response.id)
 
 
 def test_a_stored_response_is_the_keys_own(live):
