@@ -16,18 +16,16 @@ Auth: the admin key as ``x-api-key`` with ``anthropic-version``. Pages follow ``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 import httpx
 
-from reports.invoices.figures import Figure, ReportError, amount, count
+from reports.invoices.figures import Figure, ReportError, amount, count, report_pages
 from reports.models import TokenType
 
 API_VERSION = "2023-06-01"
-MAX_PAGES = 1_000
 DAYS_PER_PAGE = 31  # the largest limit for daily buckets
 CENTS = Decimal(100)
 
@@ -60,38 +58,13 @@ def _buckets(client, url: str, key: str, start: date, end: date, *, group: list)
         *(("group_by[]", g) for g in group),
     ]
     headers = {"x-api-key": key, "anthropic-version": API_VERSION}
-    page = None
-    for _ in range(MAX_PAGES):
-        query = params + ([("page", page)] if page else [])
-        try:
-            r = client.get(url, params=query, headers=headers)
-        except httpx.HTTPError as exc:
-            raise ReportError(f"{url}: {type(exc).__name__}") from None
-        if r.status_code != 200:
-            raise ReportError(f"{url}: HTTP {r.status_code}: {_error_message(r)}")
-        try:
-            body = json.loads(r.content, parse_float=Decimal)
-        except ValueError:
-            raise ReportError(f"{url}: the answer is not JSON") from None
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise ReportError(f"{url}: the answer has no data list")
+    for body in report_pages(client, url, params=params, headers=headers):
         for bucket in body["data"]:
             if not isinstance(bucket, dict) or not isinstance(bucket.get("results"), list):
                 raise ReportError(f"{url}: a bucket without results")
             day = _day(bucket.get("starting_at"))
             if start <= day < end:
                 yield day, [x for x in bucket["results"] if isinstance(x, dict)]
-        page = body.get("next_page")
-        if not body.get("has_more") or not page:
-            return
-    raise ReportError(f"{url}: more than {MAX_PAGES} pages")
-
-
-def _error_message(r: httpx.Response) -> str:
-    try:
-        return str(r.json()["error"]["message"])[:200]
-    except (ValueError, KeyError, TypeError):
-        return r.reason_phrase
 
 
 def _where(result: dict) -> dict[str, str]:

@@ -15,17 +15,14 @@ key sent as a bearer token. Pages follow ``next_page`` while ``has_more``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
-from decimal import Decimal
 
 import httpx
 
-from reports.invoices.figures import Figure, ReportError, amount, count, utc_day
+from reports.invoices.figures import Figure, ReportError, amount, count, report_pages, utc_day
 from reports.models import TokenType
 
-MAX_PAGES = 1_000  # a misbehaving server that always says has_more cannot loop forever
 DAYS_PER_PAGE = 31  # the usage endpoints' largest limit for daily buckets
 
 _LINE_TYPES = {
@@ -49,36 +46,6 @@ def _epoch(day: date) -> int:
     return int(datetime.combine(day, time(0), UTC).timestamp())
 
 
-def _pages(client: httpx.Client, url: str, key: str, params: list) -> Iterator[dict]:
-    page = None
-    for _ in range(MAX_PAGES):
-        query = params + ([("page", page)] if page else [])
-        try:
-            r = client.get(url, params=query, headers={"authorization": f"Bearer {key}"})
-        except httpx.HTTPError as exc:
-            raise ReportError(f"{url}: {type(exc).__name__}") from None
-        if r.status_code != 200:
-            raise ReportError(f"{url}: HTTP {r.status_code}: {_error_message(r)}")
-        try:
-            body = json.loads(r.content, parse_float=Decimal)
-        except ValueError:
-            raise ReportError(f"{url}: the answer is not JSON") from None
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise ReportError(f"{url}: the answer has no data list")
-        yield body
-        page = body.get("next_page")
-        if not body.get("has_more") or not page:
-            return
-    raise ReportError(f"{url}: more than {MAX_PAGES} pages")
-
-
-def _error_message(r: httpx.Response) -> str:
-    try:
-        return str(r.json()["error"]["message"])[:200]
-    except (ValueError, KeyError, TypeError):
-        return r.reason_phrase
-
-
 def _buckets(
     client, url, key, start: date, end: date, *, extra: list
 ) -> Iterator[tuple[date, list]]:
@@ -89,7 +56,8 @@ def _buckets(
         ("limit", str(DAYS_PER_PAGE)),
         *extra,
     ]
-    for body in _pages(client, url, key, params):
+    headers = {"authorization": f"Bearer {key}"}
+    for body in report_pages(client, url, params=params, headers=headers):
         for bucket in body["data"]:
             if not isinstance(bucket, dict) or not isinstance(bucket.get("results"), list):
                 raise ReportError(f"{url}: a bucket without results")
