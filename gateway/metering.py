@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from gateway import billable
+from gateway import billable, savings
 from gateway.pricing import Cost, Usage, cost_of, price_at
 from gateway.records import ModelRecord
+from gateway.runtime import runtime
 from gateway.tokens import count_text
 
 
@@ -85,6 +86,12 @@ def event(
     call.completion_tokens += usage.output
     record = call.record
     plan = call.plan
+    # what a lever (router, downgrade, fallback) saved: on the successful attempt only
+    saved, lever = (
+        savings.saving(call, model, usage, cost, configs=runtime.configs)
+        if status == "ok" and model is not None and not call.shadow
+        else savings.NONE
+    )
     return {
         "event_id": uuid.uuid4(),
         "request_id": call.request_id,
@@ -120,6 +127,8 @@ def event(
         "experiment_arm": call.experiment_arm,
         "budget_action": call.budget_action,
         "translated": call.translated,
+        "saved_usd": saved,
+        "saving_lever": lever,
     }
 
 

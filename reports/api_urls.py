@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from reports import apis, invoice_apis
+from reports import apis, invoice_apis, savings_apis
 
 router = SimpleRouter()
 router.register("alerts", apis.BudgetAlertViewSet, basename="budget-alert")
@@ -13,6 +13,7 @@ router.register(
 
 urlpatterns = [
     path("spend/", apis.SpendView.as_view(), name="spend"),
+    path("savings/", savings_apis.SavingsView.as_view(), name="savings"),
     path("reconciliation/", invoice_apis.ReconciliationView.as_view(), name="reconciliation"),
     path(
         "reconciliation/suggestions/",

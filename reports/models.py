@@ -12,6 +12,8 @@ from decimal import Decimal
 from django.db import models
 from django.utils import timezone
 
+from gateway.savings import LEVERS
+
 # Upper bounds (inclusive, milliseconds) of the latency histogram's buckets; one more bucket
 # (``lat_11``) counts everything slower than the last bound. Fixed, so histograms add up.
 LATENCY_BOUNDS_MS: tuple[int, ...] = (
@@ -59,6 +61,10 @@ COUNT_FIELDS = (
     "latency_count",
     *LATENCY_FIELDS,
 )
+# Per saving lever (``gateway.savings.LEVERS``): what it saved (the ledger's ``saved_usd``) and
+# the production spend of the rows it served (its calls' actual cost).
+SAVED_FIELDS = tuple(f"saved_{lever}" for lever in LEVERS)
+LEVER_SPEND_FIELDS = tuple(f"spend_{lever}" for lever in LEVERS)
 COST_FIELDS = (
     "input_cost",
     "cached_input_cost",
@@ -67,6 +73,9 @@ COST_FIELDS = (
     "cost",
     "failed_cost",
     "eval_cost",
+    "judge_cost",
+    *SAVED_FIELDS,
+    *LEVER_SPEND_FIELDS,
 )
 MEASURE_FIELDS = COUNT_FIELDS + COST_FIELDS
 
@@ -91,6 +100,17 @@ class SpendMeasures(models.Model):
     eval_requests = models.IntegerField(default=0)
     eval_attempts = models.IntegerField(default=0)
     eval_cost = models.DecimalField(**SUM_FIELD)
+    judge_cost = models.DecimalField(**SUM_FIELD)  # the judge's part of eval_cost
+    saved_router = models.DecimalField(**SUM_FIELD)
+    saved_cache = models.DecimalField(**SUM_FIELD)
+    saved_batch = models.DecimalField(**SUM_FIELD)
+    saved_downgrade = models.DecimalField(**SUM_FIELD)
+    saved_fallback = models.DecimalField(**SUM_FIELD)
+    spend_router = models.DecimalField(**SUM_FIELD)
+    spend_cache = models.DecimalField(**SUM_FIELD)
+    spend_batch = models.DecimalField(**SUM_FIELD)
+    spend_downgrade = models.DecimalField(**SUM_FIELD)
+    spend_fallback = models.DecimalField(**SUM_FIELD)
     latency_sum_ms = models.BigIntegerField(default=0)
     latency_count = models.IntegerField(default=0)
     lat_0 = models.IntegerField(default=0)
@@ -121,6 +141,10 @@ class SpendRollup(SpendMeasures):
     - ``successes`` / ``failures``: attempts with status ``ok`` / anything else.
     - ``cost``: every production attempt's cost (failed ones included, as the provider bills
       them); ``failed_cost`` is the part of it spent on attempts that did not succeed.
+    - ``judge_cost``: the part of ``eval_cost`` spent on judge calls (``router_decision``
+      ``judge``); the rest of ``eval_cost`` is shadow traffic.
+    - ``saved_<lever>``: the ledger's ``saved_usd`` of production rows with that
+      ``saving_lever``; ``spend_<lever>``: those rows' ``cost`` (see ``gateway.savings``).
     - latency: over successful production attempts; ``lat_i`` counts those whose latency is at
       most ``LATENCY_BOUNDS_MS[i]`` (and above the previous bound).
 

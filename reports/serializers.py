@@ -1,4 +1,4 @@
-"""API shapes of reporting: the spend query and its rows, and alerts."""
+"""API shapes of reporting: the spend query and its rows, the savings statement, and alerts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from reports.models import BudgetAlert
-from reports.selectors import DIMENSIONS, SpendQuery
+from reports.selectors import DIMENSIONS, SAVINGS_DIMENSIONS, SavingsQuery, SpendQuery
 
 MAX_DAYS = 400
 MAX_HOUR_DAYS = 93
@@ -125,6 +125,113 @@ class SpendResponseSerializer(serializers.Serializer):
     group_by = serializers.ListField(child=serializers.CharField())
     include_evaluation = serializers.BooleanField()
     rows = SpendRowSerializer(many=True)
+
+
+# --- savings -------------------------------------------------------------------------------------
+
+LEVER_HELP = "router, cache, batch, downgrade, fallback; null: the spend no lever touched."
+
+
+class SavingsQuerySerializer(serializers.Serializer):
+    group_by = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Comma-separated: "
+        + ", ".join(SAVINGS_DIMENSIONS)
+        + ". Rows always carry `org` and are always split by `lever`.",
+    )
+    start = serializers.DateField(
+        required=False, help_text="First local day, inclusive (default: 1st of this month)."
+    )
+    end = serializers.DateField(
+        required=False, help_text="Last local day, inclusive (default: today)."
+    )
+    org = serializers.SlugField(required=False, help_text="Only this organisation.")
+    team = serializers.SlugField(required=False, help_text="Only this team (slug).")
+
+    def validate_group_by(self, value: str) -> tuple[str, ...]:
+        dims = []
+        for raw in value.split(","):
+            dim = raw.strip().lower()
+            if not dim:
+                continue
+            if dim not in SAVINGS_DIMENSIONS:
+                raise serializers.ValidationError(
+                    f"unknown dimension {dim!r}; choose from {', '.join(SAVINGS_DIMENSIONS)}"
+                )
+            if dim not in dims:
+                dims.append(dim)
+        return tuple(dims)
+
+    def validate(self, attrs: dict) -> dict:
+        today = timezone.now().date()
+        end = attrs.get("end") or today
+        start = attrs.get("start") or end.replace(day=1)
+        if start > end:
+            raise serializers.ValidationError({"start": "must not be after end"})
+        if end - start >= timedelta(days=MAX_DAYS):
+            raise serializers.ValidationError({"end": f"at most {MAX_DAYS} days per query"})
+        attrs["start"], attrs["end"] = start, end
+        return attrs
+
+    def query(self) -> SavingsQuery:
+        data = self.validated_data
+        return SavingsQuery(
+            group_by=data["group_by"],
+            start=data["start"],
+            end=data["end"],
+            org=data.get("org"),
+            team=data.get("team"),
+        )
+
+
+class SavingsRowSerializer(serializers.Serializer):
+    """One group and one lever: the grouped dimensions (only those asked for, plus `org`), the
+    lever, what it saved and the spend of the calls it served."""
+
+    org = serializers.CharField()
+    team = serializers.CharField(required=False, allow_null=True)
+    feature = serializers.CharField(required=False, allow_null=True)
+    model = serializers.CharField(required=False, allow_null=True)
+    day = serializers.DateField(required=False)
+    lever = serializers.CharField(allow_null=True, help_text=LEVER_HELP)
+    saved_usd = serializers.CharField(
+        help_text="USD, fixed-point, 12 decimal places: the ledger's `saved_usd` (negative when "
+        "the lever cost more)."
+    )
+    cost_usd = serializers.CharField(
+        help_text="USD, fixed-point: production spend of these calls (after the lever)."
+    )
+
+
+class SavingsLeverSerializer(serializers.Serializer):
+    lever = serializers.CharField(help_text=LEVER_HELP)
+    method = serializers.CharField(help_text="How the saving is computed, in one sentence.")
+    saved_usd = serializers.CharField()
+    cost_usd = serializers.CharField()
+
+
+class SavingsTotalsSerializer(serializers.Serializer):
+    cost_usd = serializers.CharField(help_text="Production spend.")
+    saved_usd = serializers.CharField(help_text="Saved by every lever.")
+    without_levers_usd = serializers.CharField(help_text="`cost_usd` + `saved_usd`.")
+    saved_percent = serializers.CharField(
+        allow_null=True, help_text="`saved_usd` of `without_levers_usd`, in percent."
+    )
+    levers = SavingsLeverSerializer(many=True)
+    shadow_cost_usd = serializers.CharField(help_text="Shadow traffic (evaluation spend).")
+    judge_cost_usd = serializers.CharField(help_text="Judge calls (evaluation spend).")
+    lever_cost_usd = serializers.CharField(help_text="What the levers cost: shadow + judge.")
+    net_saved_usd = serializers.CharField(help_text="`saved_usd` - `lever_cost_usd`.")
+
+
+class SavingsResponseSerializer(serializers.Serializer):
+    start = serializers.DateField()
+    end = serializers.DateField()
+    group_by = serializers.ListField(child=serializers.CharField())
+    rows = SavingsRowSerializer(many=True)
+    totals = SavingsTotalsSerializer()
 
 
 class BudgetAlertSerializer(serializers.ModelSerializer):

@@ -40,6 +40,7 @@ from reports.pages.dashboard_measures import (
 )
 from reports.periods import DAY, local_midnight, org_zone, period_days
 from reports.ranges import DateRange
+from reports.savings import Savings, savings_sums
 from reports.selectors import (
     key_labels,
     org_alert_list,
@@ -178,7 +179,36 @@ def _org_overview(user, org: Organization, rng: DateRange, *, now: datetime) -> 
             "key": _ranked(by["key"], key_label, total.cost, n=TOP_N),
         },
         "anomalies": _anomalies(user, org, daily, rng, team_label=team_label, tz=tz),
+        "savings": _org_savings(in_range, team_label, teams, rng),
     }
+
+
+def _org_savings(in_range, team_label, teams: dict, rng: DateRange) -> dict:
+    """The range's savings by lever (``reports.savings``), over the org and by team, from the
+    team-total marginals."""
+    total = Savings()
+    by_team = []
+    for g in (
+        in_range.filter(dimension=Dimension.TEAM)
+        .values("team_id")
+        .annotate(**savings_sums())
+        .order_by()
+    ):
+        total.add(g)
+        team = Savings.of(g)
+        if not (team.cost or team.total_saved or team.eval_cost):
+            continue
+        team_id = g["team_id"]
+        by_team.append(
+            {
+                "name": team_label(team_id),
+                "team_id": team_id or None,
+                "url": team_url(team_id, rng) if team_id in teams else None,
+                **team.as_json(),
+            }
+        )
+    by_team.sort(key=lambda t: (-Decimal(t["saved"]), t["name"]))
+    return {**total.as_json(), "teams": by_team}
 
 
 def _anomalies(user, org: Organization, daily, rng: DateRange, *, team_label, tz) -> list[dict]:
@@ -334,6 +364,11 @@ def _team_page(user, team: Team, rng: DateRange, *, now: datetime) -> dict:
         "models": models,
         "over_time": {"days": [d.isoformat() for d in days], **over_time},
         "daily": daily_rows,
+        "savings": Savings.of(
+            team_dimension_rows(user, team)
+            .filter(dimension=Dimension.TEAM, day__gte=rng.start, day__lte=rng.end)
+            .aggregate(**savings_sums())
+        ).as_json(),
         "alerts": [
             {
                 "id": a.pk,

@@ -204,7 +204,83 @@ def overview_tables(data: dict) -> list[Table]:
         _breakdown_table("models", "Top models", "Model", top["model"]),
         _breakdown_table("keys", "Top keys", "Key", top["key"]),
         anomalies,
+        *savings_tables(data["savings"]),
     ]
+
+
+def savings_tables(savings: dict) -> list[Table]:
+    """The savings statement of a page (``reports.savings``): the totals next to the spend, each
+    lever with its method, and what the levers cost; on the overview also by team."""
+    summary = Table(
+        "savings_summary",
+        "Savings next to the spend",
+        (Column("measure", "Measure"), _num("value", "Value")),
+        [
+            {"measure": "Spend (USD)", "value": usd_six(savings["cost"])},
+            {"measure": "Saved by the levers (USD)", "value": usd_six(savings["saved"])},
+            {
+                "measure": "Spend without the levers (USD)",
+                "value": usd_six(savings["without_levers"]),
+            },
+            {"measure": "Saved share", "value": _pct(savings["saved_pct"])},
+            {"measure": "What the levers cost (USD)", "value": usd_six(savings["lever_cost"])},
+            {"measure": "Net saved (USD)", "value": usd_six(savings["net_saved"])},
+        ],
+    )
+    levers = Table(
+        "savings",
+        "Savings by lever",
+        (
+            Column("lever", "Lever"),
+            Column("method", "Method"),
+            _num("saved", "Saved (USD)"),
+            _num("spend", "Spend on its calls (USD)"),
+        ),
+        [
+            {
+                "lever": lever["label"],
+                "method": lever["method"],
+                "saved": usd_six(lever["saved"]),
+                "spend": usd_six(lever["spend"]),
+            }
+            for lever in savings["levers"]
+        ],
+    )
+    costs = Table(
+        "lever_costs",
+        "What the levers cost",
+        (Column("name", "Cost"), Column("method", "Method"), _num("cost", "Cost (USD)")),
+        [
+            {"name": c["label"], "method": c["method"], "cost": usd_six(c["cost"])}
+            for c in savings["lever_costs"]
+        ],
+    )
+    tables = [summary, levers, costs]
+    if "teams" in savings:
+        tables.append(
+            Table(
+                "savings_teams",
+                "Savings by team",
+                (
+                    Column("team", "Team"),
+                    _num("cost", "Spend (USD)"),
+                    _num("saved", "Saved (USD)"),
+                    *(_num(f"saved_{lv['lever']}", lv["label"]) for lv in savings["levers"]),
+                    _num("lever_cost", "Lever cost (USD)"),
+                ),
+                [
+                    {
+                        "team": Link(t["name"], t["url"]),
+                        "cost": usd_six(t["cost"]),
+                        "saved": usd_six(t["saved"]),
+                        **{f"saved_{lv['lever']}": usd_six(lv["saved"]) for lv in t["levers"]},
+                        "lever_cost": usd_six(t["lever_cost"]),
+                    }
+                    for t in savings["teams"]
+                ],
+            )
+        )
+    return tables
 
 
 LATENCY_KEYS = ("name", "latency_count", "latency_ms_avg", "latency_ms_p50", "latency_ms_p95")
@@ -267,4 +343,5 @@ def team_tables(data: dict) -> list[Table]:
         overhead,
         latency,
         alerts,
+        *savings_tables(data["savings"]),
     ]

@@ -1,6 +1,7 @@
 """The monthly chargeback statement of one team: its spend over a calendar month in the
 organisation's timezone (from the day rollups), broken down by feature, model, endpoint and key,
-its budgets and how much of them the month used, and evaluation (shadow) spend apart.
+its budgets and how much of them the month used, evaluation (shadow) spend apart, and the
+savings statement: what each lever saved next to the spend, and what the levers cost.
 
 Every number is read through the user's scoped selectors (``daily_spend_list_for_user``,
 ``statement_budget_list``); the page and its CSV downloads show the same ``Table`` rows. The
@@ -20,6 +21,7 @@ from django.db.models import Q, QuerySet, Sum
 from finops.money import money
 from reports.models import DailySpend
 from reports.periods import DAY, period_days
+from reports.savings import Savings, savings_sums
 from reports.selectors import budget_rows, daily_spend_list_for_user, statement_budget_list
 from reports.tables import Column, Table
 from teams.models import Budget, BudgetPeriod, BudgetScope, Team, VirtualKey
@@ -57,6 +59,7 @@ class Statement:
     total_cost: Decimal
     evaluation_cost: Decimal
     tables: list[Table] = field(default_factory=list)
+    savings: dict = field(default_factory=dict)  # reports.savings.Savings.as_json()
 
     @property
     def month(self) -> str:
@@ -275,6 +278,8 @@ def statement_build(user, *, team: Team, first: date) -> Statement:
         ],
     )
     tables.append(evaluation)
+    savings = Savings.of(rows.aggregate(**savings_sums())).as_json()
+    tables += _savings_tables(savings)
     return Statement(
         team=team,
         first=first,
@@ -282,4 +287,43 @@ def statement_build(user, *, team: Team, first: date) -> Statement:
         total_cost=whole,
         evaluation_cost=eval_cost,
         tables=tables,
+        savings=savings,
     )
+
+
+def _savings_tables(savings: dict) -> list[Table]:
+    """Each lever's saving and method next to the spend of its calls, and what the levers
+    cost, at the ledger's precision."""
+    levers = Table(
+        name="savings",
+        title="Savings by lever",
+        columns=(
+            Column("lever", "Lever"),
+            Column("method", "Method"),
+            Column("saved", "Saved (USD)", numeric=True),
+            Column("spend", "Spend on its calls (USD)", numeric=True),
+        ),
+        rows=[
+            {
+                "lever": lever["lever"],
+                "method": lever["method"],
+                "saved": lever["saved"],
+                "spend": lever["spend"],
+            }
+            for lever in savings["levers"]
+        ],
+    )
+    costs = Table(
+        name="lever_costs",
+        title="What the levers cost (evaluation spend, billed apart)",
+        columns=(
+            Column("name", "Cost"),
+            Column("method", "Method"),
+            Column("cost", "Cost (USD)", numeric=True),
+        ),
+        rows=[
+            {"name": c["name"], "method": c["method"], "cost": c["cost"]}
+            for c in savings["lever_costs"]
+        ],
+    )
+    return [levers, costs]

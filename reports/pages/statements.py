@@ -1,5 +1,6 @@
 """A team's monthly chargeback statement page (``/reports/teams/<id>/statements/<YYYY-MM>/``):
-its tables, each a CSV download, and the whole statement as one CSV. The figures are
+its tables, each a CSV download, and the whole statement as one CSV (the savings as ``saving``
+and ``lever_cost`` lines, their amounts in ``saved_usd`` and ``cost_usd``). The figures are
 ``reports.pages.statement_data``; chargeback alerts (recorded by the alert job) link here.
 """
 
@@ -30,6 +31,7 @@ STATEMENT_CSV_COLUMNS = (
     "share_percent",
     "limit_usd",
     "used_percent",
+    "saved_usd",
 )
 
 
@@ -52,6 +54,7 @@ def statement_csv(statement: Statement) -> str:
             completion_tokens=s["completion_tokens"],
             cost_usd=s["cost"],
             share_percent="100.00" if statement.total_cost else "0.00",
+            saved_usd=statement.savings["saved"],
         )
     )
     writer.writerow(
@@ -100,6 +103,14 @@ def statement_csv(statement: Statement) -> str:
                 cost_usd=r["cost"],
             )
         )
+    for r in statement.table("savings").rows:
+        writer.writerow(
+            _line(
+                base, section="saving", name=r["lever"], cost_usd=r["spend"], saved_usd=r["saved"]
+            )
+        )
+    for r in statement.table("lever_costs").rows:
+        writer.writerow(_line(base, section="lever_cost", name=r["name"], cost_usd=r["cost"]))
     return out.getvalue()
 
 
@@ -110,9 +121,13 @@ def _line(base: dict, **values) -> list:
 
 def statement_headline(statement: Statement) -> dict:
     """Rounded figures for people (the tables keep full precision)."""
+    savings = statement.savings
     return {
         "total_usd": usd(statement.total_cost),
         "evaluation_usd": usd(statement.evaluation_cost),
+        "saved_usd": usd(savings["saved"]),
+        "without_levers_usd": usd(savings["without_levers"]),
+        "lever_cost_usd": usd(savings["lever_cost"]),
     }
 
 

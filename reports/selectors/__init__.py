@@ -4,6 +4,7 @@
   rows a budget's scope covers, and the unscoped ``dangerously_*`` readers of the jobs.
 - ``invoices``: the providers, imports and policies of invoice reconciliation (admins and
   finance only).
+- ``savings``: the savings statement as rows split by lever (the savings API), scoped as spend.
 - ``dashboards``: on top of those, which organisations and teams a user may open, and the rows,
   budgets, alerts and labels of one of them (dashboards, team statement).
 
@@ -31,6 +32,7 @@ from reports.selectors.invoices import (
     reconciliation_provider_list_for_user,
     report_pull_list_for_user,
 )
+from reports.selectors.savings import SAVINGS_DIMENSIONS, SavingsQuery, savings_by_dimension
 from reports.selectors.spend import (
     DIMENSIONS,
     SpendQuery,
@@ -47,6 +49,8 @@ from reports.selectors.spend import (
 
 __all__ = [
     "DIMENSIONS",
+    "SAVINGS_DIMENSIONS",
+    "SavingsQuery",
     "SpendQuery",
     "budget_alert_list_for_user",
     "budget_dimension_rows",
@@ -65,6 +69,7 @@ __all__ = [
     "org_dimension_rows",
     "org_team_labels",
     "overview_org_list",
+    "savings_by_dimension",
     "spend_by_dimension",
     "statement_budget_list",
     "team_alert_list",

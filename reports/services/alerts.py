@@ -24,6 +24,7 @@ from finops.money import money, usd
 from reports.forecast import BudgetSpend, budget_forecast, budget_spent, robust_z
 from reports.models import AlertKind, AlertStatus, BudgetAlert, DailySpend
 from reports.periods import DAY, local_date, local_midnight, org_zone
+from reports.savings import Savings, savings_sums
 from reports.selectors import budget_rows
 from reports.services.alert_recording import (
     AlertRun,
@@ -274,7 +275,8 @@ def _anomaly_record(org, team_id, feature, today, *, value, median, z, tz, now) 
 def chargeback_statements_evaluate(run: AlertRun, *, now: datetime) -> None:
     """On the 1st (org's timezone; from 01:00, once the last evening is rolled up, and up to
     ``FINOPS_CHARGEBACK_GRACE_DAYS`` days late after an outage), one statement per team with
-    spend in the previous month: totals, by feature, by model, evaluation spend apart."""
+    spend in the previous month: totals, by feature, by model, evaluation spend apart, and the
+    savings statement (each lever's saving and method, what the levers cost)."""
     grace = int(_setting("FINOPS_CHARGEBACK_GRACE_DAYS", 3))
     for org in Organization.objects.all():
         tz = org_zone(org)
@@ -318,9 +320,24 @@ def chargeback_statements_evaluate(run: AlertRun, *, now: datetime) -> None:
                     "evaluation_cost": money(total["eval_cost"]),
                     "by_feature": _breakdown(team_rows, "feature"),
                     "by_model": _breakdown(team_rows, "model"),
+                    "savings": _savings(team_rows),
                 },
             )
             run.recorded += int(created)
+
+
+def _savings(rows: QuerySet[DailySpend]) -> dict:
+    """``reports.savings`` of the month (money at 12 places), with each amount also rounded for
+    people (``*_text``, as the email shows it)."""
+    savings = Savings.of(rows.aggregate(**savings_sums())).as_json()
+    for name in ("saved", "without_levers", "lever_cost", "net_saved"):
+        savings[f"{name}_text"] = usd(savings[name])
+    for lever in savings["levers"]:
+        lever["saved_text"] = usd(lever["saved"])
+        lever["spend_text"] = usd(lever["spend"])
+    for cost in savings["lever_costs"]:
+        cost["cost_text"] = usd(cost["cost"])
+    return savings
 
 
 def _breakdown(rows: QuerySet[DailySpend], column: str) -> list[dict]:

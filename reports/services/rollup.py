@@ -38,6 +38,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from gateway.models import UsageEvent
+from gateway.savings import LEVERS
 from reports.models import DailySpend, HourlySpend, RollupState
 from reports.periods import DAY, HOUR, floor_hour, local_date, local_midnight
 from reports.services.rollup_sql import (
@@ -340,35 +341,46 @@ class Reconciliation:
         return self.ledger_days == self.daily and self.ledger_hours == self.hourly
 
 
-_LEDGER_TOTALS = {
-    "cost": ("cost", False),
-    "eval_cost": ("cost", True),
-    "attempts": ("id", False),
-    "prompt_tokens": ("prompt_tokens", False),
-    "completion_tokens": ("completion_tokens", False),
-}
+_COUNTS = ("attempts", "prompt_tokens", "completion_tokens")
+
+
+def _ledger_measures() -> dict:
+    """What reconciliation compares, as aggregates of the ledger: production cost, evaluation
+    cost and the judge's part of it, attempts, tokens, and per saving lever what it saved and
+    the spend of its rows (``saved``: every production row's ``saved_usd``)."""
+    from django.db.models import Count, Q, Sum
+
+    prod = Q(shadow=False)
+    measures = {
+        "cost": Sum("cost", filter=prod),
+        "eval_cost": Sum("cost", filter=Q(shadow=True)),
+        "judge_cost": Sum("cost", filter=Q(shadow=True, router_decision="judge")),
+        # a correction row (attempt 0) is money, not an attempt
+        "attempts": Count("id", filter=prod & Q(attempt__gt=0)),
+        "prompt_tokens": Sum("prompt_tokens", filter=prod),
+        "completion_tokens": Sum("completion_tokens", filter=prod),
+        "saved": Sum("saved_usd", filter=prod),
+    }
+    for lever in LEVERS:
+        measures[f"saved_{lever}"] = Sum("saved_usd", filter=prod & Q(saving_lever=lever))
+        measures[f"spend_{lever}"] = Sum("cost", filter=prod & Q(saving_lever=lever))
+    return measures
 
 
 def _ledger_totals(org_id: int, lo: datetime, hi: datetime) -> dict[str, Decimal]:
-    from django.db.models import Count, Q, Sum
-
-    aggregates = {
-        # a correction row (attempt 0) is money, not an attempt
-        f"total_{name}": Count(column, filter=Q(shadow=shadow, attempt__gt=0))
-        if column == "id"
-        else Sum(column, filter=Q(shadow=shadow))
-        for name, (column, shadow) in _LEDGER_TOTALS.items()
-    }
     totals = UsageEvent.objects.filter(
         org_id=org_id, started_at__gte=lo, started_at__lt=hi
-    ).aggregate(**aggregates)
+    ).aggregate(**{f"total_{name}": agg for name, agg in _ledger_measures().items()})
     return _normalised({name.removeprefix("total_"): value for name, value in totals.items()})
 
 
 def _rollup_totals(queryset) -> dict[str, Decimal]:
     from django.db.models import Sum
 
-    return _normalised(queryset.aggregate(**{name: Sum(name) for name in _LEDGER_TOTALS}))
+    names = [name for name in _ledger_measures() if name != "saved"]
+    totals = queryset.aggregate(**{name: Sum(name) for name in names})
+    totals["saved"] = sum((Decimal(totals[f"saved_{lever}"] or 0) for lever in LEVERS), Decimal(0))
+    return _normalised(totals)
 
 
 def spend_reconcile(*, start: date, end: date) -> list[Reconciliation]:
@@ -413,7 +425,7 @@ def _normalised(values: dict) -> dict[str, Decimal]:
     out = {}
     for name, value in values.items():
         value = Decimal(value or 0)
-        if not exact and name in ("cost", "eval_cost"):
+        if not exact and name not in _COUNTS:
             value = value.quantize(Decimal("1e-9"))
         out[name] = value
     return out

@@ -15,6 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from gateway.models import UsageEvent
+from gateway.savings import LEVERS
 from reports.models import (
     COST_FIELDS,
     DIMENSION_FIELDS,
@@ -45,8 +46,9 @@ def _hour_expr() -> str:
 def _row_sql() -> str:
     """Per ledger row, once: the dimensions with their sentinels, and the row's class as booleans
     (production attempt, production success, evaluation attempt, first attempt, production
-    money) and its latency bucket. A correction row (``attempt`` 0: a re-pricing appended by
-    invoice reconciliation) is money only: it adds to the costs, never to a count."""
+    money, evaluation money, judge money), its latency bucket and its saving lever. A correction
+    row (``attempt`` 0: a re-pricing appended by invoice reconciliation) is money only: it adds
+    to the costs, never to a count."""
     bucket = "CASE " + " ".join(
         f"WHEN latency_ms <= {bound} THEN {i}" for i, bound in enumerate(LATENCY_BOUNDS_MS)
     )
@@ -55,9 +57,11 @@ def _row_sql() -> str:
         "feature, endpoint, end_user, model, provider, "
         "(NOT shadow AND attempt > 0) AS p, (NOT shadow AND status = 'ok') AS s, "
         "(shadow AND attempt > 0) AS e, attempt = 1 AS a1, NOT shadow AS k, shadow AS x, "
+        "(shadow AND router_decision = 'judge') AS j, "
+        "CASE WHEN shadow THEN '' ELSE saving_lever END AS lv, "
         f"{bucket} ELSE {len(LATENCY_BOUNDS_MS)} END AS lb, "
         "prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, latency_ms, "
-        "input_cost, cached_input_cost, cache_write_cost, output_cost, cost"
+        "input_cost, cached_input_cost, cache_write_cost, output_cost, cost, saved_usd"
     )
 
 
@@ -86,13 +90,16 @@ def _measures_sql() -> list[tuple[str, str]]:
         ("latency_count", count("s")),
     ]
     measures += [(name, count(f"s AND lb = {i}")) for i, name in enumerate(LATENCY_FIELDS)]
+    special = {
+        "failed_cost": total("cost", "p AND NOT s"),
+        "eval_cost": total("cost", "x"),
+        "judge_cost": total("cost", "j"),
+    }
+    for lever in LEVERS:  # names from code, never from a row
+        special[f"saved_{lever}"] = total("saved_usd", f"lv = '{lever}'")
+        special[f"spend_{lever}"] = total("cost", f"lv = '{lever}'")
     for name in COST_FIELDS:
-        if name == "failed_cost":
-            measures.append((name, total("cost", "p AND NOT s")))
-        elif name == "eval_cost":
-            measures.append((name, total("cost", "x")))
-        else:
-            measures.append((name, total(name, "k")))
+        measures.append((name, special.get(name) or total(name, "k")))
     return measures
 
 

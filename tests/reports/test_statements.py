@@ -178,7 +178,7 @@ class StatementTests(APITestCase):
             sum(Decimal(r["cost_usd"]) for r in features), self.ledger_march(self.team_a)
         )
         self.assertEqual({r["section"] for r in rows} - {"total"}, {
-            "feature", "model", "endpoint", "key", "budget", "evaluation"
+            "feature", "model", "endpoint", "key", "budget", "evaluation", "saving", "lever_cost"
         })  # fmt: skip
         self.assertEqual({r["team"] for r in rows}, {"search"})
 

@@ -285,6 +285,11 @@ class URLSweepTests(TwoOrgsTestCase):
                 f"{api}/spend/?group_by=team&org={a.slug}",
                 f"{api}/spend/?group_by=model&team={self.team_x.pk}",
             ],
+            "savings": [
+                f"{api}/savings/?group_by=lever",
+                f"{api}/savings/?group_by=team,feature,model,day&org={a.slug}",
+                f"{api}/savings/?group_by=model&team={self.team_x.slug}",
+            ],
             "export-focus": [
                 f"{api}/exports/focus/?start={date.today():%Y-%m-01}&end={date.today()}",
                 f"{api}/exports/focus/?start={date.today():%Y-%m-01}&end={date.today()}&org={a.slug}",
