@@ -246,6 +246,22 @@ FINOPS_GATEWAY_CLUSTER = _typed("FINOPS_GATEWAY_CLUSTER", str, "")
 FINOPS_RESPONSES_RETENTION_DAYS = _typed("FINOPS_RESPONSES_RETENTION_DAYS", float, 30.0)
 # Invoice reconciliation: how many UTC days (today included) each scheduled pull of a provider's
 # usage and cost reports re-reads (providers revise recent days), and its HTTP timeout.
+# The response cache (gateway.response_cache_store): Redis's byte budget per organisation, the
+# in-process store's (no Redis), and the bound on every Redis call (a slow Redis is a miss).
+FINOPS_RESPONSE_CACHE_ORG_BYTES = _typed("FINOPS_RESPONSE_CACHE_ORG_BYTES", int, 64 * 1024 * 1024)
+FINOPS_RESPONSE_CACHE_LOCAL_BYTES = _typed(
+    "FINOPS_RESPONSE_CACHE_LOCAL_BYTES", int, 64 * 1024 * 1024
+)
+FINOPS_RESPONSE_CACHE_TIMEOUT = _typed("FINOPS_RESPONSE_CACHE_TIMEOUT", float, 0.25)
+# The Batch APIs (gateway.batches, docs/batches.md): a batch's input in bytes and lines, the time
+# an upload may take, how often each gateway process polls open batches, how long a batch's
+# budget reservation holds unmetered, and when a dead process's metering claim may be taken over.
+FINOPS_BATCH_MAX_BYTES = _typed("FINOPS_BATCH_MAX_BYTES", int, 100 * 1024 * 1024)
+FINOPS_BATCH_MAX_LINES = _typed("FINOPS_BATCH_MAX_LINES", int, 50_000)
+FINOPS_BATCH_UPLOAD_SECONDS = _typed("FINOPS_BATCH_UPLOAD_SECONDS", float, 300.0)
+FINOPS_BATCH_POLL_SECONDS = _typed("FINOPS_BATCH_POLL_SECONDS", float, 10.0)
+FINOPS_BATCH_LEASE_SECONDS = _typed("FINOPS_BATCH_LEASE_SECONDS", float, 26 * 3600.0)
+FINOPS_BATCH_CLAIM_SECONDS = _typed("FINOPS_BATCH_CLAIM_SECONDS", float, 300.0)
 FINOPS_INVOICE_PULL_DAYS = _typed("FINOPS_INVOICE_PULL_DAYS", int, 3)
 FINOPS_INVOICE_PULL_TIMEOUT = _typed("FINOPS_INVOICE_PULL_TIMEOUT", float, 30.0)
 FINOPS_INVOICE_PULL_INTERVAL_SECONDS = _typed(

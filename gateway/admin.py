@@ -24,6 +24,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
 from gateway.models import (
+    Batch,
     GroupFallback,
     GroupMember,
     LLMModel,
@@ -651,6 +652,88 @@ class UsageEventAdmin(ScopedAdmin):
     @admin.display(description="team", ordering="team_label")
     def team_slug(self, obj) -> str:
         return obj.team_label or "-"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Batch)
+class BatchAdmin(ScopedAdmin):
+    """The Batch APIs' batches, read-only, scoped like the ledger: whole-org readers see their
+    orgs' batches, others their teams'. The lines, prices and reservation stay out of view."""
+
+    subject = Subject.MODEL  # unused: nothing here can be changed
+    list_display = (
+        "created_at",
+        "batch_id",
+        "api",
+        "org",
+        "team_label",
+        "feature",
+        "provider",
+        "status",
+        "reserved_usd",
+        "cost_usd",
+        "saved_usd",
+        "metered_at",
+    )
+    list_filter = ("api", "status")
+    search_fields = ("batch_id", "feature", "provider")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    fields = (
+        "batch_id",
+        "api",
+        "org",
+        "team_id",
+        "key_id",
+        "feature",
+        "endpoint_label",
+        "endpoint",
+        "provider",
+        "status",
+        "request_counts",
+        "metadata",
+        "errors",
+        "input_file_id",
+        "output_file_id",
+        "error_file_id",
+        "reserved_usd",
+        "cost_usd",
+        "saved_usd",
+        "input_tokens",
+        "output_tokens",
+        "created_at",
+        "expires_at",
+        "cancel_requested_at",
+        "checked_at",
+        "metered_at",
+    )
+
+    def scoped_queryset(self, request):
+        access = selectors.access_for_user(request.user)
+        whole = [o for o in access.org_ids if access.reads_whole_org(o)]
+        return (
+            Batch.objects.filter(Q(org_id__in=whole) | Q(team_id__in=list(access.team_roles)))
+            .select_related("org")
+            .defer("lines")
+            .annotate(
+                team_slug=Subquery(Team.objects.filter(pk=OuterRef("team_id")).values("slug"))
+            )
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    @admin.display(description="team", ordering="team_slug")
+    def team_label(self, obj) -> str:
+        return getattr(obj, "team_slug", None) or "-"
 
     def has_add_permission(self, request) -> bool:
         return False

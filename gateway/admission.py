@@ -288,6 +288,68 @@ class Admitter:
             headroom=self._headroom(entries, verdict),
         )
 
+    async def admit_reserved(
+        self,
+        *,
+        record: KeyRecord,
+        config: OrgConfig,
+        feature: str,
+        cost: Decimal,
+        started: datetime,
+        lease_ttl: float,
+    ) -> Admission | None:
+        """Reserve a known upper bound (a whole batch's) against every budget that applies, for
+        ``lease_ttl`` seconds; None when no budget applies. Budgets only (a batch is not a
+        request a rate limit counts), and a ``downgrade`` budget refuses like a ``block`` one
+        (a batch cannot be re-routed line by line once sent)."""
+        budgets = budgets_for(config, record, feature)
+        if not budgets:
+            return None
+        entries = await self._budget_entries(budgets, cost, started, record.org_tz, lenient=set())
+        lease = uuid.uuid4().hex
+        try:
+            verdict = await self.counters.admit(entries, lease=lease, lease_ttl=lease_ttl)
+        except Exception as exc:  # noqa: BLE001 - the counters store is down: per-budget policy
+            return self._unavailable(exc, entries, lease, 0, None)
+        if not verdict.ok:
+            budget, window_end = entries[verdict.failed].ref
+            raise _budget_error(budget, window_end)
+        self._seeded.update(e.key for e in entries)
+        return Admission(
+            entries=entries,
+            lease=lease,
+            prompt_estimate=0,
+            plan=None,
+            headroom=self._headroom(entries, verdict),
+        )
+
+    async def admit_again(
+        self,
+        *,
+        record,
+        config: OrgConfig,
+        feature: str,
+        cost: Decimal,
+        started: datetime,
+        lease: str,
+        lease_ttl: float,
+    ) -> list[str]:
+        """Hold again, under its own lease, a reservation that in-process counters forgot when
+        their process restarted (an open batch's, admitted before): never refused. ``record``
+        needs ``team_id``, ``key_id`` and ``org_tz``. The counter keys now held."""
+        budgets = budgets_for(config, record, feature)
+        if not budgets or lease_ttl <= 0:
+            return []
+        lenient = {b.id for b in budgets}
+        entries = await self._budget_entries(budgets, cost, started, record.org_tz, lenient=lenient)
+        try:
+            await self.counters.admit(entries, lease=lease, lease_ttl=lease_ttl)
+        except Exception as exc:  # noqa: BLE001 - the next start tries again
+            log.warning("could not hold a reservation again (%s)", type(exc).__name__)
+            return []
+        self._seeded.update(e.key for e in entries)
+        return [e.key for e in entries]
+
     def _downgrade(self, budget, plan, config, record, window_end) -> Plan:
         target = config.models.get(budget.downgrade_to)
         allowed = not record.allowed_models or budget.downgrade_to in record.allowed_models

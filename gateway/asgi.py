@@ -23,7 +23,8 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from finops.logging import request_id_var
-from gateway import attribution, billable, cors, metrics, payload_log
+from gateway import attribution, billable, cors, metrics, payload_log, response_cache
+from gateway.batches.routes import batch_route, is_batch_path
 from gateway.dialects import COMPLETIONS, DIALECTS, MESSAGES, RESPONSES
 from gateway.dialects.messages import anthropic_error, count_tokens_local
 from gateway.errors import GatewayError, invalid
@@ -188,6 +189,8 @@ class GatewayApp:
         elif path == "/v1/feedback" and hooks.feedback_record is not None:
             _method(method, "POST")
             await self._feedback(scope, receive, send, rid)
+        elif is_batch_path(path):  # /v1/files, /v1/batches, /v1/messages/batches
+            await batch_route(scope, receive, send, rid, self._authenticate)
         else:
             raise GatewayError(404, "unknown_url", f"Unknown request URL: {method} {path}")
 
@@ -285,6 +288,9 @@ class GatewayApp:
         )
         if dialect is not None and dialect.api == RESPONSES and inbound.get("store") is not False:
             call.on_answer = _response_keeper(call, new_input)
+        cached = await response_cache.lookup(scope, call, config)  # None: no policy applies
+        if await response_cache.answered(call, cached, send, config):
+            return
         admission = await runtime.admitter.admit(
             api=api,
             body=body,
@@ -300,6 +306,7 @@ class GatewayApp:
             call.extra_headers = admission.headers
             call.admission = admission
             call.budget_action = "downgrade" if admission.downgraded else ""
+        response_cache.attach(call, cached)
         runtime.ledger.key_used(record.key_id, started)
         shadow = shadow_decide(config, call) if call.plan.router else None
         try:
@@ -315,6 +322,7 @@ class GatewayApp:
                     prompt_tokens=call.prompt_tokens,
                     completion_tokens=call.completion_tokens,
                 )
+        await response_cache.keep(call, cached)
         if shadow is not None:
             # the client has its whole answer: the mirror runs in the background, unadmitted
             # (evaluation spend, bounded by the router's shadow_rate; see gateway.shadow)

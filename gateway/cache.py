@@ -15,6 +15,7 @@ from gateway.hooks import hooks
 from gateway.pricing import Price
 from gateway.records import (
     BudgetRecord,
+    CachePolicyRecord,
     ExperimentRecord,
     GroupRecord,
     KeyRecord,
@@ -240,6 +241,7 @@ def org_config_load(org_id: int) -> OrgConfig:
         for t in Team.objects.filter(org_id=org_id)
         if t.rpm_limit or t.tpm_limit or t.max_parallel
     }
+    cache_policies = _cache_policies_load(org_id)
     return OrgConfig(
         org_id=org_id,
         models=models,
@@ -248,7 +250,42 @@ def org_config_load(org_id: int) -> OrgConfig:
         budgets=budgets,
         team_limits=team_limits,
         experiments=_experiments_load(org_id, models),
+        cache_policies=cache_policies,
+        cache_space=_cache_space(org_id) if cache_policies else "",
     )
+
+
+def _cache_space(org_id: int) -> str:
+    from teams.models import Organization
+
+    created = Organization.objects.filter(pk=org_id).values_list("created_at", flat=True).first()
+    return f"{org_id}.{int(created.timestamp() * 1_000_000)}" if created else str(org_id)
+
+
+def _cache_policies_load(org_id: int) -> dict[tuple, CachePolicyRecord]:
+    """The org's response-cache policies, indexed by what each targets (see ``OrgConfig``)."""
+    from teams.models import CachePolicy
+
+    out: dict[tuple, CachePolicyRecord] = {}
+    for p in CachePolicy.objects.filter(org_id=org_id).select_related("feature"):
+        if p.scope == "team":
+            target: tuple = ("team", p.team_id)
+        elif p.scope == "feature":
+            target = ("feature", p.feature.team_id, p.feature.slug)
+        elif p.scope == "key":
+            target = ("key", p.key_id)
+        elif p.scope == "model":
+            target = ("model", p.model_name.removeprefix("router:"))
+        else:
+            target = ("org",)
+        out[target] = CachePolicyRecord(
+            scope=p.scope,
+            enabled=p.enabled,
+            ttl_seconds=p.ttl_seconds,
+            max_entry_bytes=p.max_entry_bytes,
+            tools=p.tools,
+        )
+    return out
 
 
 def _experiments_load(org_id: int, models: dict[str, ModelRecord]) -> list[ExperimentRecord]:

@@ -49,6 +49,27 @@ SHADOW_SKIPPED = Counter(
     "Shadow calls not made because FINOPS_SHADOW_CONCURRENCY were already in flight.",
 )
 
+# the exact response cache (gateway.response_cache); hit rate = hits / (hits + misses)
+CACHE_LOOKUPS = Counter(
+    "finops_gateway_cache_lookups_total",
+    "Response cache lookups by organisation and result (hit, miss, error: the store failed).",
+    ["org", "result"],
+)
+CACHE_STORES = Counter(
+    "finops_gateway_cache_stores_total",
+    "Answers offered to the response cache, by result (stored, too_large, error).",
+    ["org", "result"],
+)
+CACHE_STORED_BYTES = Counter(
+    "finops_gateway_cache_stored_bytes_total", "Bytes written to the response cache.", ["org"]
+)
+CACHE_SAVED_USD = Counter(
+    "finops_gateway_cache_saved_usd_total",
+    "What the calls answered from the response cache would have cost at the day's prices, USD "
+    "(display only: the ledger's saved_usd is exact).",
+    ["org"],
+)
+
 
 def observe(event: dict) -> None:
     model = event["model"] or "-"

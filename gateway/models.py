@@ -511,3 +511,87 @@ class StoredResponse(models.Model):
 
     def __str__(self) -> str:
         return self.response_id
+
+
+class BatchFile(models.Model):
+    """A file of the Batch APIs: a client's JSONL input (``purpose`` ``batch``) or the output
+    the gateway built from the provider's (``batch_output``: ids and model names the client's).
+
+    Kept in the database, not on a process's disk: any gateway process serves any request.
+    Scoped to the key that uploaded it (``gateway.batches.files``): another key, let alone
+    another tenant, gets a 404 as if the id did not exist.
+    """
+
+    file_id = models.CharField(max_length=64, unique=True)
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    key_id = models.BigIntegerField()
+    purpose = models.CharField(max_length=16)  # batch | batch_output
+    filename = models.CharField(max_length=255, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    lines = models.PositiveIntegerField(default=0)
+    content = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["key_id", "-created_at"], name="batch_file_key_newest")]
+
+    def __str__(self) -> str:
+        return self.file_id
+
+
+class Batch(models.Model):
+    """One batch as the client sees it (OpenAI's Batch API or Anthropic's Message Batches),
+    mapped to one upstream batch of one provider.
+
+    ``reservation`` is the budget hold taken at creation (its lease and counter keys), so that
+    whichever gateway process meters the batch settles it; ``claim_until`` is that process's
+    claim (a conditional ``UPDATE``), ``metered_at`` when its lines became ledger rows.
+    ``lines`` holds, per input line, its ``custom_id``, the model the client asked for and the
+    configured model that served it; ``served`` a snapshot of each one's upstream name and
+    prices at creation (a batch is billed at the prices in force when it was sent).
+    """
+
+    batch_id = models.CharField(max_length=64, unique=True)
+    api = models.CharField(max_length=16)  # openai | anthropic: the client's wire format
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    key_id = models.BigIntegerField()
+    team_id = models.BigIntegerField(null=True, blank=True)
+    feature = models.CharField(max_length=64, blank=True)
+    endpoint_label = models.CharField(max_length=200, blank=True)
+    endpoint = models.CharField(max_length=64)  # /v1/chat/completions | /v1/embeddings | …
+    provider = models.CharField(max_length=64, blank=True)  # the provider's slug
+    upstream_id = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16)  # the provider's, as last seen
+    metadata = models.JSONField(default=dict, blank=True)
+    input_file_id = models.CharField(max_length=64, blank=True)
+    output_file_id = models.CharField(max_length=64, blank=True)
+    error_file_id = models.CharField(max_length=64, blank=True)
+    upstream_files = models.JSONField(default=dict, blank=True)  # input / output / error ids
+    lines = FastJSONField(default=list)
+    served = models.JSONField(default=dict)  # configured model -> upstream name, prices
+    request_counts = models.JSONField(default=dict, blank=True)
+    upstream_times = models.JSONField(default=dict, blank=True)  # the provider's timestamps
+    errors = models.JSONField(default=list, blank=True)
+    reserved_usd = models.DecimalField(**COST_FIELD)
+    reservation = models.JSONField(default=dict, blank=True)
+    cost_usd = models.DecimalField(**COST_FIELD)
+    saved_usd = models.DecimalField(**COST_FIELD)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    claim_until = models.DateTimeField(null=True, blank=True)
+    metered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "batches"
+        indexes = [
+            models.Index(fields=["key_id", "-created_at"], name="batch_key_newest"),
+            models.Index(fields=["metered_at", "checked_at"], name="batch_open"),
+        ]
+
+    def __str__(self) -> str:
+        return self.batch_id

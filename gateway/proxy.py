@@ -100,6 +100,7 @@ class Call:
     passthrough: dict = field(default_factory=dict)
     translated: bool = False
     on_answer: object = None
+    cache: object = None  # gateway.response_cache.Fill: the answer collected for the cache
 
     @property
     def client_api(self) -> str:
@@ -416,6 +417,8 @@ async def _json_attempt(
                 cost = metering.price_usage(model, usage, call.started)
                 call.spent += cost.total
                 call.served = model
+                if call.cache is not None:
+                    call.cache.json_answer(wire.api, parsed.body, usage, model)
                 if call.capture:
                     call.answer = _answer_text(parsed.body)
                 if call.on_answer is not None:
@@ -655,6 +658,8 @@ async def _relay(
     Returns False when the upstream broke the stream (the client got an error event)."""
     model = attempt.model
     parser = adapter.stream_parser(api=wire.api, model=model)
+    if call.cache is not None:
+        parser = call.cache.tap(parser, wire.api)  # the response cache assembles the answer
     out = wire.stream  # the client's format, when it is not the chat stream itself
     gone: list = []
     watcher = asyncio.create_task(_watch_disconnect(receive, response, gone))
@@ -698,6 +703,8 @@ async def _relay(
     cost = metering.price_usage(model, usage, call.started)
     call.spent += cost.total
     call.served = model
+    if call.cache is not None and status == "ok":
+        call.cache.stream_done(usage, model)
     if call.capture and status == "ok":
         # the content deltas the relay passed on (the parser keeps them), clipped
         call.answer = parser.generated_text()[:ANSWER_MAX_CHARS]

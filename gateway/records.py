@@ -145,6 +145,17 @@ class TeamLimits:
     max_parallel: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class CachePolicyRecord:
+    """One response-cache policy (``teams.CachePolicy``); see ``gateway.response_cache``."""
+
+    scope: str  # org | team | feature | key | model
+    enabled: bool
+    ttl_seconds: int
+    max_entry_bytes: int
+    tools: bool
+
+
 @dataclass(slots=True)
 class OrgConfig:
     org_id: int
@@ -154,3 +165,9 @@ class OrgConfig:
     budgets: list[BudgetRecord] = field(default_factory=list)
     team_limits: dict[int, TeamLimits] = field(default_factory=dict)
     experiments: list[ExperimentRecord] = field(default_factory=list)
+    # response-cache policies by target: ("org",), ("team", team id), ("feature", team id,
+    # slug), ("key", key id), ("model", name without "router:"); see gateway.response_cache
+    cache_policies: dict[tuple, CachePolicyRecord] = field(default_factory=dict)
+    # "<org id>.<created µs>": the cache's namespace (ids repeat when a database is recreated;
+    # a long-lived Redis must not serve a new organisation an old one's answers)
+    cache_space: str = ""

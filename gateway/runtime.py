@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
@@ -48,6 +49,10 @@ class Runtime:
         self.admitter: Admitter | None = None
         self._lock_file = None
         self.shadows: set[asyncio.Task] = set()  # shadow calls in flight (gateway.shadow)
+        # loops of packages the runtime must not import (they import it): name -> factory of
+        # the coroutine, registered at their import (gateway.batches.poller)
+        self._loops: dict[str, Callable[[], Coroutine]] = {}
+        self._loop_tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
         if self.started:
@@ -85,6 +90,9 @@ class Runtime:
             self.keeper = LeaseKeeper(self.admitter.counters)
             await self._leases_tend()  # beat before serving; claim what dead peers left
             self._leases = asyncio.create_task(self._leases_loop(), name="gateway-leases")
+        self._loop_tasks = [
+            asyncio.create_task(factory(), name=name) for name, factory in self._loops.items()
+        ]
         self.started = True
         # Everything loaded so far (Django, models, encodings) lives for the whole process: keep
         # it out of the collector's generations so a full collection does not stall the loop.
@@ -96,7 +104,7 @@ class Runtime:
         if not self.started:
             return
         self.stopping = True
-        for task in (self._poller, self._reconciler, self._leases):
+        for task in (self._poller, self._reconciler, self._leases, *self._loop_tasks):
             if task is not None:
                 task.cancel()
         await self._shadows_drain()
@@ -123,6 +131,11 @@ class Runtime:
             task.cancel()
         if pending:
             log.warning("%d shadow calls cancelled at shutdown", len(pending))
+
+    def loop_register(self, name: str, factory: Callable[[], Coroutine]) -> None:
+        """Run ``factory()`` as a background task of every started runtime, cancelled at stop
+        (each loop catches its own errors)."""
+        self._loops[name] = factory
 
     def _counters(self):
         if settings.REDIS_URL:

@@ -23,6 +23,7 @@ _CONFIG_MODELS = (
     gm.Router,
     gm.RouterModel,
     tm.Budget,
+    tm.CachePolicy,  # the response cache's policies (gateway.response_cache)
     tm.Team,
     tm.Organization,
 )

@@ -12,7 +12,10 @@ completions, JSON and SSE), ``POST /v1/responses`` (the Responses API, JSON and 
 ``/v1/models/{id}``), ``POST /v1/messages`` (Anthropic Messages API, JSON and SSE) and
 ``POST /v1/messages/count_tokens``; Azure-style
 ``/openai/deployments/{name}/chat/completions|completions|embeddings``, and Azure's Responses
-API under ``/openai/responses`` and ``/openai/v1/``, too.
+API under ``/openai/responses`` and ``/openai/v1/``, too. The batch APIs: OpenAI's
+``/v1/files`` and ``/v1/batches`` and Anthropic's ``/v1/messages/batches``, their lines answered
+by those endpoints' own code after ``--batch-delay`` seconds (``simulator.batches``) and billed
+as batch usage at half price.
 
 Organisation reports of everything served (``simulator.billing``: every answered chat,
 completion, Responses, embedding and message call, streamed or not, whatever the path, with the

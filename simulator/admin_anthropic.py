@@ -12,8 +12,8 @@
   ``cache_creation`` (``ephemeral_5m_input_tokens``; ``ephemeral_1h_input_tokens`` is always 0:
   the simulator writes 5-minute entries only), ``cache_read_input_tokens``, ``output_tokens``,
   ``server_tool_use.web_search_requests`` (0) and the grouped fields (null when not grouped).
-  Every message is ``standard`` tier, ``0-200k`` context window; the report has no request
-  count, as upstream.
+  Every message is ``standard`` tier (``batch`` for the lines of a Message Batch), ``0-200k``
+  context window; the report has no request count, as upstream.
 - Costs: ``group_by[]`` ``workspace_id`` and/or ``description``; ``amount`` is a decimal string
   in cents (``"123.45"`` is $1.2345), ``currency`` ``USD``. Grouped by description, one result
   per model and token type, with ``cost_type`` ``tokens``, ``model``, ``token_type``
@@ -22,6 +22,8 @@
   ``context_window`` and a ``description`` such as ``"Claude Sonnet 4.5 Usage - Input
   Tokens"`` (``- Output Tokens``, ``- Input Tokens, Cache Hit``, ``- Input Tokens, Cache
   Write``); otherwise those are null. ``workspace_id`` is null for the default workspace.
+  Batch lines are priced at the batch rates (``simulator.billing.batch_price``), their results
+  (grouped by description) of ``service_tier`` ``batch``.
 """
 
 from __future__ import annotations
@@ -42,13 +44,14 @@ from simulator.admin_common import (
     parse_rfc3339,
     rfc3339,
 )
-from simulator.billing import MILLION, Ledger, display_name, price_of
+from simulator.billing import MILLION, Ledger, batch_price, display_name, price_of
 from simulator.wire import SimError
 
 USAGE_GROUPS = ("api_key_id", "workspace_id", "model", "service_tier", "context_window")
 COST_GROUPS = ("workspace_id", "description")
 COST_LIMITS = (7, 31)
 SERVICE_TIER = "standard"
+BATCH_TIER = "batch"
 CONTEXT_WINDOW = "0-200k"
 NEVER = 2**62
 # (token_type, index of its count in a billed row, Price field, description suffix)
@@ -117,7 +120,11 @@ def _field(key, name: str):
         return key[5]
     if name == "model":
         return key[3]
-    return SERVICE_TIER if name == "service_tier" else CONTEXT_WINDOW
+    return _tier(key) if name == "service_tier" else CONTEXT_WINDOW
+
+
+def _tier(key) -> str:
+    return BATCH_TIER if key[6] else SERVICE_TIER
 
 
 def _usage_filter(query: Query):
@@ -126,12 +133,13 @@ def _usage_filter(query: Query):
     models = set(query.many("models"))
     tiers = set(query.many("service_tiers"))
     windows = set(query.many("context_window"))
-    nothing = (tiers and SERVICE_TIER not in tiers) or (windows and CONTEXT_WINDOW not in windows)
+    nothing = windows and CONTEXT_WINDOW not in windows
 
     def keep(key) -> bool:
         return (
             not nothing
             and key[1] == "anthropic"
+            and (not tiers or _tier(key) in tiers)
             and (not models or key[3] in models)
             and (not keys or key[4] in keys)
             and (not workspaces or key[5] in workspaces)
@@ -179,18 +187,20 @@ def usage_report(query: Query, ledger: Ledger) -> bytes:
 
 
 def _cost_sums(ledger: Ledger, groups, span) -> dict[int, dict]:
-    """``{day: {(workspace, model, token type): USD}}``, the parts not grouped by left None."""
+    """``{day: {(workspace, model, token type, service tier): USD}}``, the parts not grouped by
+    left None."""
     by_workspace, by_description = "workspace_id" in groups, "description" in groups
     lo, hi = span
     prices: dict = {}
     out: dict[int, dict] = {}
     for key, counts in ledger.rows.items():
-        minute, family, _, model, _, workspace = key
+        minute, family, _, model, _, workspace, batch = key
         if family != "anthropic" or not lo <= minute < hi:
             continue
-        price = prices.get(model)
+        price = prices.get((model, batch))
         if price is None:
-            price = prices[model] = price_of(ledger.prices, model)
+            price = price_of(ledger.prices, model)
+            price = prices[(model, batch)] = batch_price(price) if batch else price
         day = out.setdefault(minute - minute % 86_400, {})
         for token_type, index, rate, _ in TOKEN_TYPES:
             tokens = counts[index]
@@ -200,6 +210,7 @@ def _cost_sums(ledger: Ledger, groups, span) -> dict[int, dict]:
                 workspace if by_workspace else None,
                 model if by_description else None,
                 token_type if by_description else None,
+                (BATCH_TIER if batch else SERVICE_TIER) if by_description else None,
             )
             day[group] = (
                 day.get(group, Decimal(0)) + Decimal(tokens) * getattr(price, rate) / MILLION
@@ -220,7 +231,7 @@ def cost_report(query: Query, ledger: Ledger) -> bytes:
         by_group = sums.get(day, {})
         results = []
         for group in ordered(by_group):
-            workspace, model, token_type = group
+            workspace, model, token_type, tier = group
             described = token_type is not None
             description = None
             if described:
@@ -234,7 +245,7 @@ def cost_report(query: Query, ledger: Ledger) -> bytes:
                     "cost_type": "tokens" if described else None,
                     "context_window": CONTEXT_WINDOW if described else None,
                     "model": model,
-                    "service_tier": SERVICE_TIER if described else None,
+                    "service_tier": tier,
                     "token_type": token_type,
                 }
             )

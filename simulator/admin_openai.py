@@ -11,14 +11,16 @@ published description (``UsageResponse``, ``UsageTimeBucket``, ``UsageCompletion
   (usage), ``project_ids``, ``api_key_ids``, ``line_items`` (costs); ``group_by`` any of
   ``project_id``, ``user_id``, ``api_key_id``, ``model``, ``batch``, ``service_tier`` (usage;
   embeddings without the last two) or ``project_id``, ``line_item``, ``api_key_id`` (costs).
-- Calls carry no user (``user_id`` is null, and a ``user_ids`` filter matches nothing), are
-  never batch (``batch`` false) and use the ``default`` service tier. All tokens are text.
+- Calls carry no user (``user_id`` is null, and a ``user_ids`` filter matches nothing) and use
+  the ``default`` service tier; ``batch`` is true for the lines of a batch
+  (``simulator.openai_batches``), false for every other call. All tokens are text.
 - Costs: ``amount.value`` is a JSON number written from an exact ``Decimal`` (USD), its
   ``currency`` ``usd``. Line items are ``"<model>, input_tokens"`` (uncached input),
   ``"<model>, input_cached_tokens"``, ``"<model>, input_cache_write_tokens"`` and
   ``"<model>, output_tokens"`` (the form of the official SDK's example,
   ``"gpt-6.2-astra, input_tokens"``); grouped by ``line_item``, a result has its ``quantity``
-  of tokens (``quantity_unit`` ``tokens``).
+  of tokens (``quantity_unit`` ``tokens``). Batch lines are priced at the batch rates
+  (``simulator.billing.batch_price``) under the same line items.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from simulator.admin_common import (
     ordered,
     page,
 )
-from simulator.billing import MILLION, Ledger, price_of
+from simulator.billing import MILLION, Ledger, batch_price, price_of
 from simulator.wire import SimError
 
 COMPLETION_KINDS = frozenset({"chat", "completions", "responses"})
@@ -65,7 +67,7 @@ def _field(key, name: str):
     if name == "model":
         return key[3]
     if name == "batch":
-        return False
+        return key[6]
     if name == "service_tier":
         return "default"
     return None  # user_id
@@ -96,12 +98,14 @@ def _usage_filter(query: Query, kinds: frozenset[str]):
     models = set(query.many("models"))
     projects = set(query.many("project_ids"))
     keys = set(query.many("api_key_ids"))
-    nobody = bool(query.many("user_ids")) or _batch(query) is True
+    nobody = bool(query.many("user_ids"))
+    batch = _batch(query)
 
     def keep(key) -> bool:
         return (
             not nobody
             and key[1] == "openai"
+            and (batch is None or key[6] == batch)
             and key[2] in kinds
             and (not models or key[3] in models)
             and (not keys or key[4] in keys)
@@ -206,14 +210,15 @@ def _cost_sums(query: Query, ledger: Ledger, groups, span) -> dict[int, dict]:
     prices: dict = {}
     out: dict[int, dict] = {}
     for key, counts in ledger.rows.items():
-        minute, family, _, model, kid, project = key
+        minute, family, _, model, kid, project, batch = key
         if family != "openai" or not lo <= minute < hi:
             continue
         if (projects and project not in projects) or (keys and kid not in keys):
             continue
-        price = prices.get(model)
+        price = prices.get((model, batch))
         if price is None:
-            price = prices[model] = price_of(ledger.prices, model)
+            price = price_of(ledger.prices, model)
+            price = prices[(model, batch)] = batch_price(price) if batch else price
         day = out.setdefault(minute - minute % 86_400, {})
         for suffix, index, rate in LINE_ITEMS:
             tokens = counts[index]

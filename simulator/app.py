@@ -2,7 +2,9 @@
 check, request recording, latency and fault injection, then dispatch to the wire-format
 endpoints, and billing what they served (``simulator.billing``); ``/_sim/*`` goes to the
 control endpoints, ``/v1/organization/...`` and ``/v1/organizations/...`` to the admin usage
-and cost reports (``simulator.admin_reports``), ``lifespan`` is answered."""
+and cost reports (``simulator.admin_reports``), the files and batch APIs to
+``simulator.openai_batches`` / ``simulator.anthropic_batches`` (``simulator.batches``: their
+routes), ``lifespan`` is answered."""
 
 from __future__ import annotations
 
@@ -12,10 +14,13 @@ import random
 from dataclasses import replace
 
 from simulator.admin_reports import AdminReports
+from simulator.anthropic_batches import AnthropicBatches
 from simulator.anthropic_messages import AnthropicMessages
+from simulator.batches import BatchKnobs, BatchRequest, batch_route
 from simulator.billing import DEFAULT_PRICES, Ledger, parse_prices
 from simulator.config import NO_OPTIONS, Options, SimConfig, parse_options
 from simulator.control import Control
+from simulator.openai_batches import OpenAIBatches
 from simulator.openai_chat import ChatCompletions
 from simulator.openai_completions import Completions
 from simulator.openai_embeddings import Embeddings
@@ -24,6 +29,7 @@ from simulator.openai_responses import Responses
 from simulator.prompt_cache import PromptCache
 from simulator.wire import SimError, drop, read_rest, send_error
 
+BATCH_PREFIXES = ("file_", "batch_", "msgbatch_")
 _MISSING_KEY = (
     "You didn't provide an API key. You need to provide your API key in an "
     "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
@@ -45,10 +51,17 @@ _DEPLOYMENT_ENDPOINTS = {
     "embeddings": "embeddings",
 }
 # endpoints that answer errors in Anthropic's shape
-ANTHROPIC_ENDPOINTS = frozenset({"messages", "count_tokens"})
+ANTHROPIC_ENDPOINTS = frozenset(
+    {"messages", "count_tokens"}
+    | {f"msgbatch_{a}" for a in ("create", "list", "get", "delete", "cancel", "results")}
+)
 
 
 def _v1_route(method: str, tail: str) -> tuple[str | None, str | None]:
+    if tail.startswith(("files", "batches", "messages/batches")):
+        found = batch_route(method, tail)
+        if found[0] is not None:
+            return found
     if tail in _V1_ENDPOINTS:
         endpoint, wanted = _V1_ENDPOINTS[tail]
         return (endpoint if method == wanted else "method"), None
@@ -129,7 +142,8 @@ class Simulator:
         seq = itertools.count(1)
         prices = DEFAULT_PRICES if config.prices is None else config.prices
         self.ledger = Ledger(parse_prices(prices))
-        self._control = Control(self.ledger)
+        knobs = BatchKnobs(default_delay=config.batch_delay)
+        self._control = Control(self.ledger, knobs)
         self._admin = AdminReports(config, self.ledger, self._control)
         cache = PromptCache()  # OpenAI's automatic prompt caching, shared by its endpoints
         responses = Responses(config, seq, cache)
@@ -147,6 +161,8 @@ class Simulator:
             "response_get": responses.retrieve,
             "response_delete": responses.delete,
         }
+        self._openai_batches = OpenAIBatches(knobs, self._handlers, self.ledger)
+        self._anthropic_batches = AnthropicBatches(knobs, messages.handle, self.ledger)
         self._expected_key = config.api_key.encode() if config.api_key else None
         self._faults = bool(config.reset_rate or config.malformed_rate)
         # Without process-wide latency or faults, a request without x-sim-* headers skips
@@ -187,12 +203,21 @@ class Simulator:
                 opts = await self._inject_faults(opts, send)
                 if opts is None:
                     return  # the connection was dropped
+            if endpoint.startswith(BATCH_PREFIXES):
+                req = BatchRequest(endpoint, deployment, body, opts, scope, key, project)
+                await self._batch(req, send)
+                return
             billed = await self._handlers[endpoint](body, opts, deployment, receive, send)
             if billed is not None:
                 self.ledger.record(billed, endpoint, key, project)
         except SimError as exc:
             anthropic = endpoint in ANTHROPIC_ENDPOINTS
             await send_error(send, exc, anthropic=anthropic, retry_after=self._retry_after)
+
+    async def _batch(self, req: BatchRequest, send) -> None:
+        """The files and batch APIs: their lines are billed as they run (marked batch)."""
+        anthropic = req.endpoint.startswith("msgbatch_")
+        await (self._anthropic_batches if anthropic else self._openai_batches).handle(req, send)
 
     def _admit(self, endpoint: str | None, scope, body: bytes):
         """Check the route and the key, record the request; (its ``x-sim-*`` options, its key,

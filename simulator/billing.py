@@ -12,8 +12,11 @@ table the admin cost reports apply to it (``simulator.admin_reports``).
   first chunk, and the providers bill what they generated. So is a 200 whose body
   ``--malformed-rate`` broke: the provider served it, the client could not read it.
 - The aggregate is keyed by (UTC minute, API family, endpoint kind, model as answered, API key
-  id, project or workspace); it holds uncached input, cached input, cache-write (5 minute)
-  and output tokens, and the request count. Batch is always false. It is bounded
+  id, project or workspace, batch); it holds uncached input, cached input, cache-write (5
+  minute) and output tokens, and the request count. A line of a batch
+  (``simulator.openai_batches``, ``simulator.anthropic_batches``) is billed when it runs,
+  marked batch, and priced at the batch rates (``batch_price``: input and output at half the
+  table's prices, both providers' discount; cache reads and writes at theirs). It is bounded
   (``MAX_ROWS``): when full, the oldest tenth of it is dropped.
 - API key ids are derived from the key, never the key itself: ``key_`` (OpenAI) or ``apikey_``
   (Anthropic) + the first 16 hex digits of its SHA-256. Projects come from ``OpenAI-Project``
@@ -218,6 +221,18 @@ def load_prices(path: str | Path) -> dict:
     return raw
 
 
+def batch_price(price: Price) -> Price:
+    """What a batch line pays: input and output at half price (cache reads and writes, which
+    the gateway also bills at their synchronous rates in a batch, unchanged)."""
+    return Price(
+        input=price.input / 2,
+        cached_input=price.cached_input,
+        cache_write=price.cache_write,
+        output=price.output / 2,
+        name=price.name,
+    )
+
+
 def price_of(table: dict[str, Price], model: str) -> Price:
     price = table.get(model)
     if price is None:
@@ -243,8 +258,8 @@ def display_name(model: str, table: dict[str, Price]) -> str:
 
 # --- the aggregate ---------------------------------------------------------------------------
 
-# (minute, family, kind, model, api key id, project / workspace id)
-RowKey = tuple[int, str, str, str, str | None, str | None]
+# (minute, family, kind, model, api key id, project / workspace id, batch)
+RowKey = tuple[int, str, str, str, str | None, str | None, bool]
 
 
 class Ledger:
@@ -256,8 +271,16 @@ class Ledger:
         self.rows: dict[RowKey, list[int]] = {}
         self._key_ids: dict[tuple[bytes, str], str] = {}
 
-    def record(self, billed: Billed, kind: str, key: bytes | None, project: bytes | None) -> None:
-        """One served call, now."""
+    def record(
+        self,
+        billed: Billed,
+        kind: str,
+        key: bytes | None,
+        project: bytes | None,
+        *,
+        batch: bool = False,
+    ) -> None:
+        """One served call (or one line of a batch), now."""
         family = family_of(kind)
         kid = None
         if key:
@@ -272,7 +295,7 @@ class Ledger:
             scope = project.decode("latin-1") if project else DEFAULT_PROJECT
         minute = int(time.time()) // 60 * 60
         counts = (billed.input, billed.cached, billed.cache_write, billed.output, 1)
-        self.add((minute, family, kind, billed.model, kid, scope), counts)
+        self.add((minute, family, kind, billed.model, kid, scope, batch), counts)
 
     def add(self, key: RowKey, counts) -> None:
         row = self.rows.get(key)
@@ -369,4 +392,7 @@ def _injected(index: int, record) -> tuple[RowKey, tuple[int, ...]]:
         _count(index, record, "output_tokens"),
         _count(index, record, "requests", 1),
     )
-    return (_at(index, record.get("at")), family, kind, model, kid, scope), counts
+    batch = record.get("batch", False)
+    if not isinstance(batch, bool):
+        raise ValueError(f"record {index}: batch: true or false")
+    return (_at(index, record.get("at")), family, kind, model, kid, scope, batch), counts

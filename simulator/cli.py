@@ -19,6 +19,14 @@ def add_arguments(parser) -> None:
         "--chunk-delay-ms", type=float, default=0.0, help="delay between stream content chunks"
     )
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
+    parser.add_argument(
+        "--batch-delay",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="how long a batch (OpenAI's Batch API, Anthropic's Message Batches) takes from "
+        "creation to its end (default 0.5; per batch: the x-sim-batch-delay-ms header)",
+    )
     _add_fault_arguments(parser)
     parser.add_argument(
         "--reply",
@@ -121,6 +129,7 @@ def config_from_options(options: dict) -> SimConfig:
         completion_tokens=options.get("completion_tokens"),
         admin_key=options.get("admin_key"),
         prices=load_prices(options["prices"]) if options.get("prices") else None,
+        batch_delay=options.get("batch_delay", 0.5),
     )
 
 

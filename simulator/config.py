@@ -38,6 +38,8 @@ class SimConfig:
     admin_key: str | None = None
     # the price table of the cost reports, {model: {"input", ...}} (None: the built-in one)
     prices: dict | None = None
+    # seconds from a batch's creation to its end (simulator.batches)
+    batch_delay: float = 0.5
 
     def __post_init__(self) -> None:
         self._check_shape()
@@ -72,6 +74,8 @@ class SimConfig:
             raise ValueError(f"cut_stream_after must be within 0..{MAX_CHUNKS}")
         if not 0 <= self.retry_after <= 86_400:
             raise ValueError("retry_after must be within 0..86400 seconds")
+        if not 0 <= self.batch_delay <= 86_400:
+            raise ValueError("batch_delay must be within 0..86400 seconds")
 
 
 @dataclass(slots=True)
@@ -89,6 +93,7 @@ class Options:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     malformed: bool = False  # set by --malformed-rate, never by a header
+    batch_delay_ms: float | None = None  # a batch created by this request ends this much later
 
 
 NO_OPTIONS = Options()  # shared, never mutated: requests without x-sim-* headers
@@ -107,6 +112,7 @@ _INT_HEADERS = {
 _MS_HEADERS = {
     b"x-sim-latency-ms": "latency_ms",
     b"x-sim-chunk-delay-ms": "chunk_delay_ms",
+    b"x-sim-batch-delay-ms": "batch_delay_ms",
 }
 
 

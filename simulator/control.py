@@ -3,7 +3,8 @@
 - ``GET /_sim/health``: ``{"status": "ok", "requests": N}``.
 - ``GET /_sim/last?path=...``: headers and body of the last request on a path, plus how many
   arrived there.
-- ``POST /_sim/reset``: forgets the recorded requests and the billed usage.
+- ``POST /_sim/reset``: forgets the recorded requests and the billed usage, and resets the batch
+  knobs.
 - ``POST /_sim/usage``: adds historical usage to what the admin reports show (demo history,
   multi-day tests). The body is a JSON array of records, all checked before any is added (a
   bad one is a 400 naming it); the answer is ``{"status": "ok", "recorded": N}``. A record::
@@ -17,7 +18,11 @@
        "workspace": "wrkspc_x", # "messages" only; default null (the default workspace)
        "input_tokens": 1000,    # uncached input, without cached and cache-write tokens
        "cached_tokens": 0, "cache_write_tokens": 0, "output_tokens": 200,
-       "requests": 1}           # every count optional: 0, requests 1
+       "requests": 1,           # every count optional: 0, requests 1
+       "batch": false}          # a batch line's usage (priced at the batch rates)
+- ``GET``/``POST /_sim/batches``: the batch APIs' knobs for batches created afterwards,
+  ``{"delay": seconds or null (the --batch-delay flag's), "expire": false}`` (``expire``: they
+  run their first half, then expire).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from simulator.batches import BatchKnobs
 from simulator.billing import Ledger
 from simulator.wire import SimError, read_body, send_error, send_json
 
@@ -37,8 +43,9 @@ class Control:
     """The last request per path (at most ``MAX_RECORDED_PATHS`` paths) and the counts; the
     billed usage's controls."""
 
-    def __init__(self, ledger: Ledger | None = None) -> None:
+    def __init__(self, ledger: Ledger | None = None, knobs: BatchKnobs | None = None) -> None:
         self._ledger = ledger or Ledger({})
+        self._knobs = knobs or BatchKnobs(default_delay=0.5)
         self._last: dict[str, tuple] = {}
         self._counts: dict[str, int] = {}
         self._total = 0
@@ -67,9 +74,12 @@ class Control:
             self._counts.clear()
             self._total = 0
             self._ledger.clear()
+            self._knobs.delay, self._knobs.expire = None, False
             await send_json(send, 200, b'{"status":"ok"}')
         elif path == "/_sim/usage" and method == "POST":
             await self._inject(body, send)
+        elif path == "/_sim/batches" and method in ("GET", "POST"):
+            await self._batch_knobs(body if method == "POST" else b"", send)
         else:
             err = SimError(404, f"Unknown request URL: {method} {path}", "unknown_url")
             await send_error(send, err, anthropic=False)
@@ -85,6 +95,32 @@ class Control:
             await send_json(send, 200, orjson.dumps({"status": "ok", "recorded": recorded}))
             return
         await send_error(send, err, anthropic=False)
+
+    async def _batch_knobs(self, body: bytes, send) -> None:
+        knobs = self._knobs
+        if body:
+            try:
+                change = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                change = None
+            delay = change.get("delay", knobs.delay) if isinstance(change, dict) else None
+            expire = change.get("expire", knobs.expire) if isinstance(change, dict) else None
+            valid_delay = delay is None or (
+                isinstance(delay, int | float)
+                and not isinstance(delay, bool)
+                and 0 <= delay <= 86_400
+            )
+            if not isinstance(change, dict) or not valid_delay or not isinstance(expire, bool):
+                err = SimError(
+                    400,
+                    'expected {"delay": 0..86400 seconds or null, "expire": bool}',
+                    "invalid_value",
+                )
+                await send_error(send, err, anthropic=False)
+                return
+            knobs.delay, knobs.expire = delay, expire
+        answer = {"delay": knobs.current, "expire": knobs.expire}
+        await send_json(send, 200, orjson.dumps(answer))
 
     async def _send_last(self, scope, send) -> None:
         query = parse_qs(scope["query_string"].decode("latin-1"))

@@ -33,12 +33,13 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from gateway.models import LLMModel, Provider
-from teams import selectors, services
+from teams import cache_services, selectors, services
 from teams.admin_forms import CommaSeparatedField, KeyForm
 from teams.audit import audit_record, audited_delete
 from teams.models import (
     AuditEntry,
     Budget,
+    CachePolicy,
     Feature,
     KeySecret,
     Membership,
@@ -780,6 +781,31 @@ class BudgetAdmin(ServiceAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         # what a budget limits is what it is (its counters are its own): budget_update keeps it
         return [*fields, "scope", "team", "feature", "key"] if obj is not None else fields
+
+
+# --- response cache policies -----------------------------------------------------------
+
+
+@admin.register(CachePolicy)
+class CachePolicyAdmin(ServiceAdmin):
+    subject = Subject.CACHE
+    audit_name = "cache_policy"
+    service_arg = "policy"
+    create_service = staticmethod(cache_services.cache_policy_create)
+    update_service = staticmethod(cache_services.cache_policy_update)
+    delete_service = staticmethod(cache_services.cache_policy_delete)
+    fields = ("org", "scope", "team", "feature", "key", "model_name", *cache_services.EDITABLE)
+    list_display = ("__str__", "org", "scope", "enabled", "ttl_seconds", "tools", "updated_at")
+    list_filter = ("scope", "enabled", "tools", ("org", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("team__slug", "feature__slug", "key__name", "model_name")
+
+    def scoped_queryset(self, request):
+        return selectors.cache_policy_list_for_user(request.user)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        # a policy's target is what it is: cache_policy_update changes what it allows only
+        return [*fields, "scope", "team", "feature", "key", "model_name"] if obj else fields
 
 
 # --- audit log ---------------------------------------------------------------------------

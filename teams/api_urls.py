@@ -11,6 +11,7 @@ router.register("members", apis.MembershipViewSet, basename="membership")
 router.register("features", apis.FeatureViewSet, basename="feature")
 router.register("keys", apis.KeyViewSet, basename="key")
 router.register("budgets", apis.BudgetViewSet, basename="budget")
+router.register("cache-policies", apis.CachePolicyViewSet, basename="cache-policy")
 router.register("audit", apis.AuditEntryViewSet, basename="audit-entry")
 
 urlpatterns = router.urls

@@ -23,7 +23,7 @@ from rest_framework.filters import BaseFilterBackend
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from teams import selectors, services
+from teams import cache_services, selectors, services
 from teams import serializers as s
 from teams.permissions import RolePermission, Subject, may_manage
 
@@ -379,6 +379,29 @@ class BudgetViewSet(ScopedCreateMixin, ScopedUpdateMixin, ScopedDestroyMixin, Sc
 
     def delete_object(self, obj):
         services.budget_delete(budget=obj, actor=self.request.user)
+
+
+# --- response cache policies ---------------------------------------------------------------
+
+
+class CachePolicyViewSet(ScopedCreateMixin, ScopedUpdateMixin, ScopedDestroyMixin, ScopedViewSet):
+    """The exact response cache per organisation, team, feature, key or model: the most
+    specific policy of a call applies. Org admins manage them; everyone reads their scope's."""
+
+    selector = selectors.cache_policy_list_for_user
+    subject = Subject.CACHE
+    serializer_class = s.CachePolicySerializer
+    create_serializer_class = s.CachePolicyCreateSerializer
+    update_serializer_class = s.CachePolicyUpdateSerializer
+
+    def create_object(self, data):
+        return cache_services.cache_policy_create(actor=self.request.user, **data)
+
+    def update_object(self, obj, data):
+        return cache_services.cache_policy_update(policy=obj, actor=self.request.user, **data)
+
+    def delete_object(self, obj):
+        cache_services.cache_policy_delete(policy=obj, actor=self.request.user)
 
 
 # --- audit --------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Control-plane models: organisations, teams, members, features, virtual keys, budgets, audit."""
+"""Control-plane models: organisations, teams, members, features, virtual keys, budgets, cache
+policies, audit."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone as dj_tz
 
@@ -370,6 +371,141 @@ class Budget(models.Model):
             if field not in need and present and not (field == "team" and self.scope != "org"):
                 errors[field] = f"not allowed on a {self.scope} budget"
         return errors
+
+
+class CacheScope(models.TextChoices):
+    ORG = "org", "Organisation"
+    TEAM = "team", "Team"
+    FEATURE = "feature", "Feature"
+    KEY = "key", "Key"
+    MODEL = "model", "Model"
+
+
+CACHE_TTL_DEFAULT = 3600  # seconds
+CACHE_TTL_MAX = 30 * 86400
+CACHE_ENTRY_DEFAULT = 1024 * 1024  # bytes of one stored answer
+CACHE_ENTRY_MIN = 1024
+CACHE_ENTRY_MAX = 16 * 1024 * 1024
+
+
+class CachePolicy(models.Model):
+    """The exact response cache, opted into for one scope: the organisation, a team, a feature,
+    a key, or a model name (as clients call it: a model, group or router). The gateway applies
+    the most specific policy of a call (key, feature, team, model, org) and only that one, so an
+    ``enabled: false`` policy turns the cache off for its scope under a broader one."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="cache_policies")
+    scope = models.CharField(max_length=16, choices=CacheScope.choices)
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, null=True, blank=True, related_name="cache_policies"
+    )
+    feature = models.ForeignKey(
+        Feature, on_delete=models.CASCADE, null=True, blank=True, related_name="cache_policies"
+    )
+    key = models.ForeignKey(
+        VirtualKey, on_delete=models.CASCADE, null=True, blank=True, related_name="cache_policies"
+    )
+    # a name, not a foreign key: the gateway's catalog is not the control plane's to point at
+    model_name = models.CharField(
+        max_length=200, blank=True, help_text="Model, group or router name (model scope)."
+    )
+    enabled = models.BooleanField(default=True)
+    ttl_seconds = models.PositiveIntegerField(
+        default=CACHE_TTL_DEFAULT,
+        validators=[MinValueValidator(1), MaxValueValidator(CACHE_TTL_MAX)],
+        help_text="How long a stored answer is served.",
+    )
+    max_entry_bytes = models.PositiveIntegerField(
+        default=CACHE_ENTRY_DEFAULT,
+        validators=[MinValueValidator(CACHE_ENTRY_MIN), MaxValueValidator(CACHE_ENTRY_MAX)],
+        help_text="Answers larger than this are not stored.",
+    )
+    tools = models.BooleanField(
+        default=False, help_text="Also cache requests that offer tools (off: never cached)."
+    )
+    created_at = models.DateTimeField(default=dj_tz.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["org__slug", "scope", "id"]
+        verbose_name_plural = "cache policies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org"], condition=models.Q(scope="org"), name="cache_policy_org"
+            ),
+            models.UniqueConstraint(
+                fields=["team"], condition=models.Q(scope="team"), name="cache_policy_team"
+            ),
+            models.UniqueConstraint(
+                fields=["feature"], condition=models.Q(scope="feature"), name="cache_policy_feature"
+            ),
+            models.UniqueConstraint(
+                fields=["key"], condition=models.Q(scope="key"), name="cache_policy_key"
+            ),
+            models.UniqueConstraint(
+                fields=["org", "model_name"],
+                condition=models.Q(scope="model"),
+                name="cache_policy_model",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "on" if self.enabled else "off"
+        return f"cache {self.scope_label} ({state}, {self.ttl_seconds} s)"
+
+    @property
+    def scope_label(self) -> str:
+        if self.scope == CacheScope.KEY and self.key_id:
+            return f"key {self.key.name}"
+        if self.scope == CacheScope.FEATURE and self.feature_id:
+            return f"feature {self.feature}"
+        if self.scope == CacheScope.TEAM and self.team_id:
+            return f"team {self.team}"
+        if self.scope == CacheScope.MODEL:
+            return f"model {self.model_name}"
+        return f"org {self.org.slug}"
+
+    def clean(self) -> None:
+        """The scope's own target and nothing else, owned by the policy's organisation, and one
+        policy per target."""
+        if self.scope not in CacheScope.values:
+            return  # the field's own error (clean_fields)
+        need = {
+            CacheScope.ORG: "",
+            CacheScope.TEAM: "team",
+            CacheScope.FEATURE: "feature",
+            CacheScope.KEY: "key",
+            CacheScope.MODEL: "model_name",
+        }[CacheScope(self.scope)]
+        errors: dict[str, str] = {}
+        for name in ("team", "feature", "key", "model_name"):
+            present = bool(getattr(self, name if name == "model_name" else f"{name}_id"))
+            if name == need and not present:
+                errors[name] = f"required for a {self.scope} policy"
+            elif name != need and present:
+                errors[name] = f"not allowed on a {self.scope} policy"
+        owner = None
+        if self.team_id and "team" not in errors:
+            owner = self.team.org_id
+        elif self.feature_id and "feature" not in errors:
+            owner = self.feature.team.org_id
+        elif self.key_id and "key" not in errors:
+            owner = self.key.org_id
+        if self.org_id and owner is not None and owner != self.org_id:
+            errors[need] = "belongs to another organisation"
+        if not errors and self.org_id:
+            same = CachePolicy.objects.filter(
+                org_id=self.org_id,
+                scope=self.scope,
+                team_id=self.team_id,
+                feature_id=self.feature_id,
+                key_id=self.key_id,
+                model_name=self.model_name,
+            ).exclude(pk=self.pk)
+            if same.exists():
+                errors[need or "scope"] = f"this {self.scope} already has a cache policy"
+        if errors:
+            raise ValidationError(errors)
 
 
 class AuditEntry(models.Model):

@@ -17,7 +17,16 @@ from typing import Any
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from teams.models import Budget, Feature, Membership, Organization, Role, Team, VirtualKey
+from teams.models import (
+    Budget,
+    CachePolicy,
+    Feature,
+    Membership,
+    Organization,
+    Role,
+    Team,
+    VirtualKey,
+)
 from teams.selectors import Access, access_for_user
 
 
@@ -28,6 +37,7 @@ class Subject(StrEnum):
     FEATURE = "feature"
     KEY = "key"
     BUDGET = "budget"
+    CACHE = "cache policy"
     AUDIT = "audit entry"
     PROVIDER = "provider"
     MODEL = "model"
@@ -68,6 +78,7 @@ MANAGE_RULES: dict[Subject, Rule] = {
     Subject.FEATURE: _team_manager,
     Subject.KEY: _team_manager,
     Subject.BUDGET: _budget_manager,
+    Subject.CACHE: _org_admin,
     Subject.AUDIT: _nobody,  # append-only; written by the services themselves
     Subject.PROVIDER: _org_admin,
     Subject.MODEL: _org_admin,
@@ -91,6 +102,12 @@ READ_SCOPES: dict[Subject, dict[str, str]] = {
     Subject.FEATURE: {"admin": "all", "finance": "all", "lead": "own teams", "member": "own teams"},
     Subject.KEY: {"admin": "all", "finance": "all", "lead": "own teams", "member": "own teams"},
     Subject.BUDGET: {
+        "admin": "all",
+        "finance": "all",
+        "lead": "own teams + org-wide",
+        "member": "own teams + org-wide",
+    },
+    Subject.CACHE: {
         "admin": "all",
         "finance": "all",
         "lead": "own teams + org-wide",
@@ -128,6 +145,9 @@ def scope_of(obj: Any) -> tuple[int, int | None]:
         if team_id is None and obj.key_id:
             team_id = obj.key.team_id
         return obj.org_id, team_id
+    if isinstance(obj, CachePolicy):
+        team_id = obj.team_id or (obj.feature.team_id if obj.feature_id else None)
+        return obj.org_id, team_id or (obj.key.team_id if obj.key_id else None)
     org_id = getattr(obj, "org_id", None)
     if org_id is None and hasattr(obj, "model"):  # ModelPrice
         org_id = obj.model.org_id

@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 from teams.models import (
     AuditEntry,
     Budget,
+    CachePolicy,
     Feature,
     Membership,
     Organization,
@@ -137,6 +138,21 @@ def budget_list_for_user(user) -> QuerySet[Budget]:
         | Q(key__team_id__in=teams)
         | Q(scope="org", org_id__in=list(set(access.team_orgs.values())))
     ).select_related("org", "team", "feature", "key", "downgrade_to")
+
+
+def cache_policy_list_for_user(user) -> QuerySet[CachePolicy]:
+    """Whole-org readers see every policy; team members see their teams' policies (team,
+    feature and key scopes) and the org-wide ones (org and model scopes) of their organisation."""
+    access = access_for_user(user)
+    whole = [o for o in access.org_roles if access.reads_whole_org(o)]
+    teams = list(access.team_roles)
+    return CachePolicy.objects.filter(
+        Q(org_id__in=whole)
+        | Q(team_id__in=teams)
+        | Q(feature__team_id__in=teams)
+        | Q(key__team_id__in=teams)
+        | Q(scope__in=("org", "model"), org_id__in=list(set(access.team_orgs.values())))
+    ).select_related("org", "team", "feature", "feature__team", "feature__team__org", "key")
 
 
 def audit_list_for_user(user) -> QuerySet[AuditEntry]:

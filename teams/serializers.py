@@ -21,12 +21,19 @@ from gateway import selectors as catalog_selectors
 from gateway.models import MODEL_NAME_RE
 from teams import selectors
 from teams.models import (
+    CACHE_ENTRY_DEFAULT,
+    CACHE_ENTRY_MAX,
+    CACHE_ENTRY_MIN,
+    CACHE_TTL_DEFAULT,
+    CACHE_TTL_MAX,
     ORG_ROLES,
     AuditEntry,
     Budget,
     BudgetAction,
     BudgetPeriod,
     BudgetScope,
+    CachePolicy,
+    CacheScope,
     Feature,
     Membership,
     Organization,
@@ -498,6 +505,108 @@ class BudgetUpdateSerializer(_BudgetFieldsSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         self._resolve_downgrade(attrs, self.instance.org)
         return attrs
+
+
+# --- response cache policies ---------------------------------------------------------------
+
+
+# A scope field as a pattern, not an enum: drf-spectacular names enums by field name, and
+# budgets already have a "scope" enum of other choices (the collision is a schema warning).
+_CACHE_SCOPES = "|".join(CacheScope.values)
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": f"^({_CACHE_SCOPES})$", "description": "; ".join(
+        f"`{value}`: {label}" for value, label in CacheScope.choices
+    )}
+)  # fmt: skip
+class CacheScopeField(serializers.ChoiceField):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(choices=CacheScope.choices, **kwargs)
+
+
+class CachePolicySerializer(serializers.ModelSerializer):
+    org = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    scope = CacheScopeField(read_only=True)
+    team = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    feature = serializers.SerializerMethodField()
+    feature_team = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CachePolicy
+        fields = [
+            "id",
+            "org",
+            "scope",
+            "team",
+            "feature",
+            "feature_team",
+            "key",
+            "model_name",
+            "enabled",
+            "ttl_seconds",
+            "max_entry_bytes",
+            "tools",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_feature(self, policy: CachePolicy) -> str | None:
+        return policy.feature.slug if policy.feature_id else None
+
+    def get_feature_team(self, policy: CachePolicy) -> str | None:
+        return policy.feature.team.slug if policy.feature_id else None
+
+
+class _CachePolicyFieldsSerializer(ScopedInputSerializer):
+    enabled = serializers.BooleanField(default=True)
+    ttl_seconds = serializers.IntegerField(
+        min_value=1, max_value=CACHE_TTL_MAX, default=CACHE_TTL_DEFAULT
+    )
+    max_entry_bytes = serializers.IntegerField(
+        min_value=CACHE_ENTRY_MIN,
+        max_value=CACHE_ENTRY_MAX,
+        default=CACHE_ENTRY_DEFAULT,
+        help_text="Answers larger than this are not stored.",
+    )
+    tools = serializers.BooleanField(
+        default=False, help_text="Also cache requests that offer tools."
+    )
+
+
+class CachePolicyCreateSerializer(_CachePolicyFieldsSerializer):
+    org = serializers.SlugField(required=False, help_text=ORG_HELP)
+    scope = CacheScopeField()
+    team = serializers.SlugField(
+        required=False, allow_null=True, help_text="Team slug (team scope; finds the feature)."
+    )
+    feature = serializers.SlugField(required=False, allow_null=True)
+    key = serializers.IntegerField(required=False, allow_null=True, help_text="Key id.")
+    model_name = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, validators=[validate_model_ref]
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        org = attrs["org"] = self.resolve_org(attrs.get("org"))
+        team = attrs["team"] = self.resolve_team(org, attrs["team"]) if attrs.get("team") else None
+        if attrs.get("feature"):
+            if team is None:
+                raise serializers.ValidationError({"team": "needed to find the feature"})
+            attrs["feature"] = self.resolve_feature(team, attrs["feature"])
+            attrs["team"] = None  # a feature policy names its feature (which has the team)
+        if attrs.get("key") is not None:
+            attrs["key"] = self.resolve_key(org, attrs["key"])
+        return attrs
+
+
+class CachePolicyUpdateSerializer(_CachePolicyFieldsSerializer):
+    enabled = serializers.BooleanField(required=False)
+    ttl_seconds = serializers.IntegerField(min_value=1, max_value=CACHE_TTL_MAX, required=False)
+    max_entry_bytes = serializers.IntegerField(
+        min_value=CACHE_ENTRY_MIN, max_value=CACHE_ENTRY_MAX, required=False
+    )
+    tools = serializers.BooleanField(required=False)
 
 
 # --- audit --------------------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
 The plan is built kind by kind, in the order the changes must run: the organisation, then
 the catalogue (providers, models with prices, groups, routers: ``plan_catalog.py``), then
-teams with their members and features, and budgets (``plan_teams.py``), and with ``prune``
+teams with their members and features, and budgets (``plan_teams.py``), the response
+cache's policies (``plan_cache.py``), and with ``prune``
 the deletions last (``prune.py``). This module owns that order and the organisation itself.
 """
 
 from __future__ import annotations
 
 from provisioning.config.changes import Change, Plan, changed, created, diff
+from provisioning.config.plan_cache import plan_cache_policies
 from provisioning.config.plan_catalog import plan_groups, plan_models, plan_providers, plan_routers
 from provisioning.config.plan_teams import plan_budgets, plan_teams
 from provisioning.config.prune import plan_prune
@@ -64,6 +66,7 @@ PLANNERS = (
     plan_routers,
     plan_teams,
     plan_budgets,
+    plan_cache_policies,
 )
 
 

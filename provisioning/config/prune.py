@@ -3,7 +3,8 @@
 Each row is one prunable kind: where its rows are, how a row is named in the file, what to
 keep without a word, what refuses the prune (an error that stops the whole apply), and how a
 row is deleted and audited. ``plan_prune`` is the one loop over the table. The table's order
-is the deletion order, dependants first: budgets before the models they downgrade to,
+is the deletion order, dependants first: cache policies and budgets before what they are on,
+budgets before the models they downgrade to,
 routers and groups before their models, models before their providers. Rows marked
 ``per_team`` run for each team of the file in turn, on that team's objects.
 """
@@ -19,9 +20,10 @@ from typing import Any
 from gateway.models import LLMModel, ModelGroup, Provider, Router
 from gateway.services import catalog
 from provisioning.config.changes import Plan
+from provisioning.config.plan_cache import managed_policies, policy_ident, policy_label
 from provisioning.config.plan_teams import budget_ident, budget_label, managed_budgets
 from provisioning.config.spec import ConfigSpec
-from teams import services
+from teams import cache_services, services
 from teams.models import Budget, BudgetScope, Feature, Membership, Role, Team
 
 
@@ -84,6 +86,16 @@ def _model_a_key_budget_downgrades_to(p: Plan, model: LLMModel) -> str | None:
 
 
 PRUNE_TABLE: tuple[Prunable, ...] = (
+    Prunable(
+        kind="cache policy",
+        rows=lambda p, _spec: managed_policies(p),
+        ident=policy_ident,
+        listed=lambda spec: {c.ident for c in spec.cache_policies},
+        label=lambda c: policy_label(policy_ident(c)),
+        audit="cache_policy.deleted",
+        service=cache_services.cache_policy_delete,
+        arg="policy",
+    ),
     Prunable(
         kind="budget",
         rows=lambda p, _spec: managed_budgets(p),

@@ -138,6 +138,27 @@ class BudgetSpec:
 
 
 @dataclass
+class CacheSpec:
+    """A response-cache policy: ``cache:`` at the top (org), on a model, a team, a feature or a
+    team's key (named, never created: keys are minted)."""
+
+    scope: str  # org | team | feature | key | model
+    team: str | None
+    feature: str | None
+    key: str | None  # the key's name within its team
+    model: str  # the model's name (model scope), else ""
+    enabled: bool
+    ttl_seconds: int
+    max_entry_bytes: int
+    tools: bool
+    path: str = field(default="", compare=False)
+
+    @property
+    def ident(self) -> tuple[str, str | None, str | None, str | None, str]:
+        return (self.scope, self.team, self.feature, self.key, self.model)
+
+
+@dataclass
 class ConfigSpec:
     org_slug: str
     org_label: str
@@ -148,6 +169,7 @@ class ConfigSpec:
     routers: list[RouterSpec] = field(default_factory=list)
     teams: list[TeamSpec] = field(default_factory=list)
     budgets: list[BudgetSpec] = field(default_factory=list)
+    cache_policies: list[CacheSpec] = field(default_factory=list)
 
 
 # --- loading --------------------------------------------------------------------------------

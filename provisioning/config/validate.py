@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from gateway.models import LLMModel, Provider
 from provisioning.config.checker import Checker, join, messages
 from provisioning.config.spec import ConfigError, ConfigSpec
+from provisioning.config.validate_cache import check_caches
 from provisioning.config.validate_catalog import (
     check_group,
     check_model,
@@ -26,7 +27,16 @@ from provisioning.config.validate_catalog import (
 from provisioning.config.validate_teams import check_budgets, check_team
 from teams.models import BudgetScope, Organization, validate_timezone
 
-_TOP_OPTIONAL = ("timezone", "providers", "models", "budgets", "groups", "routers", "teams")
+_TOP_OPTIONAL = (
+    "timezone",
+    "providers",
+    "models",
+    "budgets",
+    "groups",
+    "routers",
+    "teams",
+    "cache",
+)
 
 
 def _timezone(c: Checker, top: dict) -> str | None:
@@ -92,6 +102,7 @@ def config_validate(*, data: Any, prune: bool = False) -> ConfigSpec:
         routers=_unique(c, routers, "name", "routers", "router"),
         teams=_unique(c, teams, "slug", "teams", "team"),
         budgets=budgets,
+        cache_policies=check_caches(c, top),
     )
     if org_slug:
         _check_references(c, spec, prune=prune)

@@ -44,6 +44,7 @@ _MODEL_OPTIONAL = (
     "context_window",
     "max_output_tokens",
     *PRICE_FIELDS,
+    "cache",  # the model's response-cache policy (validate_cache)
 )
 _ROUTER_RATES = ("threshold", "shadow_rate", "pair_sample_rate")
 

@@ -175,7 +175,9 @@ def _team_leads(c: Checker, data: dict, path: str) -> list[str]:
 def _check_feature(
     c: Checker, item: Any, where: str, listed: list[FeatureSpec]
 ) -> FeatureSpec | None:
-    entry = c.mapping(item, where, required=("name",), optional=("budgets", "default_model"))
+    entry = c.mapping(
+        item, where, required=("name",), optional=("budgets", "default_model", "cache")
+    )
     if entry is None:
         return None
     feature_slug = c.slug(entry.get("name"), join(where, "name"))
@@ -218,7 +220,11 @@ def _team_features(
 def check_team(c: Checker, raw: Any, path: str, budgets: list[BudgetSpec]) -> TeamSpec | None:
     """One team; its budgets and its features' budgets are added to ``budgets``."""
     data = c.mapping(
-        raw, path, required=("name",), optional=("leads", "features", "budgets", *TEAM_LIMITS)
+        raw,
+        path,
+        required=("name",),
+        # ``cache`` and ``keys`` (the keys' cache policies) are validate_cache's
+        optional=("leads", "features", "budgets", "cache", "keys", *TEAM_LIMITS),
     )
     if data is None:
         return None

@@ -23,7 +23,18 @@ from gateway.models import (
     Router,
 )
 from provisioning.config import ConfigError, config_apply, config_load
-from teams.models import AuditEntry, Budget, Feature, Membership, Organization, Role, Team
+from provisioning.config.plan_cache import policy_ident
+from teams.cache_services import cache_policy_create
+from teams.models import (
+    AuditEntry,
+    Budget,
+    CachePolicy,
+    Feature,
+    Membership,
+    Organization,
+    Role,
+    Team,
+)
 from teams.services import key_revoke
 from tests import factories as f
 
@@ -641,3 +652,119 @@ models:
         with self.assertRaises(CommandError) as ctx:
             call_command("apply_config", str(self.tmp / "missing.yaml"))
         self.assertIn("cannot read", str(ctx.exception))
+
+
+CACHE_FILE = """
+organization: acme
+cache: {ttl_seconds: 600}
+providers:
+  - {name: sim, kind: openai, base_url: "http://127.0.0.1:9100/v1", api_key_env: SIM_KEY}
+models:
+  - {name: gpt-4o-mini, provider: sim, input_usd_per_mtok: "0.15", output_usd_per_mtok: "0.60",
+     cache: {enabled: false}}
+teams:
+  - name: search
+    cache: {ttl_seconds: 60, max_entry_bytes: 4096, tools: true}
+    features: [plain, {name: summarize, cache: {enabled: false}}]
+"""
+
+
+class CacheConfigTests(ConfigTestCase):
+    """``cache:`` at the top and on models, teams, features and keys."""
+
+    def policies(self) -> dict[tuple, CachePolicy]:
+        return {policy_ident(p): p for p in CachePolicy.objects.all()}
+
+    def test_cache_policies_are_created_at_every_level_and_reapplying_changes_nothing(self):
+        out = self.apply(CACHE_FILE)
+        self.assertIn("create cache policy of org (enabled=True, ttl_seconds=600", out)
+        policies = self.policies()
+        self.assertEqual(policies[("org", None, None, None, "")].ttl_seconds, 600)
+        self.assertFalse(policies[("model", None, None, None, "gpt-4o-mini")].enabled)
+        team = policies[("team", "search", None, None, "")]
+        self.assertEqual((team.ttl_seconds, team.max_entry_bytes, team.tools), (60, 4096, True))
+        self.assertFalse(policies[("feature", "search", "summarize", None, "")].enabled)
+        self.assertEqual(len(policies), 4)
+        self.assertEqual(AuditEntry.objects.filter(action="cache_policy.created").count(), 4)
+        self.assertEqual(self.apply(CACHE_FILE).strip(), "acme: no changes")
+
+    def test_a_key_policy_names_a_minted_key_of_the_team(self):
+        self.apply(CACHE_FILE)
+        team = Team.objects.get(slug="search")
+        f.make_key(team, "search-svc")
+        with_key = CACHE_FILE + "    keys: [{name: search-svc, cache: {ttl_seconds: 30}}]\n"
+        self.assertIn("create cache policy of key search/search-svc", self.apply(with_key))
+        policy = CachePolicy.objects.get(scope="key")
+        self.assertEqual((policy.key.name, policy.ttl_seconds), ("search-svc", 30))
+        ghost = CACHE_FILE + "    keys: [{name: ghost, cache: {}}]\n"
+        message = self.apply_fails(ghost)
+        self.assertIn("teams[0].keys[0].cache: team 'search' has no key 'ghost'", message)
+
+    def test_changed_settings_update_and_left_out_ones_go_back_to_their_defaults(self):
+        self.apply(CACHE_FILE)
+        changed = CACHE_FILE.replace("cache: {ttl_seconds: 600}", "cache: {ttl_seconds: 900}")
+        changed = changed.replace("max_entry_bytes: 4096, tools: true", "tools: true")
+        out = self.apply(changed, "--dry-run")
+        self.assertIn("update cache policy of org: ttl_seconds: 600 -> 900", out)
+        self.assertIn("update cache policy of team search: max_entry_bytes: 4096 -> 1048576", out)
+        self.apply(changed)
+        self.assertEqual(CachePolicy.objects.get(scope="org").ttl_seconds, 900)
+        self.assertEqual(CachePolicy.objects.get(scope="team").max_entry_bytes, 1048576)
+        entry = AuditEntry.objects.filter(action="cache_policy.updated").first()
+        self.assertIsNotNone(entry)
+
+    def test_prune_deletes_the_policies_the_file_no_longer_lists(self):
+        self.apply(CACHE_FILE)
+        key = f.make_key(Team.objects.get(slug="search"), "svc").key
+        cache_policy_create(actor=None, org=key.org, scope="key", key=key)
+        smaller = CACHE_FILE.replace("cache: {ttl_seconds: 600}\n", "").replace(
+            ", cache: {enabled: false}}]", "}]"
+        )
+        self.assertIn("acme: ", self.apply(smaller))  # without --prune: kept
+        self.assertEqual(CachePolicy.objects.count(), 5)
+        dry = self.apply(smaller, "--prune", "--dry-run")
+        for line in (
+            "delete cache policy of org",
+            "delete cache policy of feature search/summarize",
+            "delete cache policy of key search/svc",
+        ):
+            self.assertIn(line, dry)
+        self.apply(smaller, "--prune")
+        self.assertEqual(
+            set(self.policies()),
+            {("model", None, None, None, "gpt-4o-mini"), ("team", "search", None, None, "")},
+        )
+
+    BAD_CACHES = [
+        ("organization: acme\ncache: {ttl_seconds: 0}\n", "cache.ttl_seconds: must be between 1"),
+        ("organization: acme\ncache: {ttl: 5}\n", "cache.ttl: unknown key"),
+        ("organization: acme\ncache: true\n", "cache: expected a mapping"),
+        (
+            "organization: acme\nteams: [{name: s, cache: {max_entry_bytes: 10}}]\n",
+            "teams[0].cache.max_entry_bytes: must be between 1024 and 16777216",
+        ),
+        (
+            "organization: acme\nteams: [{name: s, features: [{name: f, cache: {tools: 'yes'}}]}]\n",
+            "teams[0].features[0].cache.tools: must be true or false",
+        ),
+        (
+            "organization: acme\nteams: [{name: s, keys: [{name: k}]}]\n",
+            "teams[0].keys[0].cache: required",
+        ),
+        (
+            "organization: acme\nteams: [{name: s, keys: [{name: k, cache: {}}, {name: k, cache: {}}]}]\n",
+            "teams[0].keys[1].name: key 'k' is listed twice",
+        ),
+        (
+            "organization: acme\nmodels: [{name: m, provider: p, input_usd_per_mtok: '1', output_usd_per_mtok: '1', cache: {enabled: 1}}]\n",
+            "models[0].cache.enabled: must be true or false",
+        ),
+    ]
+
+    def test_bad_cache_settings_name_their_path_and_change_nothing(self):
+        f.make_org("acme")
+        before = CachePolicy.objects.count()
+        for text, expected in self.BAD_CACHES:
+            with self.subTest(expected=expected):
+                self.assertIn(expected, self.apply_fails(text))
+                self.assertEqual(CachePolicy.objects.count(), before)

@@ -19,14 +19,16 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.test import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from evaluation.models import Experiment
-from gateway.models import LLMModel, ModelGroup, Router, UsageEvent
+from gateway.models import Batch, LLMModel, ModelGroup, Router, UsageEvent
 from reports.invoices.figures import Figure
 from reports.invoices.pull import figures_store
 from reports.models import AlertWebhook, BudgetAlert, DailySpend
+from teams.cache_services import cache_policy_create
 from teams.models import AuditEntry, Membership
 from teams.services import audit_record
 from tests import factories as f
@@ -102,6 +104,7 @@ class URLSweepTests(TwoOrgsTestCase):
             org=org, name=f"{MARK}-router", strong=cls.model_x, weak=cls.model_x
         )
         cls.budget_x = f.make_budget(org, scope="team", team=cls.team_x, limit="123.45")
+        cls.cache_x = cache_policy_create(actor=None, org=org, scope="team", team=cls.team_x)
         cls.alert_x = BudgetAlert.objects.create(
             org=org,
             budget=cls.budget_x,
@@ -119,6 +122,18 @@ class URLSweepTests(TwoOrgsTestCase):
         )
         cls.event_x = event(
             org=org, team=cls.team_x, feature=f"{MARK}-feature", model=f"{MARK}-model"
+        )
+        cls.batch_x = Batch.objects.create(
+            batch_id=f"batch_{MARK}",
+            api="openai",
+            org=org,
+            key_id=cls.key_x.pk,
+            team_id=cls.team_x.pk,
+            feature=f"{MARK}-feature",
+            endpoint="/v1/chat/completions",
+            provider=cls.provider_x.slug,
+            status="in_progress",
+            expires_at=timezone.now() + timedelta(days=1),
         )
         cls.daily_x = DailySpend.objects.create(
             org_id=org.pk, team_id=cls.team_x.pk, feature=f"{MARK}-feature", day=date.today()
@@ -189,12 +204,14 @@ class URLSweepTests(TwoOrgsTestCase):
             "teams.feature": self.feature_x,
             "teams.virtualkey": self.key_x,
             "teams.budget": self.budget_x,
+            "teams.cachepolicy": self.cache_x,
             "teams.auditentry": self.audit_x,
             "gateway.provider": self.provider_x,
             "gateway.llmmodel": self.model_x,
             "gateway.modelgroup": self.group_x,
             "gateway.router": self.router_x,
             "gateway.usageevent": self.event_x,
+            "gateway.batch": self.batch_x,
             "reports.budgetalert": self.alert_x,
             "reports.alertwebhook": self.webhook_x,
             "reports.dailyspend": self.daily_x,
@@ -221,6 +238,7 @@ class URLSweepTests(TwoOrgsTestCase):
             "feature-detail": ([f"{api}/features/{self.feature_x.pk}/"], True),
             "key-detail": ([f"{api}/keys/{k}/"], True),
             "budget-detail": ([f"{api}/budgets/{b}/"], True),
+            "cache-policy-detail": ([f"{api}/cache-policies/{self.cache_x.pk}/"], True),
             "audit-entry-detail": ([f"{api}/audit/{self.audit_x.pk}/"], True),
             "provider-detail": ([f"{api}/providers/{self.provider_x.pk}/"], False),
             "model-detail": ([f"{api}/models/{self.model_x.pk}/"], False),
@@ -274,6 +292,7 @@ class URLSweepTests(TwoOrgsTestCase):
             "feature-list": [f"{api}/features/"],
             "key-list": [f"{api}/keys/", f"{api}/keys/?org={a.slug}"],
             "budget-list": [f"{api}/budgets/"],
+            "cache-policy-list": [f"{api}/cache-policies/", f"{api}/cache-policies/?org={a.slug}"],
             "audit-entry-list": [f"{api}/audit/"],
             "provider-list": [f"{api}/providers/"],
             "model-list": [f"{api}/models/"],
@@ -343,6 +362,7 @@ class URLSweepTests(TwoOrgsTestCase):
             f"{api}/teams/{self.team_x.pk}/",
             f"{api}/keys/{self.key_x.pk}/",
             f"{api}/budgets/{self.budget_x.pk}/",
+            f"{api}/cache-policies/{self.cache_x.pk}/",
             f"{api}/providers/{self.provider_x.pk}/",
             f"{api}/models/{self.model_x.pk}/",
             f"{api}/groups/{self.group_x.pk}/",
@@ -402,7 +422,14 @@ class URLSweepTests(TwoOrgsTestCase):
         self.assert_list_clean(self.attackers_b, reverse("admin:index"))
 
     def test_admin_pages_of_a_team_are_denied_to_the_lead_of_another_team(self):
-        for obj in (self.team_x, self.key_x, self.budget_x, self.alert_x, self.membership_x):
+        for obj in (
+            self.team_x,
+            self.key_x,
+            self.budget_x,
+            self.cache_x,
+            self.alert_x,
+            self.membership_x,
+        ):
             opts = obj._meta
             for action in ADMIN_ACTIONS:
                 path = reverse(f"admin:{opts.app_label}_{opts.model_name}_{action}", args=[obj.pk])

@@ -558,6 +558,10 @@ class GatewayAdminTests(AdminTestCase):
 class AdminPagesSmokeTests(AdminTestCase):
     def test_every_admin_page_renders_for_a_superuser_and_an_org_admin(self):
         from django.contrib import admin as django_admin
+        from django.utils import timezone
+
+        from gateway.models import Batch
+        from teams.cache_services import cache_policy_create
 
         ours = [m for m in django_admin.site._registry if m._meta.app_label in ("teams", "gateway")]
         self.assertEqual(
@@ -565,7 +569,14 @@ class AdminPagesSmokeTests(AdminTestCase):
             {
                 "Organization", "Team", "Membership", "Feature", "VirtualKey", "Budget",
                 "AuditEntry", "Provider", "LLMModel", "ModelGroup", "Router", "UsageEvent",
+                "CachePolicy", "Batch",
             },
+        )  # fmt: skip
+        cache_policy_create(actor=None, org=self.org_a, scope="team", team=self.team_a)
+        Batch.objects.create(
+            batch_id="batch_admin_smoke", api="openai", org=self.org_a,
+            key_id=self.minted_a.key.pk, team_id=self.team_a.pk, endpoint="/v1/chat/completions",
+            provider="sim", status="in_progress", expires_at=timezone.now() + timedelta(days=1),
         )  # fmt: skip
         for user in (self.superuser, self.admin_a):
             self.client.force_login(user)
