@@ -73,6 +73,12 @@ HEAVY_MODULES = {
     "tests/faults/test_soak_short.py": 40,
     "tests/faults/test_redis_outage.py": 8,
     "tests/gateway/test_lost_calls_live.py": 11,
+    "tests/simulator/test_admin_reports.py": 8,
+    "tests/gateway/test_batches_live.py": 7,
+    "tests/browser/test_invoice_browser.py": 5,
+    "tests/gateway/test_response_cache_live.py": 5,
+    "tests/simulator/test_batches.py": 5,
+    "tests/reports/test_savings.py": 5,
 }
 
 

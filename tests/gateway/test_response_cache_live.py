@@ -439,7 +439,12 @@ def test_with_redis_the_answer_lives_in_redis_with_its_ttl(world, settings):
     before = set(r.scan_iter(f"{prefix}e:*", count=1000))
     body = {"model": "gpt-4o-mini", "messages": _prompt(), "temperature": 0}
     post(live, "/v1/chat/completions", body, world.secret)
-    [entry] = set(r.scan_iter(f"{prefix}e:*", count=1000)) - before
+    # the answer is stored once the client has it: wait for the write, briefly
+    deadline = time.monotonic() + 5
+    while not (fresh := set(r.scan_iter(f"{prefix}e:*", count=1000)) - before):
+        assert time.monotonic() < deadline, "the answer was never stored in Redis"
+        time.sleep(0.02)
+    [entry] = fresh
     assert 590_000 < r.pttl(entry) <= 600_000  # the key's policy: ttl_seconds 600
     assert r.zscore(f"{prefix}lru", entry.decode().rsplit(":", 1)[1]) is not None
     assert int(r.get(f"{prefix}bytes")) >= r.strlen(entry)

@@ -183,7 +183,7 @@ def test_budget_emails_arrive_once_per_threshold_via_celery_worker_and_beat(live
         for _ in range(3):  # 9 calls: 90%
             call()
         inbox.wait_for(lambda m: "80%" in m["subject"], timeout=60, procs=procs)
-        time.sleep(2.5)  # five more beat cycles: nothing else may arrive
+        time.sleep(1.5)  # three more beat cycles: nothing else may arrive
 
         # the budget's alerts: other alerts of the shared live org (an over-bound call another
         # live test made) are not this test's to count
