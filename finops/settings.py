@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "teams",
     "gateway",
     "reports",
@@ -111,6 +112,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "finops.context_processors.navigation",
             ],
         },
     },
@@ -177,7 +179,8 @@ CACHES = {
 
 # --- celery ---------------------------------------------------------------------------------
 CELERY_BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = _typed("CELERY_BROKER_URL", str, "filesystem://")
+# kombu warns "No hostname was supplied" for a bare ``filesystem://``: name the (unused) host.
+CELERY_BROKER_URL = _typed("CELERY_BROKER_URL", str, "filesystem://localhost/")
 CELERY_EMBEDDED_BROKER = CELERY_BROKER_URL.startswith("filesystem://")
 CELERY_TASK_ALWAYS_EAGER = _typed("CELERY_TASK_ALWAYS_EAGER", bool, False)
 ROLLUP_INTERVAL_SECONDS = _typed("FINOPS_ROLLUP_INTERVAL_SECONDS", float, 60.0)
@@ -336,6 +339,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # The docs page loads Swagger UI and ReDoc from our own static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 if TESTING:

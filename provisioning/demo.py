@@ -2,12 +2,14 @@
 
 Loading is idempotent: the config is re-applied (no changes the second time), the demo login is
 made to work again, and the demo key is replaced: every run revokes the previous ``demo`` key(s)
-and mints a new one, because a secret is only ever shown once.
+and mints a new one, because a secret is only ever shown once. With ``history_days``, the
+org's generated history (``provisioning.demo_history``) is replaced by that many days.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -15,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from provisioning.config import config_apply, config_load
+from provisioning.demo_history import DEFAULT_SEED, HistoryResult, demo_history_load
 from teams.models import Membership, Organization, Role, Team, VirtualKey
 from teams.services import key_mint, key_revoke, membership_add
 
@@ -35,6 +38,7 @@ class DemoInfo:
     password: str
     key_secret: str
     config_changes: int = 0
+    history: HistoryResult | None = None
 
     @property
     def org(self) -> str:
@@ -77,9 +81,16 @@ def _demo_user(org: Organization):
     return user
 
 
-def demo_load(*, sim_base_url: str = DEMO_SIM_URL) -> DemoInfo:
+def demo_load(
+    *,
+    sim_base_url: str = DEMO_SIM_URL,
+    history_days: int | None = None,
+    seed: int = DEFAULT_SEED,
+    now: datetime | None = None,
+) -> DemoInfo:
     """Apply the demo config, ensure the demo login (staff, admin of the org, not a superuser)
-    and replace the demo key. Returns the login and the new key's secret."""
+    and replace the demo key. Returns the login and the new key's secret. ``history_days``
+    (None: leave the history as it is; 0: remove it) regenerates the past from ``seed``."""
     data = demo_config(sim_base_url=sim_base_url)
     with transaction.atomic():
         result = config_apply(data=data)
@@ -89,10 +100,14 @@ def demo_load(*, sim_base_url: str = DEMO_SIM_URL) -> DemoInfo:
             key_revoke(key=old, actor=user)
         team = Team.objects.get(org=org, slug=DEMO_KEY_TEAM)
         minted = key_mint(team=team, name=DEMO_KEY_NAME, actor=user)
+    history = None
+    if history_days is not None:
+        history = demo_history_load(org, days=history_days, seed=seed, now=now)
     return DemoInfo(
         org_slug=org.slug,
         username=DEMO_USERNAME,
         password=DEMO_PASSWORD,
         key_secret=minted.secret,
         config_changes=len(result.changes),
+        history=history,
     )

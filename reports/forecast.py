@@ -26,6 +26,10 @@ from teams.models import Budget
 HUNDRED = Decimal(100)
 CENT = Decimal("0.01")
 HISTORY_DAYS = 28  # the run rates look back this many complete days
+# The dashboards' linear fallback (under a week of history) needs this many complete days with
+# spend; fewer, and the page says "not enough history" instead of drawing a band of zero width.
+MIN_FORECAST_DAYS = 3
+NOT_ENOUGH_HISTORY = "not enough history"
 
 
 # --- budget spend --------------------------------------------------------------------------------

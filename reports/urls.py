@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from reports.pages import alerts, catalog, dashboards, invoices, statements
+from reports.pages import alerts, catalog, dashboards, invoices, statement_index, statements
 
 app_name = "reports"
 
@@ -12,6 +12,11 @@ urlpatterns = [
     path("reports/orgs/<int:org_id>/models/", catalog.catalog, name="catalog"),
     # invoice vs ledger (provider reports reconciled with the ledger)
     path("reports/orgs/<int:org_id>/invoices/", invoices.invoices, name="invoices"),
+    path(
+        "reports/teams/<int:team_id>/statements/",
+        statement_index.statement_index,
+        name="statement-index",
+    ),
     path(
         "reports/teams/<int:team_id>/statements/<str:month>/",
         statements.team_statement,

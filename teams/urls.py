@@ -5,7 +5,6 @@ from teams import views
 from teams.login_throttle import ThrottledLoginView
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     # Django's LogoutView accepts POST only (a GET answers 405), so a link cannot log anyone out.
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -35,19 +35,19 @@ CATALOG_COLUMNS = (
     Column("model", "Model"),
     Column("provider", "Provider"),
     Column("mode", "Mode"),
-    Column("input", "Input $/Mtok", numeric=True),
-    Column("cached_input", "Cached input $/Mtok", numeric=True),
-    Column("cache_write", "Cache write $/Mtok", numeric=True),
-    Column("output", "Output $/Mtok", numeric=True),
+    Column("input", "Input $/Mtok", numeric=True, kind="per_mtok"),
+    Column("cached_input", "Cached input $/Mtok", numeric=True, kind="per_mtok"),
+    Column("cache_write", "Cache write $/Mtok", numeric=True, kind="per_mtok"),
+    Column("output", "Output $/Mtok", numeric=True, kind="per_mtok"),
     Column("context_window", "Context window", numeric=True),
     Column("max_output", "Max output", numeric=True),
     Column("p50_ms", "Latency p50 ms", numeric=True),
     Column("p95_ms", "Latency p95 ms", numeric=True),
     Column("throughput", "Output tok/s", numeric=True),
-    Column("error_rate", "Error rate %", numeric=True),
+    Column("error_rate", "Error rate %", numeric=True, kind="pct"),
     Column("requests", "Requests", numeric=True),
     Column("tokens", "Tokens", numeric=True),
-    Column("spend", "Spend USD", numeric=True),
+    Column("spend", "Spend USD", numeric=True, kind="usd"),
 )
 
 
@@ -146,9 +146,9 @@ REPRICE_COLUMNS = (
     Column("cached_tokens", "Cached tokens", numeric=True),
     Column("cache_write_tokens", "Cache-write tokens", numeric=True),
     Column("completion_tokens", "Completion tokens", numeric=True),
-    Column("actual", "Actual USD", numeric=True),
-    Column("repriced", "On target USD", numeric=True),
-    Column("difference", "Difference USD", numeric=True),
+    Column("actual", "Actual USD", numeric=True, kind="usd"),
+    Column("repriced", "On target USD", numeric=True, kind="usd"),
+    Column("difference", "Difference USD", numeric=True, kind="usd"),
 )
 
 

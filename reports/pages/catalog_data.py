@@ -11,19 +11,21 @@ view are ``reports.pages.catalog``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import Sum
 from django.utils import timezone
 
+from finops.money import usd_per_mtok
 from gateway.models import LLMModel, ModelPrice
 from gateway.pricing import MTOK, ZERO, Price, Usage, cost_of
 from gateway.selectors import model_list_for_user
 from reports.models import LATENCY_FIELDS
 from reports.periods import local_date
-from reports.selectors import daily_spend_list_for_user, latency_quantile
+from reports.selectors import daily_spend_list_for_user
+from reports.selectors.spend import latency_percentiles
 from teams.models import Organization, Team
 
 WINDOW_DAYS = 30
@@ -74,7 +76,8 @@ def billing_price(price: ModelPrice) -> Price:
 
 
 def per_mtok_label(price: ModelPrice) -> str:
-    """ "in 0.15 / cached 0.075 / write 0.15 / out 0.6 $/Mtok", as billed."""
+    """ "in $0.15 / Mtok, cached $0.075 / Mtok, write $0.15 / Mtok, out $0.60 / Mtok", as
+    billed."""
     p = billing_price(price)
     parts = [
         ("in", p.input),
@@ -82,7 +85,7 @@ def per_mtok_label(price: ModelPrice) -> str:
         ("write", p.cache_write),
         ("out", p.output),
     ]
-    return " / ".join(f"{label} {per_mtok(value * MTOK)}" for label, value in parts) + " $/Mtok"
+    return ", ".join(f"{label} {usd_per_mtok(value * MTOK)}" for label, value in parts)
 
 
 # --- the catalog ---------------------------------------------------------------------------------
@@ -103,15 +106,9 @@ class ModelStats:
     cost: Decimal = ZERO
     latency_sum_ms: int = 0
     latency_count: int = 0
-    histogram: list[int] = field(default_factory=lambda: [0] * len(LATENCY_FIELDS))
-
-    @property
-    def p50_ms(self) -> float | None:
-        return latency_quantile(self.histogram, 0.5)
-
-    @property
-    def p95_ms(self) -> float | None:
-        return latency_quantile(self.histogram, 0.95)
+    # exact from the ledger's recorded latencies (``latency_percentiles``), not the histogram
+    p50_ms: float | None = None
+    p95_ms: float | None = None
 
     @property
     def error_rate(self) -> Decimal | None:
@@ -139,13 +136,13 @@ def model_stats(user, *, org: Organization, first: date, last: date) -> dict[str
         .annotate(**{name: Sum(name) for name in _STAT_SUMS})
         .order_by("model")
     )
+    latency = latency_percentiles(user, org=org, first=first, last=last, columns=("model",))
     stats: dict[str, ModelStats] = {}
     for r in rows:
-        s = ModelStats(
-            **{name: r[name] or 0 for name in _STAT_SUMS if name not in LATENCY_FIELDS},
-            histogram=[r[name] or 0 for name in LATENCY_FIELDS],
-        )
+        s = ModelStats(**{name: r[name] or 0 for name in _STAT_SUMS if name not in LATENCY_FIELDS})
         s.cost = Decimal(r["cost"] or 0)
+        if s.latency_count:
+            s.p50_ms, s.p95_ms = latency.get((r["model"],), (None, None))
         stats[r["model"]] = s
     return stats
 

@@ -6,7 +6,13 @@ days), so a dashboard and a forecast email never disagree (a test holds them equ
 computed here from one day-by-day read of the scope, which the overview shares with its other
 charts, instead of ``budget_forecast``'s own queries: the page has a 300 ms budget. Under a week
 of history that method declines; the dashboard then falls back to a linear run rate over the
-window's complete days.
+window's complete days, if there are at least ``MIN_FORECAST_DAYS`` of them and some spend in
+them; else there is no forecast, and ``forecast_note`` says "not enough history" (a band from one
+or two days, or from days of nothing, would have no width and mean nothing).
+
+``budget_lines``: the org budgets drawn on the month's chart; one of another period is prorated
+to the month by days (a quarterly $5,000 is $5,000 × 31 / 92 in a 31-day month of a 92-day
+quarter), and labelled so.
 
 The band: the days of history scatter around their run rate with a standard deviation ``s``
 (residuals in Decimal); if days were independent, the spend of the next ``h`` days scatters by
@@ -22,11 +28,17 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
-from finops.money import money
-from reports.forecast import HISTORY_DAYS, BudgetSpend, run_rates
+from finops.money import money, usd_display
+from reports.forecast import (
+    HISTORY_DAYS,
+    MIN_FORECAST_DAYS,
+    NOT_ENOUGH_HISTORY,
+    BudgetSpend,
+    run_rates,
+)
 from reports.periods import DAY, local_date, local_midnight, org_zone, period_days
 from reports.selectors import budget_dimension_rows
-from teams.models import Budget
+from teams.models import Budget, BudgetPeriod
 
 BAND_Z = Decimal("1.645")
 
@@ -56,7 +68,8 @@ def _sigma(residuals: list[Decimal]) -> Decimal:
 def budget_burn(budget: Budget, *, now: datetime, daily: dict[date, Decimal] | None = None) -> dict:
     """The budget's current window (calendar-aligned in the org's timezone) as JSON-ready data:
     spent, limit, the cumulative spend so far (``actual``) and the projection with its band
-    (``projection``; ``forecast`` is None when there is no complete day to project from).
+    (``projection``; ``forecast`` is None, and ``forecast_note`` says why, when there is not
+    enough history to project from).
 
     ``daily``: the budget scope's cost per local day, at least from the window's first day (or
     28 days back, if earlier) to its end; read from the day marginals
@@ -101,8 +114,10 @@ def budget_burn(budget: Budget, *, now: datetime, daily: dict[date, Decimal] | N
         method = f"weekday and weekend run rates over the last {len(days)} days"
     else:
         days = [first + timedelta(days=i) for i in range((today - first).days)]
-        if not days:
-            return _burn_json(budget, spend, actual_x, actual_y, forecast=None, tz=tz)
+        if len(days) < MIN_FORECAST_DAYS or not any(daily.get(d) for d in days):
+            result = _burn_json(budget, spend, actual_x, actual_y, forecast=None, tz=tz)
+            result["forecast_note"] = _not_enough(days)
+            return result
         flat = sum((daily.get(d, Decimal(0)) for d in days), Decimal(0)) / len(days)
 
         def rate(d: date) -> Decimal:
@@ -171,6 +186,57 @@ def _burn_json(budget: Budget, spend, actual_x, actual_y, *, forecast: dict | No
         "remaining": money(limit - spend.spent),
         "percent": str(spend.percent) if limit > 0 else None,
         "forecast": forecast,
+        "forecast_note": None,
         "actual": {"x": actual_x, "y": [money(v) for v in actual_y]},
         "projection": None,
     }
+
+
+def _not_enough(days: list[date]) -> str:
+    n = len(days)
+    if n < MIN_FORECAST_DAYS:
+        have = f"{n} complete day{'s' if n != 1 else ''}"
+        return f"{NOT_ENOUGH_HISTORY} ({have} in this window; a forecast needs {MIN_FORECAST_DAYS})"
+    return f"{NOT_ENOUGH_HISTORY} (no spend in the window's {n} complete days)"
+
+
+_PERIOD_NAME = {
+    BudgetPeriod.DAY: "daily",
+    BudgetPeriod.WEEK: "weekly",
+    BudgetPeriod.MONTH: "monthly",
+    BudgetPeriod.QUARTER: "quarterly",
+}
+
+
+def budget_lines(budgets: list[Budget], burns: list[dict], *, month: dict) -> list[dict]:
+    """The budgets drawn on the month's chart besides the month's own: each with a limit, over
+    the month's window; one of another period prorated to the month by days, and said so."""
+    month_days = _window_days(month["window"])
+    lines = []
+    for budget, burn in zip(budgets, burns, strict=True):
+        if burn["id"] == month.get("id") or Decimal(burn["limit"]) <= 0:
+            continue
+        limit = Decimal(burn["limit"])
+        if budget.period == BudgetPeriod.MONTH:
+            lines.append(
+                {"id": budget.pk, "label": f"{burn['label']} monthly budget", "limit": money(limit),
+                 "prorated": False, "note": f"{usd_display(limit)} monthly budget"}
+            )  # fmt: skip
+            continue
+        days = _window_days(burn["window"])
+        share = limit * month_days / days
+        name = _PERIOD_NAME.get(budget.period, budget.period)
+        note = (
+            f"{usd_display(share)} prorated from the {name} budget "
+            f"({usd_display(limit)} over {days} day{'s' if days != 1 else ''})"
+        )
+        lines.append(
+            {"id": budget.pk, "label": f"{burn['label']}: prorated from the {name} budget",
+             "limit": money(share), "prorated": True, "note": note}
+        )  # fmt: skip
+    return lines
+
+
+def _window_days(window: dict) -> int:
+    first, last = date.fromisoformat(window["start"]), date.fromisoformat(window["end"])
+    return (last - first).days + 1

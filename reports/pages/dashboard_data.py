@@ -24,7 +24,7 @@ from django.urls import reverse
 from finops.money import money
 from reports.forecast import HISTORY_DAYS, robust_z
 from reports.models import AlertKind, Dimension
-from reports.pages.dashboard_burn import budget_burn
+from reports.pages.dashboard_burn import budget_burn, budget_lines
 from reports.pages.dashboard_measures import (
     COUNTS,
     LATENCY,
@@ -51,6 +51,7 @@ from reports.selectors import (
     team_budget_list,
     team_dimension_rows,
 )
+from reports.selectors.spend import latency_percentiles
 from teams.models import Budget, BudgetPeriod, BudgetScope, Organization, Team
 
 TOP_N = 10
@@ -112,6 +113,8 @@ def _org_overview(user, org: Organization, rng: DateRange, *, now: datetime) -> 
     def key_label(key_id: int) -> str:
         return keys.get(key_id, f"#{key_id}") if key_id else "(no key)"
 
+    for team_id in teams:  # every team on the overview, spend or not (a row of zeros)
+        by["team"].setdefault(team_id, Tally())
     team_rows = []
     for team_id, row in _ranked_pairs(by["team"], team_label, total.cost):
         team_rows.append(row)
@@ -151,17 +154,7 @@ def _org_overview(user, org: Organization, rng: DateRange, *, now: datetime) -> 
         s["url"] = team_url(s["key"], rng) if s["key"] in teams else None
 
     burns = [budget_burn(b, now=now, daily=org_daily) for b in budgets]
-    month = next(
-        (burn for b, burn in zip(budgets, burns, strict=True) if b.period == BudgetPeriod.MONTH),
-        None,
-    )
-    if month is None:  # no monthly org budget: the month's spend and forecast all the same
-        month = budget_burn(
-            Budget(org=org, scope=BudgetScope.ORG, period=BudgetPeriod.MONTH, limit_usd=Decimal(0)),
-            now=now,
-            daily=org_daily,
-        )
-        month["label"] = f"org {org.slug} (no monthly budget)"
+    month = _month_burn(org, budgets, burns, daily=org_daily, now=now)
 
     return {
         "page": "overview",
@@ -181,6 +174,29 @@ def _org_overview(user, org: Organization, rng: DateRange, *, now: datetime) -> 
         "anomalies": _anomalies(user, org, daily, rng, team_label=team_label, tz=tz),
         "savings": _org_savings(in_range, team_label, teams, rng),
     }
+
+
+def _month_burn(
+    org: Organization, budgets: list[Budget], burns: list[dict], *, daily, now: datetime
+) -> dict:
+    """The month's chart: the monthly org budget's burn (or the month's spend and forecast with
+    no limit), and the other org budgets as lines on it, prorated where their period differs."""
+    month = next(
+        (burn for b, burn in zip(budgets, burns, strict=True) if b.period == BudgetPeriod.MONTH),
+        None,
+    )
+    if month is None:  # no monthly org budget: the month's spend and forecast all the same
+        month = budget_burn(
+            Budget(org=org, scope=BudgetScope.ORG, period=BudgetPeriod.MONTH, limit_usd=Decimal(0)),
+            now=now,
+            daily=daily,
+        )
+        month["label"] = f"org {org.slug} (no monthly budget)"
+    month["budget_lines"] = budget_lines(budgets, burns, month=month)
+    prorated = [line for line in month["budget_lines"] if line["prorated"]]
+    if month["id"] is None and prorated:
+        month["label"] = f"org {org.slug}: {prorated[0]['note']}"
+    return month
 
 
 def _org_savings(in_range, team_label, teams: dict, rng: DateRange) -> dict:
@@ -341,8 +357,16 @@ def _team_page(user, team: Team, rng: DateRange, *, now: datetime) -> dict:
         {"day": d.isoformat(), **(day_total[d] if d in day_total else Tally()).as_json()}
         for d in days
     ]
+
+    # Latency percentiles exact from the ledger's recorded values, over the range only.
+    def percentiles(columns: tuple[str, ...] = ()) -> dict:
+        return latency_percentiles(
+            user, org=team.org, first=rng.start, last=rng.end, columns=columns, team_ids=[team.pk]
+        )
+
+    by_model = percentiles(("model",))
     models = [
-        {**row, **by["model"][model].latency_json()}
+        {**row, **by["model"][model].latency_json(by_model.get((model,), (None, None)))}
         for model, row in _ranked_pairs(by["model"], _none, total.cost)
     ]
 
@@ -358,7 +382,7 @@ def _team_page(user, team: Team, rng: DateRange, *, now: datetime) -> dict:
         "org": {"id": team.org_id, "slug": team.org.slug, "timezone": team.org.timezone},
         "team": {"id": team.pk, "slug": team.slug, "name": team.name},
         "range": rng.as_json(),
-        "totals": {**total.as_json(), **total.latency_json()},
+        "totals": {**total.as_json(), **total.latency_json(percentiles().get((), (None, None)))},
         "budgets": [burn(b) for b in budgets],
         "breakdown": {d: _ranked(by[d], labels[d], total.cost) for d in DIMENSIONS},
         "models": models,

@@ -1,5 +1,6 @@
-"""The measures the dashboards sum over rollup groups (``Tally``: calls, money, the latency
-histogram, and the retry / failure overhead derived from them), how they rank and how they become
+"""The measures the dashboards sum over rollup groups (``Tally``: calls, money, the latency count
+and average, and the retry / failure overhead derived from them; latency percentiles come exact
+from the ledger, ``reports.selectors.spend.latency_percentiles``), how they rank and how they become
 chart series; and the PostgreSQL tuning the dashboards' ``GROUP BY``s run under. Used by
 ``reports.pages.dashboard_data``.
 """
@@ -17,7 +18,6 @@ from django.db.models import Sum
 
 from finops.money import money
 from reports.models import LATENCY_BUCKETS, LATENCY_FIELDS
-from reports.selectors import latency_quantile
 
 HUNDRED = Decimal(100)
 CENT = Decimal("0.01")
@@ -96,16 +96,16 @@ class Tally:
             "failed_share_pct": _pct(self.failed_cost, self.cost),
         }
 
-    def latency_json(self) -> dict:
-        p50 = latency_quantile(self.latency, 0.5)
-        p95 = latency_quantile(self.latency, 0.95)
+    def latency_json(self, percentiles: tuple[float | None, float | None]) -> dict:
+        """Count and average from the rollups; ``percentiles`` (p50, p95) from the ledger."""
+        p50, p95 = percentiles if self.latency_count else (None, None)
         return {
             "latency_count": self.latency_count,
             "latency_ms_avg": (
                 round(self.latency_sum_ms / self.latency_count, 1) if self.latency_count else None
             ),
-            "latency_ms_p50": None if p50 is None else round(p50, 1),
-            "latency_ms_p95": None if p95 is None else round(p95, 1),
+            "latency_ms_p50": p50,
+            "latency_ms_p95": p95,
         }
 
 

@@ -1,8 +1,9 @@
 """The tables of the dashboards (``reports.tables.Table``), built from the same data as their
 JSON endpoints, so the page, its CSV downloads and the charts show the same numbers.
 
-Money in a table is USD at six decimal places (LLM calls cost fractions of a cent); the JSON
-carries the ledger's twelve.
+Rows hold the JSON's values (money at the ledger's twelve places, percentages as numbers); each
+column's ``kind`` shows them in the house format on the page (``finops.money``), and the CSV
+keeps them whole.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from decimal import Decimal
 
 from django.utils.html import format_html
 
-from finops.money import usd_six
-from reports.tables import Column, Table
+from reports.tables import Column, Figure, Table
 
 
 class Link(str):
@@ -37,20 +37,28 @@ class Link(str):
         return str(format_html('<a href="{}">{}</a>', self.url, str(self)))
 
 
-def _pct(value: str | None) -> str:
-    return "" if value is None else f"{value}%"
+def _num(key: str, label: str, kind: str = "") -> Column:
+    return Column(key, label, numeric=True, kind=kind)
 
 
-def _num(key: str, label: str) -> Column:
-    return Column(key, label, numeric=True)
+def _usd(key: str, label: str) -> Column:
+    return _num(key, label, "usd")
+
+
+def _pct(key: str, label: str) -> Column:
+    return _num(key, label, "pct")
+
+
+def _money(value) -> Figure:
+    return Figure(value, "usd")
 
 
 CALL_COLUMNS = (
     _num("requests", "Requests"),
     _num("attempts", "Attempts"),
     _num("failures", "Failures"),
-    _num("cost", "Cost (USD)"),
-    _num("share", "Share"),
+    _usd("cost", "Cost (USD)"),
+    _pct("share", "Share"),
 )
 OVERHEAD_COLUMNS = (
     _num("requests", "Requests"),
@@ -58,21 +66,18 @@ OVERHEAD_COLUMNS = (
     _num("retries", "Retries"),
     _num("successes", "Successes"),
     _num("failures", "Failures"),
-    _num("cost", "Cost (USD)"),
-    _num("failed_cost", "Failed cost (USD)"),
-    _num("failed_share", "Failed share"),
-    _num("cost_per_call", "Cost per call"),
-    _num("cost_per_success", "Cost per success"),
+    _usd("cost", "Cost (USD)"),
+    _usd("failed_cost", "Failed cost (USD)"),
+    _pct("failed_share", "Failed share"),
+    _usd("cost_per_call", "Cost per call"),
+    _usd("cost_per_success", "Cost per success"),
 )
 
 
 def _money_row(row: dict, **extra) -> dict:
     out = dict(row)
-    for name in ("cost", "failed_cost", "cost_per_call", "cost_per_success", "spent", "baseline"):
-        if name in row:
-            out[name] = usd_six(row[name])
-    out["share"] = _pct(row.get("share_pct"))
-    out["failed_share"] = _pct(row.get("failed_share_pct"))
+    out["share"] = row.get("share_pct")
+    out["failed_share"] = row.get("failed_share_pct")
     out.update(extra)
     return out
 
@@ -86,11 +91,12 @@ def budget_table(budgets: list[dict], *, title: str = "Budgets") -> Table:
                 "budget": b["label"],
                 "period": b["period"],
                 "window": f"{b['window']['start']} to {b['window']['end']}",
-                "limit": usd_six(b["limit"]),
-                "spent": usd_six(b["spent"]),
-                "percent": _pct(b["percent"]),
-                "forecast": usd_six(f.get("projected")),
-                "band": f"{usd_six(f['low'])} – {usd_six(f['high'])}" if f else "",
+                "limit": b["limit"],
+                "spent": b["spent"],
+                "percent": b["percent"],
+                "forecast": f.get("projected") or b.get("forecast_note") or "",
+                "band_low": f.get("low"),
+                "band_high": f.get("high"),
                 "exhausts_on": f.get("exhausts_on") or "",
             }
         )
@@ -101,11 +107,12 @@ def budget_table(budgets: list[dict], *, title: str = "Budgets") -> Table:
             Column("budget", "Budget"),
             Column("period", "Period"),
             Column("window", "Window"),
-            _num("limit", "Limit (USD)"),
-            _num("spent", "Spent (USD)"),
-            _num("percent", "Used"),
-            _num("forecast", "Forecast at window end"),
-            _num("band", "90% band"),
+            _usd("limit", "Limit (USD)"),
+            _usd("spent", "Spent (USD)"),
+            _pct("percent", "Used"),
+            _usd("forecast", "Forecast at window end"),
+            _usd("band_low", "90% band from"),
+            _usd("band_high", "90% band to"),
             Column("exhausts_on", "Runs out on"),
         ),
         rows,
@@ -131,19 +138,17 @@ def overview_tables(data: dict) -> list[Table]:
         (Column("measure", "Measure"), _num("value", "Value")),
         [
             {"measure": "Range", "value": f"{data['range']['start']} to {data['range']['end']}"},
-            {"measure": "Spend in range (USD)", "value": usd_six(totals["cost"])},
+            {"measure": "Spend in range (USD)", "value": _money(totals["cost"])},
             {"measure": "Requests", "value": totals["requests"]},
-            {"measure": "Cost per call (USD)", "value": usd_six(totals["cost_per_call"])},
+            {"measure": "Cost per call (USD)", "value": _money(totals["cost_per_call"])},
             {
                 "measure": "Cost per successful response (USD)",
-                "value": usd_six(totals["cost_per_success"]),
+                "value": _money(totals["cost_per_success"]),
             },
-            {"measure": "Month to date (USD)", "value": usd_six(month["spent"])},
-            {"measure": "Forecast at month end (USD)", "value": usd_six(f.get("projected"))},
-            {
-                "measure": "Forecast 90% band (USD)",
-                "value": f"{usd_six(f['low'])} – {usd_six(f['high'])}" if f else "",
-            },
+            {"measure": "Month to date (USD)", "value": _money(month["spent"])},
+            {"measure": "Forecast at month end (USD)", "value": _money(f.get("projected"))},
+            {"measure": "Forecast 90% band from (USD)", "value": _money(f.get("low"))},
+            {"measure": "Forecast 90% band to (USD)", "value": _money(f.get("high"))},
         ],
     )
     teams = Table(
@@ -158,17 +163,17 @@ def overview_tables(data: dict) -> list[Table]:
         row: dict = {"day": day}
         day_total = Decimal(0)
         for s in series:
-            row[f"t{s['key']}"] = usd_six(s["values"][i])
+            row[f"t{s['key']}"] = s["values"][i]
             day_total += Decimal(s["values"][i])
-        row["total"] = usd_six(str(day_total))
+        row["total"] = str(day_total)
         daily_rows.append(row)
     daily = Table(
         "daily",
         "Daily spend by team (USD)",
         (
             Column("day", "Day"),
-            *(_num(f"t{s['key']}", s["name"]) for s in series),
-            _num("total", "Total"),
+            *(_usd(f"t{s['key']}", s["name"]) for s in series),
+            _usd("total", "Total"),
         ),
         daily_rows,
     )
@@ -179,8 +184,8 @@ def overview_tables(data: dict) -> list[Table]:
             Column("day", "Day"),
             Column("team", "Team"),
             Column("feature", "Feature"),
-            _num("spent", "Spent (USD)"),
-            _num("baseline", "Typical day (USD)"),
+            _usd("spent", "Spent (USD)"),
+            _usd("baseline", "Typical day (USD)"),
             _num("z", "Robust z"),
             Column("alert", "Alert"),
         ),
@@ -216,15 +221,15 @@ def savings_tables(savings: dict) -> list[Table]:
         "Savings next to the spend",
         (Column("measure", "Measure"), _num("value", "Value")),
         [
-            {"measure": "Spend (USD)", "value": usd_six(savings["cost"])},
-            {"measure": "Saved by the levers (USD)", "value": usd_six(savings["saved"])},
+            {"measure": "Spend (USD)", "value": _money(savings["cost"])},
+            {"measure": "Saved by the levers (USD)", "value": _money(savings["saved"])},
             {
                 "measure": "Spend without the levers (USD)",
-                "value": usd_six(savings["without_levers"]),
+                "value": _money(savings["without_levers"]),
             },
-            {"measure": "Saved share", "value": _pct(savings["saved_pct"])},
-            {"measure": "What the levers cost (USD)", "value": usd_six(savings["lever_cost"])},
-            {"measure": "Net saved (USD)", "value": usd_six(savings["net_saved"])},
+            {"measure": "Saved share", "value": Figure(savings["saved_pct"], "pct")},
+            {"measure": "What the levers cost (USD)", "value": _money(savings["lever_cost"])},
+            {"measure": "Net saved (USD)", "value": _money(savings["net_saved"])},
         ],
     )
     levers = Table(
@@ -233,15 +238,15 @@ def savings_tables(savings: dict) -> list[Table]:
         (
             Column("lever", "Lever"),
             Column("method", "Method"),
-            _num("saved", "Saved (USD)"),
-            _num("spend", "Spend on its calls (USD)"),
+            _usd("saved", "Saved (USD)"),
+            _usd("spend", "Spend on its calls (USD)"),
         ),
         [
             {
                 "lever": lever["label"],
                 "method": lever["method"],
-                "saved": usd_six(lever["saved"]),
-                "spend": usd_six(lever["spend"]),
+                "saved": lever["saved"],
+                "spend": lever["spend"],
             }
             for lever in savings["levers"]
         ],
@@ -249,9 +254,9 @@ def savings_tables(savings: dict) -> list[Table]:
     costs = Table(
         "lever_costs",
         "What the levers cost",
-        (Column("name", "Cost"), Column("method", "Method"), _num("cost", "Cost (USD)")),
+        (Column("name", "Cost"), Column("method", "Method"), _usd("cost", "Cost (USD)")),
         [
-            {"name": c["label"], "method": c["method"], "cost": usd_six(c["cost"])}
+            {"name": c["label"], "method": c["method"], "cost": c["cost"]}
             for c in savings["lever_costs"]
         ],
     )
@@ -263,18 +268,18 @@ def savings_tables(savings: dict) -> list[Table]:
                 "Savings by team",
                 (
                     Column("team", "Team"),
-                    _num("cost", "Spend (USD)"),
-                    _num("saved", "Saved (USD)"),
-                    *(_num(f"saved_{lv['lever']}", lv["label"]) for lv in savings["levers"]),
-                    _num("lever_cost", "Lever cost (USD)"),
+                    _usd("cost", "Spend (USD)"),
+                    _usd("saved", "Saved (USD)"),
+                    *(_usd(f"saved_{lv['lever']}", lv["label"]) for lv in savings["levers"]),
+                    _usd("lever_cost", "Lever cost (USD)"),
                 ),
                 [
                     {
                         "team": Link(t["name"], t["url"]),
-                        "cost": usd_six(t["cost"]),
-                        "saved": usd_six(t["saved"]),
-                        **{f"saved_{lv['lever']}": usd_six(lv["saved"]) for lv in t["levers"]},
-                        "lever_cost": usd_six(t["lever_cost"]),
+                        "cost": t["cost"],
+                        "saved": t["saved"],
+                        **{f"saved_{lv['lever']}": lv["saved"] for lv in t["levers"]},
+                        "lever_cost": t["lever_cost"],
                     }
                     for t in savings["teams"]
                 ],
@@ -319,7 +324,7 @@ def team_tables(data: dict) -> list[Table]:
             Column("created_at", "When"),
             Column("kind", "Kind"),
             Column("subject", "Alert"),
-            _num("spent", "Spent (USD)"),
+            _usd("spent", "Spent (USD)"),
             Column("status", "Status"),
         ),
         [
@@ -327,7 +332,7 @@ def team_tables(data: dict) -> list[Table]:
                 "created_at": a["created_at"][:16].replace("T", " "),
                 "kind": a["kind_label"],
                 "subject": Link(a["subject"] or a["scope"], a["url"]),
-                "spent": usd_six(a["spent"]),
+                "spent": a["spent"],
                 "status": a["status"],
             }
             for a in data["alerts"]

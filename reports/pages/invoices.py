@@ -30,7 +30,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from finops.money import money, usd_exact, usd_six
+from finops.money import money, usd_exact
 from gateway.selectors import model_list_for_user
 from reports.invoices.csv_reports import MAX_BYTES
 from reports.invoices.figures import ReportError
@@ -45,7 +45,6 @@ from reports.pages.invoices_data import (
     Selection,
     invoice_page_build,
     invoice_selection,
-    percent_text,
     pull_hint,
 )
 from reports.periods import DAY
@@ -71,38 +70,42 @@ CLASS_LABELS = {
 }
 
 
-def _num(key: str, label: str) -> Column:
-    return Column(key, label, numeric=True)
+def _num(key: str, label: str, kind: str = "") -> Column:
+    return Column(key, label, numeric=True, kind=kind)
+
+
+def _usd(key: str, label: str) -> Column:
+    return _num(key, label, "usd")
 
 
 FIGURE_COLUMNS = (
     _num("provider_tokens", "Provider tokens"),
     _num("ledger_tokens", "Ledger tokens"),
-    _num("provider_cost", "Provider USD"),
-    _num("ledger_cost", "Ledger USD"),
-    _num("difference", "Difference"),
-    _num("unmetered", "Unmetered"),
-    _num("over_metered", "Over-metered"),
-    _num("price_drift", "Price drift"),
-    _num("matched", "Matched"),
+    _usd("provider_cost", "Provider USD"),
+    _usd("ledger_cost", "Ledger USD"),
+    _usd("difference", "Difference"),
+    _usd("unmetered", "Unmetered"),
+    _usd("over_metered", "Over-metered"),
+    _usd("price_drift", "Price drift"),
+    _usd("matched", "Matched"),
     Column("class", "Class"),
 )
 TREND_COLUMNS = (
     Column("month", "Month"),
-    _num("provider_cost", "Provider USD"),
-    _num("ledger_cost", "Ledger USD"),
-    _num("difference", "Difference"),
-    _num("unmetered", "Unmetered"),
-    _num("over_metered", "Over-metered"),
-    _num("price_drift", "Price drift"),
-    _num("coverage", "Coverage"),
+    _usd("provider_cost", "Provider USD"),
+    _usd("ledger_cost", "Ledger USD"),
+    _usd("difference", "Difference"),
+    _usd("unmetered", "Unmetered"),
+    _usd("over_metered", "Over-metered"),
+    _usd("price_drift", "Price drift"),
+    _num("coverage", "Coverage", "pct"),
     _num("days", "Days compared"),
 )
 ACCOUNT_COLUMNS = (
     Column("account", "Project / workspace"),
     Column("api_key_id", "API key"),
     _num("tokens", "Provider tokens"),
-    _num("cost", "Provider USD"),
+    _usd("cost", "Provider USD"),
 )
 IMPORT_COLUMNS = (
     Column("created", "When (UTC)"),
@@ -116,22 +119,29 @@ IMPORT_COLUMNS = (
 )
 
 
-def _usd(value: Decimal | None) -> str:
-    """A table cell: USD at six places, as the dashboards' tables (empty for no figure)."""
-    return "" if value is None else usd_six(money(value))
+def _money(value: Decimal | None) -> str:
+    """A money cell at the ledger's precision (the column shows it in the house format; the CSV
+    keeps it whole); empty for no figure."""
+    return "" if value is None else money(value)
+
+
+def _percent(share: Decimal | None) -> str:
+    """A 0..1 share as a number of percent at two places, as the dashboards' percentages (the
+    column's ``pct`` kind shows it)."""
+    return "" if share is None else str((share * 100).quantize(Decimal("0.01")))
 
 
 def _figures(r: Row) -> dict:
     return {
         "provider_tokens": "" if r.provider_tokens is None else r.provider_tokens,
         "ledger_tokens": r.ledger_tokens,
-        "provider_cost": _usd(r.provider_cost),
-        "ledger_cost": _usd(r.ledger_cost),
-        "difference": _usd(r.difference),
-        "unmetered": _usd(r.unmetered),
-        "over_metered": _usd(r.over_metered),
-        "price_drift": _usd(r.price_drift),
-        "matched": _usd(r.matched),
+        "provider_cost": _money(r.provider_cost),
+        "ledger_cost": _money(r.ledger_cost),
+        "difference": _money(r.difference),
+        "unmetered": _money(r.unmetered),
+        "over_metered": _money(r.over_metered),
+        "price_drift": _money(r.price_drift),
+        "matched": _money(r.matched),
         "class": CLASS_LABELS[r.klass],
     }
 
@@ -147,8 +157,8 @@ def invoice_tables(page: InvoicePage) -> list[Table]:
             [
                 {
                     "month": Link(m["month"], sel.url_for(month=m["month"])),
-                    **{k: _usd(m["totals"].get(k, ZERO)) for k in PARTS},
-                    "coverage": percent_text(m["coverage"]),
+                    **{k: _money(m["totals"].get(k, ZERO)) for k in PARTS},
+                    "coverage": _percent(m["coverage"]),
                     "days": m["days"],
                 }
                 for m in reversed(page.trend)
@@ -193,7 +203,7 @@ def invoice_tables(page: InvoicePage) -> list[Table]:
                     Column("model", "Model"),
                     Column("token_type", "Token type"),
                     *(c for c in FIGURE_COLUMNS if c.key != "matched"),  # room for the price
-                    _num("implied", "Provider $/Mtok"),
+                    _num("implied", "Provider $/Mtok", "per_mtok"),
                 ),
                 [
                     {
@@ -244,7 +254,7 @@ def _account_rows(rows: list[Row]) -> list[dict]:
             "account": account or "(not in the report)",
             "api_key_id": key_id or "(not in the report)",
             "tokens": tokens,
-            "cost": _usd(cost),
+            "cost": _money(cost),
         }
         for (account, key_id), (tokens, cost) in ranked
     ]

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from django.http import Http404
 from django.urls import reverse
 
-from finops.money import money, usd, usd_exact
+from finops.money import money, share_display, usd_display, usd_per_mtok
 from gateway.models import Provider
 from reports.invoices.drift import Suggestion, price_suggestions
 from reports.invoices.pull import pull_supported
@@ -32,8 +32,6 @@ from reports.invoices.reconcile import (
     totals,
 )
 from reports.models import ProviderReportPull, ReconciliationPolicy
-from reports.pages.dashboard_measures import _pct
-from reports.pages.dashboard_tables import _pct as _pct_text
 from reports.pages.statement_data import month_parse
 from reports.periods import DAY, period_next_first_day
 from reports.selectors import (
@@ -65,8 +63,8 @@ def invoices_url(org_id: int, **params) -> str:
 
 
 def percent_text(share: Decimal | None) -> str:
-    """A 0..1 share as the dashboards' percentages (two places); empty for None."""
-    return "" if share is None else _pct_text(_pct(share, ONE))
+    """A 0..1 share in the house format of percentages (``finops.money``); empty for None."""
+    return share_display(share)
 
 
 # --- the selection: organisation, provider, month, day ---------------------------------------
@@ -196,7 +194,7 @@ class InvoicePage:
         return [
             coverage_kpi,
             *(
-                {"id": key, "label": label, "value": usd(t.get(key, ZERO)), "note": note}
+                {"id": key, "label": label, "value": usd_display(t.get(key, ZERO)), "note": note}
                 for key, label, note in items
             ),
         ]
@@ -221,10 +219,10 @@ class InvoicePage:
                 "model": s.model,
                 "token_type": s.token_type,
                 "since": s.since,
-                "catalog": usd_exact(s.catalog_usd_per_mtok) or "none",
-                "implied": usd_exact(s.implied_usd_per_mtok),
+                "catalog": usd_per_mtok(s.catalog_usd_per_mtok) or "none",
+                "implied": usd_per_mtok(s.implied_usd_per_mtok),
                 "implied_raw": str(s.implied_usd_per_mtok),
-                "drift": usd(s.drift_usd),
+                "drift": usd_display(s.drift_usd),
             }
             for s in self.suggestions
         ]

@@ -100,7 +100,7 @@ KEY_COLUMNS = (
     Column("name", "Key"),
     Column("hint", "Secret prefix"),
     Column("status", "Status"),
-    Column("spend_month", "Spend this month USD", numeric=True),
+    Column("spend_month", "Spend this month USD", numeric=True, kind="usd"),
     Column("last_used", "Last used"),
     Column("rpm", "RPM limit", numeric=True),
     Column("tpm", "TPM limit", numeric=True),
@@ -179,10 +179,10 @@ def key_page_build(user, *, team: Team, now: datetime | None = None) -> KeyPage:
 BUDGET_COLUMNS = (
     Column("budget", "Budget"),
     Column("window", "Current window"),
-    Column("limit", "Limit USD", numeric=True),
+    Column("limit", "Limit USD", numeric=True, kind="usd"),
     Column("who", "Key"),
-    Column("spent", "Spent in window USD", numeric=True),
-    Column("share", "Share of limit %", numeric=True),
+    Column("spent", "Spent in window USD", numeric=True, kind="usd"),
+    Column("share", "Share of limit %", numeric=True, kind="pct"),
 )
 
 

@@ -36,8 +36,8 @@ _BREAKDOWN_COLUMNS = (
     Column("attempts", "Attempts", numeric=True),
     Column("prompt_tokens", "Prompt tokens", numeric=True),
     Column("completion_tokens", "Completion tokens", numeric=True),
-    Column("cost", "Cost (USD)", numeric=True),
-    Column("share", "Share (%)", numeric=True),
+    Column("cost", "Cost (USD)", numeric=True, kind="usd"),
+    Column("share", "Share (%)", numeric=True, kind="pct"),
 )
 
 
@@ -176,15 +176,15 @@ def statement_build(user, *, team: Team, first: date) -> Statement:
         columns=(
             Column("month", "Month"),
             Column("team", "Team"),
-            Column("cost", "Production cost (USD)", numeric=True),
+            Column("cost", "Production cost (USD)", numeric=True, kind="usd"),
             Column("requests", "Requests", numeric=True),
             Column("attempts", "Attempts", numeric=True),
             Column("failures", "Failed attempts", numeric=True),
-            Column("failed_cost", "Of which failed (USD)", numeric=True),
+            Column("failed_cost", "Of which failed (USD)", numeric=True, kind="usd"),
             Column("prompt_tokens", "Prompt tokens", numeric=True),
             Column("completion_tokens", "Completion tokens", numeric=True),
             Column("cached_tokens", "Cached tokens", numeric=True),
-            Column("evaluation_cost", "Evaluation cost (USD)", numeric=True),
+            Column("evaluation_cost", "Evaluation cost (USD)", numeric=True, kind="usd"),
             Column("evaluation_requests", "Evaluation requests", numeric=True),
         ),
         rows=[
@@ -230,9 +230,9 @@ def statement_build(user, *, team: Team, first: date) -> Statement:
             Column("period", "Period"),
             Column("action", "Action"),
             Column("window", "Window"),
-            Column("limit", "Limit (USD)", numeric=True),
-            Column("spent", "Spent (USD)", numeric=True),
-            Column("used", "Used (%)", numeric=True),
+            Column("limit", "Limit (USD)", numeric=True, kind="usd"),
+            Column("spent", "Spent (USD)", numeric=True, kind="usd"),
+            Column("used", "Used (%)", numeric=True, kind="pct"),
         ),
     )
     for budget in statement_budget_list(user, team):
@@ -259,7 +259,7 @@ def statement_build(user, *, team: Team, first: date) -> Statement:
             Column("model", "Model"),
             Column("requests", "Requests", numeric=True),
             Column("attempts", "Attempts", numeric=True),
-            Column("cost", "Cost (USD)", numeric=True),
+            Column("cost", "Cost (USD)", numeric=True, kind="usd"),
         ),
         rows=[
             {
@@ -300,8 +300,8 @@ def _savings_tables(savings: dict) -> list[Table]:
         columns=(
             Column("lever", "Lever"),
             Column("method", "Method"),
-            Column("saved", "Saved (USD)", numeric=True),
-            Column("spend", "Spend on its calls (USD)", numeric=True),
+            Column("saved", "Saved (USD)", numeric=True, kind="usd"),
+            Column("spend", "Spend on its calls (USD)", numeric=True, kind="usd"),
         ),
         rows=[
             {
@@ -319,7 +319,7 @@ def _savings_tables(savings: dict) -> list[Table]:
         columns=(
             Column("name", "Cost"),
             Column("method", "Method"),
-            Column("cost", "Cost (USD)", numeric=True),
+            Column("cost", "Cost (USD)", numeric=True, kind="usd"),
         ),
         rows=[
             {"name": c["name"], "method": c["method"], "cost": c["cost"]}

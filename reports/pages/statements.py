@@ -1,7 +1,8 @@
 """A team's monthly chargeback statement page (``/reports/teams/<id>/statements/<YYYY-MM>/``):
 its tables, each a CSV download, and the whole statement as one CSV (the savings as ``saving``
 and ``lever_cost`` lines, their amounts in ``saved_usd`` and ``cost_usd``). The figures are
-``reports.pages.statement_data``; chargeback alerts (recorded by the alert job) link here.
+``reports.pages.statement_data``; ``?format=pdf`` is the page as a PDF (WeasyPrint), marked
+DRAFT while the month is open; chargeback alerts (recorded by the alert job) link here.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import io
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
+from django.utils import timezone
 
-from finops.money import usd
+from finops.money import usd_display
 from reports.pages.statement_data import Statement, month_parse, statement_build
+from reports.periods import local_date, org_zone
 from reports.tables import _csv_cell, csv_or_none
 from teams.selectors import team_list_for_user
 
@@ -123,11 +127,11 @@ def statement_headline(statement: Statement) -> dict:
     """Rounded figures for people (the tables keep full precision)."""
     savings = statement.savings
     return {
-        "total_usd": usd(statement.total_cost),
-        "evaluation_usd": usd(statement.evaluation_cost),
-        "saved_usd": usd(savings["saved"]),
-        "without_levers_usd": usd(savings["without_levers"]),
-        "lever_cost_usd": usd(savings["lever_cost"]),
+        "total_usd": usd_display(statement.total_cost),
+        "evaluation_usd": usd_display(statement.evaluation_cost),
+        "saved_usd": usd_display(savings["saved"]),
+        "without_levers_usd": usd_display(savings["without_levers"]),
+        "lever_cost_usd": usd_display(savings["lever_cost"]),
     }
 
 
@@ -148,14 +152,42 @@ def team_statement(request, team_id: int, month: str):
     download = csv_or_none(request, statement.tables, filename)
     if download is not None:
         return download
-    return render(
-        request,
-        "reports/statement.html",
-        {
-            "statement": statement,
-            "team": team,
-            "org": team.org,
-            "tables": statement.tables,
-            **statement_headline(statement),
-        },
+    context = {
+        "statement": statement,
+        "team": team,
+        "org": team.org,
+        "tables": statement.tables,
+        **statement_headline(statement),
+    }
+    if request.GET.get("format") == "pdf":
+        return _statement_pdf(request, statement, context, filename)
+    return render(request, "reports/statement.html", context)
+
+
+def _statement_pdf(request, statement: Statement, context: dict, filename: str) -> HttpResponse:
+    """The page as a PDF finance can file (WeasyPrint), marked DRAFT while the month is still
+    open in the organisation's timezone. The layout renders without its header, scripts or
+    stylesheet link (``pdf`` in base.html), so WeasyPrint fetches nothing."""
+    try:
+        import weasyprint  # noqa: PLC0415 - needs pango at import; only this branch uses it
+    except (ImportError, OSError):
+        return HttpResponse(
+            "PDF statements need WeasyPrint and pango on the server.",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+    today = local_date(timezone.now(), org_zone(statement.team.org))
+    draft = statement.after > today
+    html = render_to_string(
+        "reports/statement.html", {**context, "pdf": True, "pdf_draft": draft}, request=request
     )
+    pdf = weasyprint.HTML(string=html, url_fetcher=_no_fetch).write_pdf()
+    response = HttpResponse(pdf, content_type="application/pdf")
+    suffix = "-draft" if draft else ""
+    response["Content-Disposition"] = f'attachment; filename="{filename}{suffix}.pdf"'
+    return response
+
+
+def _no_fetch(url: str, *args, **kwargs):
+    """WeasyPrint loads nothing from outside the document: no network, no file system."""
+    raise ValueError(f"not fetched: {url}")

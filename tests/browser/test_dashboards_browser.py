@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 
+from finops.money import usd_display
 from tests.browser.test_login_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD
 
 pytestmark = [
@@ -111,7 +112,8 @@ def test_team_page_and_overview_draw_their_charts(live_server, world, browser):
            }""",
         [start, end],
     )
-    expected = {r["feature"]: str(Decimal(r["cost"]).quantize(Decimal("0.000001"))) for r in api}
+    # the page's one money format (finops.money.usd_display) of the API's full-precision figures
+    expected = {r["feature"]: usd_display(Decimal(r["cost"])) for r in api}
     cells = page.locator("table[data-table=features] tbody tr")
     shown = {
         cells.nth(i).locator("td").nth(0).inner_text(): cells.nth(i)
@@ -122,7 +124,7 @@ def test_team_page_and_overview_draw_their_charts(live_server, world, browser):
     }
     assert shown == expected
     kpi = page.locator("[data-kpi=cost]").inner_text()
-    assert kpi == str(sum(Decimal(r["cost"]) for r in api).quantize(Decimal("0.000001")))
+    assert kpi == usd_display(sum(Decimal(r["cost"]) for r in api))
     page.screenshot(path=str(shots / "team.png"), full_page=True)
     # another team's page does not exist for this lead
     assert page.goto(f"{base}/reports/teams/{world['ads']}/").status == 404

@@ -8,9 +8,12 @@ Skipped when ``/usr/bin/chromium`` is absent (``apt-get install chromium``).
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.conf import settings
 
+from finops.money import share_display, usd_display
 from tests.browser.test_login_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD
 
 pytestmark = [
@@ -104,7 +107,7 @@ def test_invoice_page_draws_its_trend_without_overflow_or_console_errors(
     page.wait_for_selector("#invoices.charts-ready")
     page.wait_for_selector(f"#chart-trend{CHART}")
     assert page.locator("#chart-trend .barlayer .point").count() >= 4  # provider and ledger bars
-    assert page.locator("[data-kpi=provider_cost]").inner_text() == "4.10"
+    assert page.locator("[data-kpi=provider_cost]").inner_text() == usd_display(Decimal("4.10"))
     assert page.locator("table[data-table=models] tbody tr").count() == 2
     assert page.evaluate(OVERFLOW) == []
     page.screenshot(path=str(shots / "invoices.png"), full_page=True)
@@ -122,5 +125,5 @@ def test_invoice_page_draws_its_trend_without_overflow_or_console_errors(
     page.click(f"table[data-table=trend] a:text('{world['before']}')")
     page.wait_for_url(f"**month={world['before']}")
     page.wait_for_selector("#invoices.charts-ready")
-    assert page.locator("[data-kpi=coverage]").inner_text() == "100.00%"
+    assert page.locator("[data-kpi=coverage]").inner_text() == share_display(Decimal(1))
     assert errors == [], errors

@@ -127,7 +127,7 @@ def _start(var_dir: Path, port: int, sim_port: int, log: Path) -> subprocess.Pop
         [
             sys.executable, "manage.py", "run_embedded",
             "--port", str(port), "--sim-port", str(sim_port), "--stop-timeout", "10",
-            "--settle-seconds", "0.5",
+            "--settle-seconds", "0.5", "--demo-days", "1",
         ],
         cwd=ROOT,
         env=_env(var_dir),

@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.test import override_settings
 from django.test.client import Client
 
+from finops.money import usd_display
 from reports.models import AlertKind, BudgetAlert, RollupState
 from reports.pages.dashboard_data import org_overview, team_page
 from reports.ranges import RangeError, date_range_from_params
@@ -23,7 +24,6 @@ from tests.reports.ledger import event, utc
 
 MARCH = {"start": "2026-03-01", "end": "2026-03-31"}
 NOW = utc(2026, 3, 20, 12, 0)  # a Friday
-SIX = Decimal("0.000001")
 
 
 @override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"])
@@ -152,22 +152,20 @@ class AccessTests(DashboardTestCase):
 
 class NumbersTests(DashboardTestCase):
     def test_overview_team_table_equals_the_spend_api(self):
-        api = {r["team"]: Decimal(r["cost"]) for r in self.api(self.admin_a, group_by="team")}
+        # The CSV keeps the ledger's full precision: the API's strings, exactly.
+        api = {r["team"]: r["cost"] for r in self.api(self.admin_a, group_by="team")}
         rows = self.csv_rows(self.admin_a, self.overview, "teams")
         table = {r["Team"]: r["Cost (USD)"] for r in rows}
-        self.assertEqual(table, {(k or "(no team)"): str(v.quantize(SIX)) for k, v in api.items()})
+        self.assertEqual(table, {(k or "(no team)"): v for k, v in api.items()})
         self.assertNotIn("globex", str(table))
 
     def test_overview_tops_equal_the_spend_api(self):
         cases = (("model", "models", "Model"), ("endpoint", "endpoints", "Endpoint"))
         for dim, table, label in cases:
             rows = self.api(self.admin_a, group_by=dim)
-            api = {r[dim] or "(none)": Decimal(r["cost"]) for r in rows}
+            api = {r[dim] or "(none)": r["cost"] for r in rows}
             rows = self.csv_rows(self.admin_a, self.overview, table)
-            self.assertEqual(
-                {r[label]: r["Cost (USD)"] for r in rows},
-                {k: str(v.quantize(SIX)) for k, v in api.items()},
-            )
+            self.assertEqual({r[label]: r["Cost (USD)"] for r in rows}, api)
 
     def test_team_tables_equal_the_spend_api_for_its_lead(self):
         for dim, table, label in (("feature", "features", "Feature"), ("model", "models", "Model"),
@@ -176,9 +174,7 @@ class NumbersTests(DashboardTestCase):
             rows = self.csv_rows(self.lead_a, self.team_page, table)
             self.assertEqual(len(rows), len(api))
             for row in rows:
-                self.assertEqual(
-                    row["Cost (USD)"], str(Decimal(api[row[label]]["cost"]).quantize(SIX))
-                )
+                self.assertEqual(row["Cost (USD)"], api[row[label]]["cost"])
                 self.assertEqual(int(row["Requests"]), api[row[label]]["requests"])
                 self.assertEqual(int(row["Attempts"]), api[row[label]]["attempts"])
 
@@ -208,7 +204,7 @@ class NumbersTests(DashboardTestCase):
         self.assertEqual(totals["failed_cost"], "0.000015000000")
         overhead = {r["Model"]: r for r in self.csv_rows(self.lead_a, self.team_page, "overhead")}
         self.assertEqual(overhead["gpt-4o-mini"]["Failures"], "1")
-        self.assertEqual(overhead["gpt-4o-mini"]["Failed cost (USD)"], "0.000015")
+        self.assertEqual(overhead["gpt-4o-mini"]["Failed cost (USD)"], "0.000015000000")
 
     def test_latency_by_model_from_the_histograms(self):
         body = self.get(self.lead_a, self.team_page + "data.json").json()
@@ -241,7 +237,8 @@ class PageTests(DashboardTestCase):
             self.assertIn(f'data-table="{name}"', html)
             self.assertIn(f"table={name}", html)  # its CSV link
         search = next(r for r in self.api(self.admin_a, group_by="team") if r["team"] == "search")
-        self.assertIn(str(Decimal(search["cost"]).quantize(SIX)), html)
+        # On the page in the house format (the CSV has the full precision).
+        self.assertIn(f'<td class="num">{usd_display(search["cost"])}</td>', html)
         self.assertIn(
             f'<a href="{self.team_page}?start=2026-03-01&amp;end=2026-03-31">search</a>', html
         )

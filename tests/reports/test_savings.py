@@ -18,7 +18,7 @@ from django.db.models import Q, Sum
 from django.test import override_settings
 from django.test.client import Client
 
-from finops.money import money, usd
+from finops.money import money, usd, usd_display
 from gateway import metering
 from gateway.attribution import Labels
 from gateway.models import UsageEvent
@@ -212,7 +212,7 @@ def test_metering_a_plain_call_allocates_no_saving():
 # --- the fixture month -------------------------------------------------------------------------
 
 MARCH = {"start": "2026-03-01", "end": "2026-03-31"}
-SIX = Decimal("0.000001")
+NANO = Decimal("1e-9")  # SQLite keeps the rollups' decimals as doubles
 CENT = Decimal("0.01")
 
 
@@ -451,10 +451,6 @@ def _nine(value) -> Decimal:
     return value if connection.vendor == "postgresql" else value.quantize(Decimal("1e-9"))
 
 
-def _six(value) -> str:
-    return format(Decimal(value).quantize(SIX), "f")
-
-
 class PageTests(SavingsMonthTestCase):
     def csv_table(self, user, path: str, table: str) -> list[dict]:
         response = self.page(user, path, format="csv", table=table)
@@ -476,7 +472,7 @@ class PageTests(SavingsMonthTestCase):
         self.assertIn('id="savings"', html)
         for name in ("savings_summary", "savings", "lever_costs", "savings_teams"):
             self.assertIn(f'data-table="{name}"', html)
-        self.assertIn(_six(found["saved"]), html)
+        self.assertIn(usd_display(found["saved"]), html)
         rows = self.csv_table(self.admin_a, self.overview, "savings")
         self.assertEqual(
             sum(Decimal(r["Saved (USD)"]) for r in rows).quantize(CENT),
@@ -487,7 +483,8 @@ class PageTests(SavingsMonthTestCase):
         teams = {r["Team"]: r for r in self.csv_table(self.admin_a, self.overview, "savings_teams")}
         self.assertEqual(Decimal(teams["ads"]["Saved (USD)"]), Decimal("2.75"))
         self.assertEqual(
-            teams["search"]["Saved (USD)"], _six(ledger(self.org_a, team=self.team_a)["saved"])
+            Decimal(teams["search"]["Saved (USD)"]).quantize(NANO),
+            ledger(self.org_a, team=self.team_a)["saved"].quantize(NANO),
         )
 
     def test_team_page_shows_its_own_savings(self):
@@ -502,14 +499,19 @@ class PageTests(SavingsMonthTestCase):
         costs = {c["name"]: Decimal(c["cost"]) for c in savings["lever_costs"]}
         self.assertEqual(costs, {"shadow": Decimal("0.4"), "judge": Decimal("0.05")})
         html = response.content.decode()
-        self.assertIn(_six(found["saved"]), html)
+        self.assertIn(usd_display(found["saved"]), html)
         self.assertNotIn('data-table="savings_teams"', html)
         summary = {
             r["Measure"]: r["Value"]
             for r in self.csv_table(self.lead_a, self.team_page, "savings_summary")
         }
-        self.assertEqual(summary["Saved by the levers (USD)"], _six(found["saved"]))
-        self.assertEqual(summary["Spend (USD)"], _six(found["cost"]))
+        self.assertEqual(
+            Decimal(summary["Saved by the levers (USD)"]).quantize(NANO),
+            found["saved"].quantize(NANO),
+        )
+        self.assertEqual(
+            Decimal(summary["Spend (USD)"]).quantize(NANO), found["cost"].quantize(NANO)
+        )
         json = self.page(self.lead_a, self.team_page + "data.json").json()
         self.assertEqual(json["savings"]["saved"], money(found["saved"]))
         self.assertEqual(self.page(self.lead_a2, self.team_page).status_code, 404)
@@ -527,8 +529,8 @@ class StatementTests(SavingsMonthTestCase):
             self.assertEqual(Decimal(levers[lever]["spend"]), found[f"spend_{lever}"])
         self.assertEqual(Decimal(statement.savings["saved"]), found["saved"])
         html = response.content.decode()
-        self.assertIn(f"{usd(found['saved'])} USD", html)
-        self.assertIn(money(found["router"]), html)
+        self.assertIn(usd_display(found["saved"]), html)
+        self.assertIn(usd_display(found["router"]), html)
         rows = list(
             csv.DictReader(
                 io.StringIO(self.page(self.lead_a, self.statement, format="csv").content.decode())

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from django.core import mail
 from django.test import override_settings
+from django.utils.html import escape
 
 from gateway.models import UsageEvent
 from reports.models import RollupState
@@ -86,8 +87,10 @@ class StatementTests(APITestCase):
         self.assertEqual(statement.total_cost, self.ledger_march(self.team_a))
         self.assertEqual(statement.evaluation_cost, Decimal("0.75"))
         body = response.content.decode()
-        self.assertIn("4.000000000001", body)
-        self.assertIn("4.00 USD", body)
+        # The page in the house format; the rows (and their CSV) keep the ledger's precision.
+        self.assertIn("<strong>$4.00</strong>", body)
+        self.assertIn('<td class="num">$3.75</td><td class="num">93.8%</td>', body)
+        self.assertNotIn("4.000000000001", body)
         features = statement.table("features").rows
         self.assertEqual([r["name"] for r in features], ["summarize", "chat"])
         self.assertEqual(features[0]["cost"], "3.750000000001")
@@ -162,8 +165,9 @@ class StatementTests(APITestCase):
                     self.assertEqual(
                         list(csv_row.values()), [str(row.get(c.key, "")) for c in table.columns]
                     )
-                    for value in csv_row.values():
-                        self.assertIn(value, body)
+                    # the page shows each value in its column's house format
+                    for column, value in zip(table.columns, csv_row.values(), strict=True):
+                        self.assertIn(escape(str(column.display(value))), body)
                 self.assertIn(f"table={table.name}", body)
 
     def test_whole_statement_csv(self):

@@ -77,6 +77,7 @@ SKIPPED = {
     "healthz": "liveness probe; no tenant data",
     "readyz": "readiness probe; no tenant data",
     "metrics": "Prometheus text, aggregated; needs FINOPS_METRICS_TOKEN unless DEBUG",
+    "favicon": "redirect to the static icon; no data",
 }
 # Admin models of apps still being built; each needs an object factory in ``admin_objects``.
 ADMIN_PENDING = {
@@ -257,9 +258,11 @@ class URLSweepTests(TwoOrgsTestCase):
                 [
                     f"/reports/teams/{t}/statements/{month}/",
                     f"/reports/teams/{t}/statements/{month}/?format=csv",
+                    f"/reports/teams/{t}/statements/{month}/?format=pdf",
                 ],
                 True,
             ),
+            "reports:statement-index": ([f"/reports/teams/{t}/statements/"], True),
             "reports:org-overview": ([f"/reports/orgs/{a}/"], False),
             "reports:invoices": (
                 [

@@ -28,6 +28,8 @@ class LoginTests(TwoOrgsTestCase):
     def test_login_with_the_right_password_opens_home(self):
         page = self.client.get(reverse("login"))
         self.assertContains(page, 'name="password"')
+        self.assertContains(page, "<label>Email ")  # users sign in with their email address
+        self.assertNotContains(page, "Username")
         self.assertContains(page, reverse("password_reset"))
         response = self.client.post(
             reverse("login"), {"username": "lead@acme.test", "password": PASSWORD}, follow=True
@@ -40,7 +42,7 @@ class LoginTests(TwoOrgsTestCase):
             reverse("login"), {"username": "lead@acme.test", "password": "nope"}
         )
         self.assertEqual(response.status_code, 200)
-        self.assertContains(response, "Your username and password didn")
+        self.assertContains(response, "Your email and password didn")
         self.assertNotIn("_auth_user_id", self.client.session)
 
     def test_logout_is_post_only(self):

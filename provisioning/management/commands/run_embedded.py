@@ -38,6 +38,7 @@ POLL_SECONDS = 0.2
 SETTLE_SECONDS = 3.0
 _EXAMPLE_BODY = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}'
 DEFAULT_SIM_KEY = "sk-sim-local"  # the simulator accepts any key; the gateway must send one
+_ROOT_WARNING_FILTER = "ignore:You're running the worker with superuser privileges"
 
 
 @dataclass
@@ -74,6 +75,12 @@ class Command(BaseCommand):
         parser.add_argument("--sim-port", type=int, default=9100, help="upstream simulator port")
         parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
         parser.add_argument("--no-demo", action="store_true", help="do not load the demo org")
+        parser.add_argument(
+            "--demo-days",
+            type=int,
+            default=90,
+            help="days of generated demo history, replacing the previous one (0: none)",
+        )
         parser.add_argument("--access-log", action="store_true", help="uvicorn access log on")
         parser.add_argument(
             "--stop-timeout",
@@ -111,7 +118,11 @@ class Command(BaseCommand):
                 )
         self._check_migrated()
         sim_url = f"http://127.0.0.1:{sim_port}"
-        demo = None if opts["no_demo"] else self._load_demo(sim_url=f"{sim_url}/v1")
+        demo = (
+            None
+            if opts["no_demo"]
+            else self._load_demo(sim_url=f"{sim_url}/v1", days=max(0, opts["demo_days"]))
+        )
 
         self._stop_signal: int | None = None
         children = self._children(host=host, port=port, sim_port=sim_port, opts=opts)
@@ -146,16 +157,20 @@ class Command(BaseCommand):
                 "`python manage.py migrate` first (`make run` does)"
             )
 
-    def _load_demo(self, *, sim_url: str):
+    def _load_demo(self, *, sim_url: str, days: int):
         if not settings.DEBUG:
             raise CommandError(
                 "refusing to load the demo with DEBUG off (it has a published password); "
                 "pass --no-demo"
             )
         try:
-            return demo_load(sim_base_url=sim_url)
+            demo = demo_load(sim_base_url=sim_url, history_days=days)
         except Exception as exc:
             raise CommandError(f"loading the demo failed: {exc}") from exc
+        if demo.history is not None and demo.history.days:
+            self.stdout.write(f"Demo data (generated): {demo.history}")
+            self.stdout.flush()
+        return demo
 
     def _child_env(self, port: int) -> dict[str, str]:
         env = dict(os.environ)
@@ -165,6 +180,12 @@ class Command(BaseCommand):
         env["FINOPS_VAR_DIR"] = str(settings.VAR_DIR)
         env.setdefault("SITE_URL", f"http://127.0.0.1:{port}")
         env.setdefault("SIM_API_KEY", DEFAULT_SIM_KEY)
+        if os.geteuid() == 0:
+            # Containers run `make run` as root, and the Celery worker then warns on every
+            # start. The worker accepts JSON only (no pickle: Celery refuses pickle as root),
+            # and is no more exposed than the web app beside it, so the warning is noise here.
+            warnings = [env.get("PYTHONWARNINGS", ""), _ROOT_WARNING_FILTER]
+            env["PYTHONWARNINGS"] = ",".join(w for w in warnings if w)
         return env
 
     def _children(self, *, host: str, port: int, sim_port: int, opts: dict) -> list[Child]:
