@@ -66,6 +66,18 @@ async def send_bytes(send, status: int, body: bytes, headers: list[tuple[bytes, 
     await send({"type": "http.response.body", "body": body})
 
 
+def list_page(data: list, *, has_more: bool) -> dict:
+    """One page of an OpenAI list (files, batches, a response's input items): its items, the
+    ids at either end (the cursors a client sends back as ``after``), whether more follow."""
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
 async def send_json(send, status: int, data, headers: list[tuple[bytes, bytes]] = ()) -> None:
     await send_bytes(send, status, orjson.dumps(data), [*JSON_HEADERS, *headers])
 

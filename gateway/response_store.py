@@ -29,7 +29,7 @@ from django.db import close_old_connections
 from finops.redact import redact_value
 from gateway.dialects.responses import conversation_items, expand_input, input_items
 from gateway.errors import GatewayError
-from gateway.http import send_json
+from gateway.http import list_page, send_json
 
 
 def _not_found(response_id: str, param: str | None = None) -> GatewayError:
@@ -202,14 +202,7 @@ def response_input_items(key_id: int, response_id: str, query: dict) -> dict:
         ids = [item.get("id") for item in listed if isinstance(item, dict)]
         listed = listed[ids.index(after) + 1 :] if after in ids else []
     limit = query.get("limit", 20)
-    page, more = listed[:limit], len(listed) > limit
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": more,
-    }
+    return list_page(listed[:limit], has_more=len(listed) > limit)
 
 
 def _items_query(scope) -> dict:

@@ -21,7 +21,7 @@ from gateway.batches import knob, multipart, store
 from gateway.batches.lines import openai_lines
 from gateway.batches.service import run_db
 from gateway.errors import GatewayError, invalid
-from gateway.http import header, read_body, send_bytes, send_json
+from gateway.http import header, list_page, read_body, send_bytes, send_json
 
 FRAMING_BYTES = 64 * 1024  # multipart boundaries and headers around the file
 LIST_LIMIT = 100
@@ -165,15 +165,4 @@ async def _list(scope, send, rid, record) -> None:
         order=order,
     )
     data = [file_object(r) for r in rows]
-    await send_json(
-        send,
-        200,
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": more,
-        },
-        rid,
-    )
+    await send_json(send, 200, list_page(data, has_more=more), rid)

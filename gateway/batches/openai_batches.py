@@ -20,7 +20,7 @@ from gateway.batches.files import limit_of, query
 from gateway.batches.lines import OPENAI_URLS, openai_lines
 from gateway.batches.service import batch_cancel, batch_create, batch_refresh, run_db, terminal
 from gateway.errors import GatewayError, invalid
-from gateway.http import read_body, send_json
+from gateway.http import list_page, read_body, send_json
 from gateway.pricing import decimal_str
 
 BATCH_ID = re.compile(r"^batch_[A-Za-z0-9]{1,60}$")
@@ -189,15 +189,4 @@ async def _list(scope, send, rid, record) -> None:
         limit=limit,
     )
     data = [batch_object(r) for r in rows]
-    await send_json(
-        send,
-        200,
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": more,
-        },
-        rid,
-    )
+    await send_json(send, 200, list_page(data, has_more=more), rid)
