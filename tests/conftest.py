@@ -73,6 +73,7 @@ HEAVY_MODULES = {
     "tests/faults/test_soak_short.py": 40,
     "tests/faults/test_redis_outage.py": 8,
     "tests/gateway/test_lost_calls_live.py": 11,
+    "tests/browser/test_every_page_browser.py": 11,
     "tests/simulator/test_admin_reports.py": 8,
     "tests/gateway/test_batches_live.py": 7,
     "tests/browser/test_invoice_browser.py": 5,
