@@ -11,6 +11,7 @@ from rest_framework import serializers
 from finops.money import money
 from reports.invoices.reconcile import CLASSES, GROUPS, Row
 from reports.models import ProviderReportPull, ReconciliationPolicy, TokenType
+from reports.serializers import comma_choices
 
 MAX_DAYS = 400
 COVERAGE_QUANT = Decimal("0.0001")
@@ -36,18 +37,7 @@ class ReconciliationQuerySerializer(serializers.Serializer):
     )
 
     def validate_group_by(self, value: str) -> tuple[str, ...]:
-        out = []
-        for raw in value.split(","):
-            name = raw.strip().lower()
-            if not name:
-                continue
-            if name not in GROUPS:
-                raise serializers.ValidationError(
-                    f"unknown grouping {name!r}; choose from {', '.join(GROUPS)}"
-                )
-            if name not in out:
-                out.append(name)
-        return tuple(out)
+        return comma_choices(value, GROUPS, what="grouping")
 
     def validate(self, attrs: dict) -> dict:
         end = attrs.get("end") or _today()

@@ -25,6 +25,23 @@ class MoneyField(serializers.Field):
         return None if value is None else format(Decimal(value), "f")
 
 
+def comma_choices(value: str, allowed, *, what: str = "dimension") -> tuple[str, ...]:
+    """A comma-separated ``group_by`` as a tuple of names from ``allowed``, each once, in the
+    order given (case and blanks ignored); a DRF error naming the first unknown one."""
+    names: list[str] = []
+    for raw in value.split(","):
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name not in allowed:
+            raise serializers.ValidationError(
+                f"unknown {what} {name!r}; choose from {', '.join(allowed)}"
+            )
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
 class SpendQuerySerializer(serializers.Serializer):
     group_by = serializers.CharField(
         required=False,
@@ -45,18 +62,7 @@ class SpendQuerySerializer(serializers.Serializer):
     team = serializers.SlugField(required=False, help_text="Only this team (slug).")
 
     def validate_group_by(self, value: str) -> tuple[str, ...]:
-        dims = []
-        for raw in value.split(","):
-            dim = raw.strip().lower()
-            if not dim:
-                continue
-            if dim not in DIMENSIONS:
-                raise serializers.ValidationError(
-                    f"unknown dimension {dim!r}; choose from {', '.join(DIMENSIONS)}"
-                )
-            if dim not in dims:
-                dims.append(dim)
-        return tuple(dims)
+        return comma_choices(value, DIMENSIONS)
 
     def validate(self, attrs: dict) -> dict:
         today = timezone.now().date()
@@ -151,18 +157,7 @@ class SavingsQuerySerializer(serializers.Serializer):
     team = serializers.SlugField(required=False, help_text="Only this team (slug).")
 
     def validate_group_by(self, value: str) -> tuple[str, ...]:
-        dims = []
-        for raw in value.split(","):
-            dim = raw.strip().lower()
-            if not dim:
-                continue
-            if dim not in SAVINGS_DIMENSIONS:
-                raise serializers.ValidationError(
-                    f"unknown dimension {dim!r}; choose from {', '.join(SAVINGS_DIMENSIONS)}"
-                )
-            if dim not in dims:
-                dims.append(dim)
-        return tuple(dims)
+        return comma_choices(value, SAVINGS_DIMENSIONS)
 
     def validate(self, attrs: dict) -> dict:
         today = timezone.now().date()
